@@ -1,0 +1,54 @@
+"""The ``gunctl`` command: a click group whose subcommands load on first use.
+
+Heavy imports (bleak, pydantic models, rich) live in the subcommand modules, so
+``gunctl --help`` and ``gunctl --version`` start without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from gunctl import __version__
+
+# name -> ("module:attribute" of a click command, one-line help); imported only when used
+_COMMANDS = {
+    "specs": ("gunctl.cli.specs:specs", "List, show and validate firmware specs."),
+    "profiles": ("gunctl.cli.profiles:profiles", "List, show and validate muscles and protocols."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[cmd_name][0].split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Listing the commands must not import them: that is what keeps --help fast.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gunctl")
+def cli() -> None:
+    """Drive percussive massage guns over Bluetooth LE, inside a safety envelope.
+
+    gunctl is a device controller, not medical advice. Stop at once on sharp,
+    shooting or electric pain, and see a professional for the warning signs
+    that `gunctl run` lists before every session.
+    """
+
+
+def main() -> None:
+    # click's exit code for a usage error is 2, the same as gunctl's invalid input.
+    sys.exit(cli.main(auto_envvar_prefix="GUNCTL", standalone_mode=True))

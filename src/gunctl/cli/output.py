@@ -1,0 +1,38 @@
+"""One place that prints a command's result, as text for people or JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+from gunctl.datafile import InvalidFileError, Problem
+
+EXIT_OK = 0
+EXIT_INVALID = 2
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    """Print ``result``: ``render(result)`` for people, or ``result`` as JSON."""
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    else:
+        click.echo(render(result))
+
+
+def report_problems(problems: Sequence[Problem], as_json: bool) -> None:
+    """Print every problem as ``FILE:LINE: FIELD: message`` on stderr (JSON on stdout)."""
+    if as_json:
+        click.echo(json.dumps({"ok": False, "problems": [p.as_dict() for p in problems]}, indent=2))
+    for problem in problems:
+        click.echo(str(problem), err=True)
+
+
+def fail_invalid(error: InvalidFileError, as_json: bool) -> None:
+    report_problems(error.problems, as_json)
+    sys.exit(EXIT_INVALID)

@@ -1,0 +1,34 @@
+"""Time as the control loop and the simulator see it.
+
+Everything time-based in gunctl reads this clock, which is built on the asyncio
+loop's own clock. Tests run the loop under ``looptime`` so a ten-minute protocol
+passes in a fraction of a second; demos pass ``scale`` so a session runs faster
+than real time on the simulator. A real device always runs at scale 1.
+"""
+
+import asyncio
+
+
+class Clock:
+    def __init__(self, scale: float = 1.0) -> None:
+        if scale <= 0:
+            raise ValueError("time scale must be positive")
+        self.scale = scale
+        self._origin: float | None = None
+
+    def _loop_time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def now(self) -> float:
+        """Seconds of session time since the clock was first read."""
+        t = self._loop_time()
+        if self._origin is None:
+            self._origin = t
+        return (t - self._origin) * self.scale
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds) / self.scale)
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep to an absolute deadline, so repeated ticks never drift."""
+        await self.sleep(deadline - self.now())
