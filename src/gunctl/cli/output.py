@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -23,6 +25,16 @@ def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:
         click.echo(json.dumps(result, indent=2, default=str))
     else:
         click.echo(render(result))
+
+
+def to_text(renderable: Any) -> str:
+    """Render a rich table or group to plain text that fits the terminal."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    width = shutil.get_terminal_size((100, 24)).columns
+    Console(file=buffer, width=width, highlight=False).print(renderable)
+    return buffer.getvalue().rstrip()
 
 
 def report_problems(problems: Sequence[Problem], as_json: bool) -> None:

@@ -1,0 +1,383 @@
+"""Bytes to typed messages and back, driven only by a DeviceSpec, with no I/O.
+
+The host encodes commands and decodes reports; the simulator does the mirror
+image (decodes commands, encodes reports) from the same spec, so both sides of
+every protocol are exercised by one piece of code. Anything handed to a decode
+method either becomes a message or raises DecodeError, never anything else.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from crc import Calculator, Crc8, Crc16
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from gunctl.specs.messages import (
+    BOOLEAN_ATTRIBUTES,
+    COMMAND_ADAPTER,
+    INTEGER_ATTRIBUTES,
+    REPORT_ADAPTER,
+    Command,
+    Report,
+    SetLevel,
+    SetSpeed,
+    Status,
+)
+from gunctl.specs.models import (
+    ChecksumKind,
+    CommandKind,
+    DeviceSpec,
+    FieldSpec,
+    FieldType,
+    MessageSpec,
+    Part,
+    ReportKind,
+    hex_to_bytes,
+)
+
+T = TypeVar("T")
+
+
+class DecodeFailure(StrEnum):
+    TOO_SHORT = "too_short"
+    BAD_HEADER = "bad_header"
+    BAD_CHECKSUM = "bad_checksum"
+    BAD_LENGTH = "bad_length"
+    UNKNOWN_OPCODE = "unknown_opcode"
+    BAD_VALUE = "bad_value"
+
+
+class DecodeError(ValueError):
+    """Bytes that are not a valid frame of this spec; ``reason`` says which check failed."""
+
+    def __init__(self, reason: DecodeFailure, detail: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason.value}: {detail}")
+
+
+class EncodeError(ValueError):
+    """A message this spec cannot carry, or a value outside what its fields hold."""
+
+
+@functools.cache
+def _crc(kind: ChecksumKind) -> Calculator:
+    # The crc package calls CRC-8/SMBUS (poly 0x07, init 0) "CCITT".
+    config = Crc8.CCITT if kind is ChecksumKind.CRC8 else Crc16.IBM_3740
+    return Calculator(config.value, optimized=True)
+
+
+def checksum(kind: ChecksumKind, data: bytes) -> int:
+    if kind is ChecksumKind.SUM8:
+        return sum(data) & 0xFF
+    if kind is ChecksumKind.XOR8:
+        return functools.reduce(lambda a, b: a ^ b, data, 0)
+    return int(_crc(kind).checksum(data))
+
+
+_STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Byte positions of the frame parts around a payload of variable size."""
+
+    prefix: tuple[Part, ...]
+    suffix: tuple[Part, ...]
+    header_size: int
+    checksum_size: int
+
+    def size(self, part: Part) -> int:
+        return {
+            Part.HEADER: self.header_size,
+            Part.CHECKSUM: self.checksum_size,
+            Part.OPCODE: 1,
+            Part.LENGTH: 1,
+        }[part]
+
+    @property
+    def overhead(self) -> int:
+        return sum(self.size(p) for p in self.prefix + self.suffix)
+
+    def offset(self, part: Part, total: int) -> int:
+        """Where ``part`` starts in a frame of ``total`` bytes."""
+        if part in self.prefix:
+            return sum(self.size(p) for p in self.prefix[: self.prefix.index(part)])
+        after = self.suffix[self.suffix.index(part) :]
+        return total - sum(self.size(p) for p in after)
+
+
+class Codec:
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+        frame = spec.frame
+        split = frame.parts.index(Part.PAYLOAD)
+        self._layout = _Layout(
+            prefix=tuple(frame.parts[:split]),
+            suffix=tuple(frame.parts[split + 1 :]),
+            header_size=len(hex_to_bytes(frame.host_header)),
+            checksum_size=frame.checksum.kind.size if frame.checksum else 0,
+        )
+        self._host_header = hex_to_bytes(frame.host_header)
+        self._device_header = hex_to_bytes(frame.device_header)
+
+    # -- the four directions -------------------------------------------------
+
+    def encode_command(self, command: Command) -> bytes:
+        kind = CommandKind(command.kind)
+        message = self.spec.commands.get(kind)
+        if message is None:
+            raise EncodeError(f"{self.spec.name} has no {kind.value} command")
+        self._check_setpoint(command)
+        return self._frame(self._host_header, message, self._payload(message, command))
+
+    def decode_command(self, data: bytes) -> Command:
+        opcode, payload = self._unframe(data, self._host_header)
+        candidates = [(k.value, m) for k, m in self.spec.commands.items() if m.opcode == opcode]
+        kind, message = self._choose(candidates, payload, opcode)
+        command = _validated(COMMAND_ADAPTER, self._values(kind, message, payload))
+        try:
+            self._check_setpoint(command)
+        except EncodeError as exc:
+            raise DecodeError(DecodeFailure.BAD_VALUE, str(exc)) from exc
+        return command
+
+    def encode_report(self, report: Report) -> bytes:
+        message = self.spec.reports.get(ReportKind(report.kind))
+        if message is None:
+            raise EncodeError(f"{self.spec.name} has no {report.kind} report")
+        return self._frame(self._device_header, message, self._payload(message, report))
+
+    def decode_report(self, data: bytes) -> Report:
+        opcode, payload = self._unframe(data, self._device_header)
+        candidates = [(k.value, m) for k, m in self.spec.reports.items() if m.opcode == opcode]
+        kind, message = self._choose(candidates, payload, opcode)
+        return _validated(REPORT_ADAPTER, self._values(kind, message, payload))
+
+    def with_response(self, command: Command) -> bool:
+        return self.spec.commands[CommandKind(command.kind)].with_response
+
+    # -- framing -------------------------------------------------------------
+
+    def _frame(self, header: bytes, message: MessageSpec, payload: bytes) -> bytes:
+        layout = self._layout
+        pieces = {
+            Part.HEADER: header,
+            Part.OPCODE: bytes([message.opcode]),
+            Part.LENGTH: bytes([len(payload)]),
+            Part.PAYLOAD: payload,
+            Part.CHECKSUM: bytes(layout.checksum_size),
+        }
+        frame = bytearray(b"".join(pieces[p] for p in self.spec.frame.parts))
+        if self.spec.frame.checksum is not None:
+            at = layout.offset(Part.CHECKSUM, len(frame))
+            frame[at : at + layout.checksum_size] = self._checksum_bytes(bytes(frame))
+        return bytes(frame)
+
+    def _covered(self, frame: bytes) -> bytes:
+        assert self.spec.frame.checksum is not None
+        end = len(frame)
+        if self._layout.suffix and self._layout.suffix[-1] is Part.CHECKSUM:
+            end -= self._layout.checksum_size
+        return frame[self.spec.frame.checksum.start : end]
+
+    def _checksum_bytes(self, frame: bytes) -> bytes:
+        assert self.spec.frame.checksum is not None
+        kind = self.spec.frame.checksum.kind
+        return checksum(kind, self._covered(frame)).to_bytes(kind.size, self.spec.frame.byte_order)
+
+    def _unframe(self, data: bytes, header: bytes) -> tuple[int, bytes]:
+        layout = self._layout
+        if len(data) < layout.overhead:
+            raise DecodeError(
+                DecodeFailure.TOO_SHORT,
+                f"{len(data)} bytes, a frame has at least {layout.overhead}",
+            )
+        total = len(data)
+        at = layout.offset(Part.HEADER, total)
+        if data[at : at + len(header)] != header:
+            raise DecodeError(DecodeFailure.BAD_HEADER, f"expected {header.hex(' ')}")
+        payload_start = sum(layout.size(p) for p in layout.prefix)
+        payload = data[payload_start : total - sum(layout.size(p) for p in layout.suffix)]
+        if Part.LENGTH in self.spec.frame.parts:
+            declared = data[layout.offset(Part.LENGTH, total)]
+            if declared != len(payload):
+                raise DecodeError(
+                    DecodeFailure.BAD_LENGTH,
+                    f"length byte says {declared}, payload is {len(payload)}",
+                )
+        if self.spec.frame.checksum is not None:
+            at = layout.offset(Part.CHECKSUM, total)
+            found = data[at : at + layout.checksum_size]
+            expected = self._checksum_bytes(data)
+            if found != expected:
+                raise DecodeError(
+                    DecodeFailure.BAD_CHECKSUM, f"found {found.hex()}, expected {expected.hex()}"
+                )
+        return data[layout.offset(Part.OPCODE, total)], payload
+
+    # -- payloads ------------------------------------------------------------
+
+    def _choose(
+        self, candidates: list[tuple[str, MessageSpec]], payload: bytes, opcode: int
+    ) -> tuple[str, MessageSpec]:
+        """Pick the message an opcode means; one whose constants all match wins.
+
+        Two kinds may share an opcode (Theragun's stop is set speed with 0 rpm): the
+        one with more matching constants is the more specific meaning.
+        """
+        if not candidates:
+            raise DecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode 0x{opcode:02x}")
+        fitting = [
+            (sum(f.const is not None for f in m.fields), k, m)
+            for k, m in candidates
+            if m.payload_size == len(payload) and self._consts_match(m, payload)
+        ]
+        if not fitting:
+            sizes = sorted({m.payload_size for _, m in candidates})
+            raise DecodeError(
+                DecodeFailure.BAD_LENGTH,
+                f"opcode 0x{opcode:02x} with a {len(payload)}-byte payload (expected {sizes})",
+            )
+        _, kind, message = max(fitting, key=lambda item: item[0])
+        return kind, message
+
+    def _consts_match(self, message: MessageSpec, payload: bytes) -> bool:
+        return all(
+            field.const is None or raw == field.const
+            for field, raw in self._raw_fields(message, payload)
+        )
+
+    def _raw_fields(self, message: MessageSpec, payload: bytes) -> list[tuple[FieldSpec, Any]]:
+        out: list[tuple[FieldSpec, Any]] = []
+        at = 0
+        for field in message.fields:
+            chunk = payload[at : at + field.width]
+            at += field.width
+            if field.type is FieldType.BYTES:
+                out.append((field, chunk))
+            else:
+                out.append((field, struct.unpack(self._fmt(field), chunk)[0]))
+        return out
+
+    def _fmt(self, field: FieldSpec) -> str:
+        order = field.byte_order or self.spec.frame.byte_order
+        return (">" if order == "big" else "<") + _STRUCT[field.type.value]
+
+    def _values(self, kind: str, message: MessageSpec, payload: bytes) -> dict[str, Any]:
+        values: dict[str, Any] = {"kind": kind}
+        undocumented: dict[str, int | str] = {}
+        for field, raw in self._raw_fields(message, payload):
+            if field.const is not None:
+                continue
+            if not field.documented:
+                undocumented[field.name] = raw.hex() if isinstance(raw, bytes) else raw
+            elif field.flags is not None:
+                values[field.name] = frozenset(n for b, n in field.flags.items() if raw >> b & 1)
+            elif field.values is not None:
+                if raw not in field.values:
+                    raise DecodeError(
+                        DecodeFailure.BAD_VALUE, f"{field.name} code {raw} is unknown"
+                    )
+                values[field.name] = field.values[raw]
+            elif field.name in BOOLEAN_ATTRIBUTES:
+                values[field.name] = raw != 0
+            elif field.name in INTEGER_ATTRIBUTES:
+                values[field.name] = round(raw * field.scale)
+            else:
+                values[field.name] = raw * field.scale
+        if undocumented:
+            values["undocumented"] = undocumented
+        return values
+
+    def _payload(self, message: MessageSpec, value: BaseModel) -> bytes:
+        data = value.model_dump()
+        undocumented = data.get("undocumented", {})
+        out = bytearray()
+        for field in message.fields:
+            if field.type is FieldType.BYTES:
+                raw_hex = undocumented.get(field.name)
+                raw_bytes = bytes.fromhex(raw_hex) if isinstance(raw_hex, str) else b""
+                out += raw_bytes[: field.width].ljust(field.width, b"\0")
+                continue
+            if field.const is not None:
+                raw = field.const
+            elif not field.documented:
+                found = undocumented.get(field.name, 0)
+                raw = found if isinstance(found, int) else 0
+            else:
+                raw = self._raw_value(field, data.get(field.name))
+            try:
+                out += struct.pack(self._fmt(field), raw)
+            except struct.error as exc:
+                raise EncodeError(f"{field.name}={raw} does not fit in {field.type.value}") from exc
+        return bytes(out)
+
+    def _raw_value(self, field: FieldSpec, value: Any) -> int:
+        if value is None:
+            return 0  # a quantity the sender does not know goes out as zero
+        if field.flags is not None:
+            unknown = set(value) - set(field.flags.values())
+            if unknown:
+                raise EncodeError(f"{field.name}: no bit for {sorted(unknown)}")
+            return sum(1 << bit for bit, name in field.flags.items() if name in value)
+        if field.values is not None:
+            codes = {name: code for code, name in field.values.items()}
+            if value not in codes:
+                raise EncodeError(f"{field.name}: no code for {value!r}")
+            return codes[value]
+        return round(float(value) / field.scale)
+
+    def _check_setpoint(self, command: Command) -> None:
+        """Refuse a setpoint the device cannot take, wherever the bytes are made or read."""
+        caps = self.spec.capabilities
+        if isinstance(command, SetSpeed):
+            if caps.speed is None:
+                raise EncodeError(f"{self.spec.name} runs at discrete levels, not a speed")
+            if command.ppm > caps.speed.firmware_max_ppm:
+                raise EncodeError(
+                    f"{command.ppm} ppm is above the firmware's {caps.speed.firmware_max_ppm}"
+                )
+        elif isinstance(command, SetLevel):
+            if caps.levels_ppm is None:
+                raise EncodeError(f"{self.spec.name} takes a speed, not a level")
+            if command.level > len(caps.levels_ppm):
+                raise EncodeError(
+                    f"level {command.level} is above the top level {len(caps.levels_ppm)}"
+                )
+
+
+def _validated(adapter: TypeAdapter[T], values: dict[str, Any]) -> T:
+    try:
+        return adapter.validate_python(values)
+    except ValidationError as exc:
+        raise DecodeError(DecodeFailure.BAD_VALUE, exc.errors()[0]["msg"]) from exc
+
+
+def decode_battery_level(data: bytes) -> float:
+    """The standard Battery Level characteristic (0x2A19): one byte, 0..100 percent."""
+    if len(data) != 1:
+        raise DecodeError(DecodeFailure.BAD_LENGTH, f"battery level is 1 byte, got {len(data)}")
+    if data[0] > 100:
+        raise DecodeError(DecodeFailure.BAD_VALUE, f"battery level {data[0]} is above 100")
+    return float(data[0])
+
+
+def encode_battery_level(percent: float) -> bytes:
+    return bytes([max(0, min(100, round(percent)))])
+
+
+__all__ = [
+    "Codec",
+    "DecodeError",
+    "DecodeFailure",
+    "EncodeError",
+    "Status",
+    "checksum",
+    "decode_battery_level",
+    "encode_battery_level",
+]

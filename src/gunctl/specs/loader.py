@@ -1,0 +1,114 @@
+"""Reading firmware spec files, with every problem reported against its line.
+
+Beyond the schema, a spec is checked for what only makes sense as a whole:
+field names that the typed messages know, and golden vectors whose bytes
+mean exactly what they say, in both directions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gunctl.datafile import Document, InvalidFileError, Problem, suggest
+from gunctl.resources import shipped
+from gunctl.specs.codec import Codec, DecodeError, EncodeError
+from gunctl.specs.messages import COMMAND_ADAPTER, REPORT_ADAPTER, STATUS_ATTRIBUTES
+from gunctl.specs.models import CommandKind, DeviceSpec, Direction, ReportKind, hex_to_bytes
+
+# The attributes each message kind carries; any other field must be a `const`.
+_ATTRIBUTES: dict[str, set[str]] = {
+    CommandKind.SET_SPEED: {"ppm"},
+    CommandKind.SET_LEVEL: {"level"},
+    ReportKind.STATUS: STATUS_ATTRIBUTES,
+    ReportKind.VERSION: {"version"},
+}
+
+
+def spec_dir() -> Path:
+    return shipped("firmware_specs")
+
+
+def spec_files(directory: Path | None = None) -> list[Path]:
+    return sorted((directory or spec_dir()).glob("*.yaml"))
+
+
+def load_spec(path: Path) -> DeviceSpec:
+    """Load and fully check one spec file; raises InvalidFileError with every problem."""
+    doc = Document.read(path)
+    spec = doc.validate(DeviceSpec)
+    problems = list(_check(doc, spec))
+    if spec.name != path.stem:
+        problems.append(doc.problem(("name",), f"must match the file name {path.stem!r}"))
+    if problems:
+        raise InvalidFileError(problems)
+    return spec
+
+
+def load_specs(paths: Iterable[Path] | None = None) -> dict[str, DeviceSpec]:
+    """Every spec by name; all problems across all files are raised together."""
+    specs: dict[str, DeviceSpec] = {}
+    problems: list[Problem] = []
+    for path in spec_files() if paths is None else paths:
+        try:
+            spec = load_spec(path)
+        except InvalidFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        specs[spec.name] = spec
+    if problems:
+        raise InvalidFileError(problems)
+    return specs
+
+
+def get_spec(name: str) -> DeviceSpec:
+    specs = load_specs()
+    if name not in specs:
+        raise KeyError(f"no firmware spec named {name!r}{suggest(name, specs)}")
+    return specs[name]
+
+
+def _check(doc: Document, spec: DeviceSpec) -> Iterable[Problem]:
+    for section, messages in (("commands", spec.commands), ("reports", spec.reports)):
+        for kind, message in messages.items():
+            known = _ATTRIBUTES.get(kind, set())
+            for i, field in enumerate(message.fields):
+                if field.const is None and field.documented and field.name not in known:
+                    loc = (section, kind.value, "fields", i, "name")
+                    hint = suggest(field.name, known) if known else " (this message has no values)"
+                    yield doc.problem(loc, f"{kind.value} has no field {field.name!r}{hint}")
+    codec = Codec(spec)
+    for i, vector in enumerate(spec.vectors):
+        yield from _check_vector(doc, codec, i, vector.direction, vector.hex, vector.message)
+
+
+def _check_vector(
+    doc: Document, codec: Codec, i: int, direction: Direction, text: str, meaning: dict[str, Any]
+) -> Iterable[Problem]:
+    adapter: Any = COMMAND_ADAPTER if direction is Direction.HOST else REPORT_ADAPTER
+    try:
+        message = adapter.validate_python(meaning)
+    except ValidationError as exc:
+        yield doc.problem(("vectors", i, "message"), exc.errors()[0]["msg"])
+        return
+    data = hex_to_bytes(text)
+    host = direction is Direction.HOST
+    try:
+        encoded = codec.encode_command(message) if host else codec.encode_report(message)
+        decoded = codec.decode_command(data) if host else codec.decode_report(data)
+    except (DecodeError, EncodeError) as exc:
+        yield doc.problem(("vectors", i, "hex"), str(exc))
+        return
+    if encoded != data:
+        yield doc.problem(
+            ("vectors", i, "hex"),
+            f"the message encodes to {encoded.hex(' ').upper()}, not {data.hex(' ').upper()}",
+        )
+    elif decoded != message:
+        yield doc.problem(
+            ("vectors", i, "message"),
+            f"the bytes decode to {decoded.model_dump(exclude_defaults=True)}",
+        )
