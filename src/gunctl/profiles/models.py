@@ -119,6 +119,9 @@ class Muscle(DataModel):
     ``intensity_cap`` is device-independent (0 to 1 of whatever the gun can
     do). ``session_s_max`` bounds the time on this muscle, per side, in one
     session; ``per_48h_s_max`` bounds it, per side, over any 48 hours.
+    ``force_cap_n`` optionally bounds the pressing force, in newtons, for guns
+    that report it; the sources give no figure, so the shipped muscles leave it
+    unset and rely on the intensity cap.
     """
 
     name: Text
@@ -132,6 +135,7 @@ class Muscle(DataModel):
     session_s_max: Seconds
     per_48h_s_max: Seconds
     pulsing_allowed: bool
+    force_cap_n: Annotated[float, Field(strict=True, gt=0.0)] | None = None
     cautions: list[Text] = []
     placement: Text
 
