@@ -244,7 +244,7 @@ def _describe_protocol(protocol: Protocol, catalogue: Catalogue) -> str:
     for name in dict.fromkeys(step.muscle for step in protocol.steps):
         muscle = catalogue.muscles[name]
         if muscle.near_sciatic_nerve:
-            notes.append(f"{muscle.name}: close to the sciatic nerve, so it is kept gentle.")
+            notes.append(f"{muscle.name}: lies close to the sciatic nerve; always worked gently.")
     notes += [STOP_RULE, MOVE_RULE]
     careful = _bullets(notes)
     return to_text(
