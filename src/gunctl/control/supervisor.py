@@ -1,0 +1,517 @@
+"""The Supervisor: one per connected device, and the only code that writes to it.
+
+It runs a fixed-rate loop against absolute deadlines. Every tick it takes the
+latest telemetry, evaluates every safety rule, asks the session how hard the
+motor should run, limits how fast that may rise, and writes only when needed:
+a new setpoint, a keepalive the firmware expects, or a status poll.
+
+Requests (start, pause, resume, skip, stop, pain, confirm head) come through
+one queue. Stop and pain are handled the moment they arrive: the stop frame is
+written at once, not at the next tick. After a safety stop or a lost link the
+session ends aborted and the motor stays stopped until someone starts anew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from gunctl.clock import Clock
+from gunctl.control.driver import Driver
+from gunctl.control.events import (
+    Event,
+    EventBus,
+    SafetyStop,
+    SessionAborted,
+    SessionStarted,
+    Warning_,
+)
+from gunctl.control.rules import Action, Limits, RuleSet, Telemetry, Tick, Verdict
+from gunctl.control.session import Phase, RequestRefused, Session
+from gunctl.links.base import Endpoint, Link, LinkError
+from gunctl.profiles.plan import Plan
+from gunctl.specs.codec import DecodeError
+from gunctl.specs.messages import Status, Version
+from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
+
+log = structlog.get_logger("gunctl.supervisor")
+
+BATTERY_POLL_S = 30.0
+
+
+class Exposure(Protocol):
+    """Seconds a muscle side was worked in the 48 hours before now."""
+
+    def exposure_s(self, muscle: str, side: str) -> float: ...
+
+
+class NoExposure:
+    def exposure_s(self, muscle: str, side: str) -> float:
+        return 0.0
+
+
+# -- requests ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Start:
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class Simple:
+    kind: Literal["pause", "resume", "skip", "confirm_head", "stop", "pain"]
+
+
+Request = Start | Simple
+
+
+class RequestError(Exception):
+    """A request the Supervisor refused; the message says why."""
+
+
+# -- state for observers -------------------------------------------------------
+
+
+@dataclass
+class LoopStats:
+    ticks: int = 0
+    overruns: int = 0
+    max_late_s: float = 0.0
+    lateness: list[float] = field(default_factory=list)  # kept only when recording
+
+    def record(self, late: float, keep: bool) -> None:
+        self.ticks += 1
+        self.max_late_s = max(self.max_late_s, late)
+        if keep:
+            self.lateness.append(late)
+
+
+@dataclass
+class LinkStats:
+    frames: int = 0
+    decode_errors: int = 0
+    out_of_order: int = 0
+
+
+class Supervisor:
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        link: Link,
+        *,
+        clock: Clock,
+        device_id: str | None = None,
+        limits: Limits | None = None,
+        rate_hz: float = 50.0,
+        rules: RuleSet | None = None,
+        exposure: Exposure | None = None,
+        bus: EventBus | None = None,
+        record_lateness: bool = False,
+    ) -> None:
+        if rate_hz <= 0:
+            raise ValueError("the control rate must be positive")
+        self.spec = spec
+        self.link = link
+        self.clock = clock
+        self.device_id = device_id or link.address
+        self.limits = limits or Limits()
+        self.period = 1.0 / rate_hz
+        self.rules = rules or RuleSet()
+        self.exposure: Exposure = exposure or NoExposure()
+        self.bus = bus or EventBus()
+        self.driver = Driver(spec, link)
+        self.telemetry = Telemetry(self._trusted(spec))
+        self.loop_stats = LoopStats()
+        self.link_stats = LinkStats()
+        self.firmware: str | None = None
+        self.session: Session | None = None
+        self.last_safety_stop: SafetyStop | None = None
+        self._record_lateness = record_lateness
+        self._requests: asyncio.Queue[tuple[Request, asyncio.Future[None]]] = asyncio.Queue()
+        self._intensity = 0.0  # the intensity in force, after the slew limit
+        self._back_off = 1.0
+        self._prior: dict[tuple[str, str], float] = {}
+        self._setpoint_since = 0.0
+        self._stop_written_at: float | None = None
+        self._speed_at_stop: float | None = None
+        self._last_write = -math.inf
+        self._last_poll = -math.inf
+        self._watching_since = 0.0
+        self._last_tick = 0.0
+        self._last_seq: int | None = None
+        self._closed = asyncio.Event()
+        self.ended: str | None = None  # why run() returned
+
+    @staticmethod
+    def _trusted(spec: DeviceSpec) -> set[str]:
+        trusted = set(spec.documented_fields)
+        if spec.gatt.battery is not None:
+            trusted.add("battery_pct")
+        return trusted
+
+    # -- public API ------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self.session is not None and not self.session.done
+
+    async def request(self, request: Request) -> None:
+        """Hand a request to the Supervisor; raises RequestError if it is refused."""
+        if self._closed.is_set():
+            raise RequestError("the device is no longer connected")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._requests.put_nowait((request, future))
+        await future
+
+    async def run(self) -> str:
+        """Supervise the connected link until it is lost or ``close()`` is called."""
+        now = self.clock.now()
+        self._watching_since = self._last_tick = now
+        tasks = [
+            asyncio.create_task(self._read_notifications(), name="notifications"),
+            asyncio.create_task(self._serve_requests(), name="requests"),
+            asyncio.create_task(self._loop(), name="tick"),
+        ]
+        if self.spec.gatt.battery is not None:
+            tasks.append(asyncio.create_task(self._poll_battery(), name="battery"))
+        lost = asyncio.create_task(self.link.wait_disconnected())
+        closed = asyncio.create_task(self._closed.wait())
+        try:
+            with contextlib.suppress(LinkError):
+                await self.driver.request_version()
+            done, _ = await asyncio.wait(
+                [lost, closed, *tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task not in (lost, closed) and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if lost in done:
+                self._link_lost(lost.result())
+        finally:
+            self._closed.set()
+            for task in [*tasks, lost, closed]:
+                task.cancel()
+            await asyncio.gather(*tasks, lost, closed, return_exceptions=True)
+            self._refuse_pending()
+        return self.ended or "closed"
+
+    async def close(self) -> None:
+        """Stop the motor, end any session, and make ``run()`` return."""
+        if self._closed.is_set():
+            return
+        await self._stop_now()
+        if self.running:
+            self._abort("stopped", "the controller is shutting down")
+        self.ended = "closed"
+        self._closed.set()
+
+    # -- requests --------------------------------------------------------------
+
+    async def _serve_requests(self) -> None:
+        while True:
+            request, future = await self._requests.get()
+            try:
+                await self._handle(request)
+            except (RequestError, RequestRefused) as exc:
+                if not future.done():
+                    future.set_exception(RequestError(str(exc)))
+            except LinkError as exc:
+                if not future.done():
+                    future.set_exception(RequestError(f"the device did not take it: {exc}"))
+            else:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _handle(self, request: Request) -> None:
+        if isinstance(request, Start):
+            if self.running:
+                raise RequestError("a session is already running on this device")
+            if request.plan.spec != self.spec.name:
+                raise RequestError(f"the plan is for {request.plan.spec}, not {self.spec.name}")
+            self._start(request.plan)
+            return
+        if request.kind in ("stop", "pain"):
+            # the frame goes out first: no tick, no bookkeeping ahead of it
+            await self._stop_now()
+            log.info("stop_requested", device=self.device_id, kind=request.kind)
+            if self.session is None or self.session.done:
+                return
+            if request.kind == "pain":
+                self.session.pain()
+            else:
+                self._abort("stopped", "stopped on request")
+            return
+        session = self.session
+        if session is None or session.done:
+            raise RequestError("no session is running")
+        if request.kind == "pause":
+            session.pause()
+            await self._stop_now()
+        elif request.kind == "resume":
+            session.resume()
+        elif request.kind == "skip":
+            await self._stop_now()
+            session.skip()
+        else:
+            session.confirm_head()
+
+    def _start(self, plan: Plan) -> None:
+        now = self.clock.now()
+        self.session = Session(plan, self.device_id, self._publish)
+        self.rules = self.rules.fresh()
+        self._prior = {
+            (s.muscle, s.side): self.exposure.exposure_s(s.muscle, s.side) for s in plan.steps
+        }
+        self._watching_since = now
+        self._back_off = 1.0
+        self._publish(
+            SessionStarted(
+                at=now,
+                device=self.device_id,
+                protocol=plan.protocol,
+                steps=len(plan.steps),
+                planned_s=plan.planned_s,
+            )
+        )
+        self.session.start(now)
+
+    # -- the loop --------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        start = self.clock.now()
+        n = 0
+        while True:
+            n += 1
+            deadline = start + n * self.period
+            await self.clock.sleep_until(deadline)
+            now = self.clock.now()
+            late = now - deadline
+            self.loop_stats.record(late, self._record_lateness)
+            if late > self.period:
+                self.loop_stats.overruns += 1
+                n = int((now - start) / self.period)  # skip the ticks that were missed
+            await self._tick(now)
+
+    async def _tick(self, now: float) -> None:
+        dt, self._last_tick = now - self._last_tick, now
+        session = self.session
+        motor_on = not self.driver.setpoint.stopped
+        target = session.advance(now, dt, motor_on) if session is not None else 0.0
+        for verdict in self.rules.check(self._observe(now, motor_on)):
+            await self._act(verdict)
+        if self.session is None or self.session.done or self.session.paused is not None:
+            target = 0.0
+        await self._drive(now, target * self._back_off, dt)
+
+    def _observe(self, now: float, motor_on: bool) -> Tick:
+        session = self.session
+        active = session is not None and not session.done
+        return Tick(
+            now=now,
+            spec=self.spec,
+            limits=self.limits,
+            telemetry=self.telemetry,
+            watching_since=self._watching_since,
+            step=session.step if active and session is not None else None,
+            holding_s=session.holding_s if active and session is not None else None,
+            motor_on=motor_on,
+            setpoint_ppm=self.driver.setpoint.ppm,
+            setpoint_since=self._setpoint_since,
+            worked_s=session.worked if session is not None else {},
+            prior_s=lambda muscle, side: self._prior.get((muscle, side), 0.0),
+            active_s=session.active_s if session is not None else 0.0,
+            session_running=active,
+            stop_written_at=self._stop_written_at,
+            speed_at_stop=self._speed_at_stop,
+        )
+
+    async def _act(self, verdict: Verdict) -> None:
+        now = self.clock.now()
+        if verdict.action is Action.WARN:
+            self._publish(
+                Warning_(
+                    at=now,
+                    device=self.device_id,
+                    rule=verdict.rule,
+                    message=verdict.message,
+                    values=verdict.values,
+                )
+            )
+        elif verdict.action is Action.BACK_OFF:
+            if self._back_off == 1.0:
+                log.warning("backing_off", device=self.device_id, **verdict.values)
+            self._back_off = self.limits.force_back_off
+            return
+        elif verdict.action is Action.STOP:
+            await self._safety_stop(verdict)
+        elif verdict.action is Action.STOP_AGAIN:
+            log.error("stop_not_taken", device=self.device_id, **verdict.values)
+            await self.driver.stop()
+        else:
+            await self._safety_stop(verdict)
+            log.error("dropping_link", device=self.device_id, **verdict.values)
+            self.ended = "dropped: motor ignores stop"
+            await self.link.disconnect()
+        if verdict.rule == "force":  # stopped: the next session starts without a back-off
+            self._back_off = 1.0
+
+    async def _drive(self, now: float, target: float, dt: float) -> None:
+        if target > self._intensity:  # rising is slew-limited; easing off never is
+            target = min(target, self._intensity + self.limits.slew_per_s * dt)
+        self._intensity = target
+        session = self.session
+        step = session.step if session is not None else None
+        cap = step.cap if step is not None else 0.0
+        wanted = self.driver.clamp(target, cap)
+        caps = self.spec.capabilities
+        if wanted != self.driver.setpoint:
+            if wanted.stopped:
+                await self._stop_now()
+            else:
+                if self.driver.setpoint.stopped:
+                    self._setpoint_since = now
+                await self.driver.run_at(target, cap)
+                self._stop_written_at = None
+            self._last_write = now
+        elif (
+            caps.keepalive.strategy is not KeepaliveStrategy.NONE
+            and caps.keepalive.period_s is not None
+            and now - self._last_write >= caps.keepalive.period_s
+        ):
+            await self.driver.keepalive()
+            self._last_write = now
+        if (
+            caps.telemetry.mode is TelemetryMode.POLL
+            and now - self._last_poll >= caps.telemetry.period_s
+        ):
+            self._last_poll = now
+            await self.driver.request_status()
+
+    # -- stopping --------------------------------------------------------------
+
+    async def _stop_now(self) -> None:
+        """Write stop at once; remember when, to watch that the motor obeys."""
+        was_on = not self.driver.setpoint.stopped
+        self._intensity = 0.0
+        await self.driver.stop()
+        self._last_write = self.clock.now()
+        if was_on:
+            self._stop_written_at = self._last_write
+            self._speed_at_stop = self.telemetry.get("speed_ppm")
+
+    async def _safety_stop(self, verdict: Verdict) -> None:
+        with contextlib.suppress(LinkError):
+            await self._stop_now()
+        session = self.session
+        now = self.clock.now()
+        event = SafetyStop(
+            at=now,
+            device=self.device_id,
+            rule=verdict.rule,
+            message=verdict.message,
+            values=verdict.values,
+            step_index=session.step.index if session is not None and session.step else None,
+        )
+        self.last_safety_stop = event
+        log.error("safety_stop", device=self.device_id, rule=verdict.rule, **verdict.values)
+        self._publish(event)
+        if self.running:
+            self._abort(verdict.rule, verdict.message)
+
+    def _abort(self, reason: str, message: str) -> None:
+        session = self.session
+        assert session is not None
+        session.phase = Phase.DONE
+        self._publish(
+            SessionAborted(
+                at=self.clock.now(),
+                device=self.device_id,
+                reason=reason,
+                message=message,
+                worked_s=round(sum(session.worked.values()), 3),
+            )
+        )
+
+    def _link_lost(self, reason: str) -> None:
+        if reason == "requested" and self.ended is not None:
+            return
+        self.ended = self.ended or f"link {reason}"
+        verdict = Verdict("link_lost", Action.STOP, f"the link was {reason}", {"reason": reason})
+        self.driver.setpoint = self.driver.clamp(0.0, 0.0)
+        event = SafetyStop(
+            at=self.clock.now(),
+            device=self.device_id,
+            rule=verdict.rule,
+            message=verdict.message,
+            values=verdict.values,
+            step_index=self.session.step.index if self.session and self.session.step else None,
+        )
+        self.last_safety_stop = event
+        log.error("link_lost", device=self.device_id, reason=reason)
+        self._publish(event)
+        if self.running:
+            self._abort("link_lost", verdict.message)
+
+    def _refuse_pending(self) -> None:
+        while not self._requests.empty():
+            _, future = self._requests.get_nowait()
+            if not future.done():
+                future.set_exception(RequestError("the device is no longer connected"))
+
+    # -- telemetry -------------------------------------------------------------
+
+    async def _read_notifications(self) -> None:
+        async for note in self.link.notifications():
+            if note.endpoint is not Endpoint.TELEMETRY:
+                continue
+            try:
+                report = self.driver.codec.decode_report(note.data)
+            except DecodeError as exc:
+                self.link_stats.decode_errors += 1
+                log.warning(
+                    "frame_rejected",
+                    device=self.device_id,
+                    reason=exc.reason.value,
+                    frame=note.data.hex(),
+                )
+                continue
+            if isinstance(report, Version):
+                self.firmware = str(report)
+                continue
+            if self._out_of_order(report):
+                self.link_stats.out_of_order += 1
+                continue
+            self.link_stats.frames += 1
+            values: Mapping[str, Any] = {
+                name: getattr(report, name)
+                for name in self.telemetry.trusted
+                if hasattr(report, name)
+            }
+            self.telemetry.update(values, note.received_at)
+
+    def _out_of_order(self, report: Status) -> bool:
+        """A frame older than one already seen (delayed or reordered) is dropped."""
+        if report.seq is None or "seq" not in self.telemetry.trusted:
+            return False
+        if self._last_seq is not None and not 0 < (report.seq - self._last_seq) % 65536 < 32768:
+            return True
+        self._last_seq = report.seq
+        return False
+
+    async def _poll_battery(self) -> None:
+        while True:
+            with contextlib.suppress(LinkError, DecodeError):
+                level = await self.driver.read_battery()
+                self.telemetry.update({"battery_pct": level}, self.clock.now(), frame=False)
+            await self.clock.sleep(BATTERY_POLL_S)
+
+    def _publish(self, event: Event) -> None:
+        log.info(event.type, **event.model_dump(mode="json", exclude={"type"}))
+        self.bus.publish(event)

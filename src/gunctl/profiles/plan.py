@@ -1,0 +1,128 @@
+"""A protocol resolved for one device and one person: the steps the Supervisor runs.
+
+Resolving is where the caps meet: every step's setpoint is the lowest of the
+step's intensity, the muscle's cap, the person's cap and the device's top
+speed, and the plan records which of them binds. A protocol the device or the
+person cannot run safely (a head they do not own, a muscle out of reach) is
+refused here, before anything moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Literal
+
+from pydantic import Field
+
+from gunctl.datafile import DataModel
+from gunctl.heads import Head
+from gunctl.profiles.models import Muscle, Protocol
+from gunctl.specs.models import DeviceSpec
+from gunctl.specs.speed import setpoint_for
+
+Binding = Literal["step", "muscle", "user"]
+
+
+class PlanError(ValueError):
+    """The protocol cannot be run safely on this device by this person."""
+
+
+class PlannedStep(DataModel):
+    index: int  # position in the plan
+    protocol_step: int  # position of the step in the protocol file
+    muscle: str
+    side: Literal["left", "right"]
+    head: Head
+    intensity: float  # after every cap
+    cap: float  # the lower of the muscle's and the person's caps: no write may go above it
+    binding: Binding  # which cap decided the intensity
+    ppm: int
+    level: int | None
+    hold_s: float
+    ramp_s: float
+    rest_s: float
+    placement: str
+    # the muscle's envelope, carried along so the safety rules need no catalogue
+    hold_max_s: float
+    session_s_max: float
+    per_48h_s_max: float
+    force_cap_n: float | None
+
+
+class Plan(DataModel):
+    protocol: str
+    title: str
+    spec: str
+    user_cap: float
+    steps: list[PlannedStep] = Field(min_length=1)
+
+    @property
+    def planned_s(self) -> float:
+        return sum(2 * s.ramp_s + s.hold_s + s.rest_s for s in self.steps)
+
+    @property
+    def heads(self) -> list[Head]:
+        return list(dict.fromkeys(s.head for s in self.steps))
+
+
+def make_plan(
+    protocol: Protocol,
+    muscles: Mapping[str, Muscle],
+    spec: DeviceSpec,
+    *,
+    side: Literal["left", "right", "both"] = "both",
+    user_cap: float = 1.0,
+    owned_heads: Collection[Head] | None = None,
+) -> Plan:
+    if not 0 < user_cap <= 1:
+        raise PlanError(f"the intensity cap must be above 0 and at most 1, not {user_cap:g}")
+    holds = protocol.expanded(side)
+    if not holds:
+        raise PlanError(f"{protocol.name} has no steps on the {side} side")
+    if owned_heads is not None:
+        needed = dict.fromkeys(hold.head for hold in holds)
+        missing = [h.value for h in needed if h not in owned_heads]
+        if missing:
+            raise PlanError(
+                f"{protocol.name} needs the {', '.join(missing)} head, which you do not have; "
+                "gunctl will not substitute a head (the tip head on the piriformis is chosen "
+                "for a reason). Pass --heads with every head you own."
+            )
+    steps: list[PlannedStep] = []
+    for i, hold in enumerate(holds):
+        muscle = muscles[hold.muscle]
+        if not muscle.reachable or muscle.hold_s is None:
+            raise PlanError(f"{muscle.name} cannot be reached with a massage gun")
+        caps: dict[Binding, float] = {
+            "step": hold.intensity,
+            "muscle": muscle.intensity_cap,
+            "user": user_cap,
+        }
+        binding = min(caps, key=lambda k: caps[k])
+        intensity = caps[binding]
+        setpoint = setpoint_for(intensity, spec.capabilities)
+        steps.append(
+            PlannedStep(
+                index=i,
+                protocol_step=hold.index,
+                muscle=hold.muscle,
+                side=hold.side,
+                head=hold.head,
+                intensity=intensity,
+                cap=min(muscle.intensity_cap, user_cap),
+                binding=binding,
+                ppm=setpoint.ppm,
+                level=setpoint.level,
+                hold_s=hold.hold_s,
+                ramp_s=hold.ramp_s,
+                rest_s=hold.rest_s,
+                placement=hold.placement,
+                hold_max_s=muscle.hold_s.max,
+                session_s_max=muscle.session_s_max,
+                per_48h_s_max=muscle.per_48h_s_max,
+                force_cap_n=muscle.force_cap_n,
+            )
+        )
+    return Plan(
+        protocol=protocol.name, title=protocol.title, spec=spec.name, user_cap=user_cap, steps=steps
+    )
