@@ -1,0 +1,276 @@
+"""One simulated massage gun: physics, firmware, the person holding it, and its radio side.
+
+``SimDevice`` is powered on with ``start()`` (or ``async with``) and off with
+``aclose()``. While on, one task runs the firmware's loop on the clock it was
+given: it advances the physics, checks the firmware's timers and, for streaming
+specs, sends a status frame every telemetry period while a link is open. Host
+writes reach the firmware through ``receive``; links attach with ``attach``.
+
+Time is only ever read from the ``Clock``, so under ``looptime`` a ten-minute
+run passes in a fraction of a second, and under ``Clock(scale=...)`` a demo runs
+faster than real time. Randomness only comes from ``random.Random`` seeded from
+``seed``: the same seed, spec and script give the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal, Protocol
+
+from gunctl.clock import Clock
+from gunctl.heads import Head
+from gunctl.specs.codec import encode_battery_level
+from gunctl.specs.models import DeviceSpec
+from gunsim.firmware import CommandRecord, Firmware, FirmwareEvent, RejectedFrame
+from gunsim.params import PhysicsParams, params_for
+from gunsim.physics import Physics
+
+
+class Load(Protocol):
+    """What presses on the head over time (see ``gunsim.person``)."""
+
+    def force_at(self, t: float) -> float:
+        """Newtons at ``t`` seconds after the device was switched on."""
+        ...
+
+    def next_change(self, t: float) -> float | None:
+        """When the force next changes after ``t``, or None if it never does."""
+        ...
+
+
+class DeviceLink(Protocol):
+    """The device's view of the link attached to it (``gunctl.links.sim.SimLink``)."""
+
+    def deliver(self, data: bytes) -> None:
+        """A notification on the telemetry characteristic reaches the host."""
+        ...
+
+    def lost(self, reason: str) -> None:
+        """The device side ended the link; ``reason`` is what the host is told."""
+        ...
+
+
+class LinkRefused(Exception):
+    """The device did not accept a connection (off, busy, or a scripted refusal)."""
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A snapshot of the truth, for tests and the CLI; the host never sees this."""
+
+    at: float  # clock seconds
+    running: bool  # the firmware has the motor on
+    setpoint_ppm: float  # what the firmware was asked for
+    level: int  # discrete devices: the level running, 0 stopped
+    drive_ppm: float  # what the motor driver applies (differs from setpoint when stuck)
+    speed_ppm: float  # the true motor speed
+    current_a: float
+    force_n: float
+    temperature_c: float
+    battery_pct: float
+    head: Head | Literal["none"]
+    faults: frozenset[str]  # every fault the firmware holds, reportable or not
+    stalled: bool
+    connected: bool
+
+
+class SimDevice:
+    def __init__(
+        self,
+        spec: DeviceSpec,
+        *,
+        clock: Clock,
+        seed: int = 0,
+        params: PhysicsParams | None = None,
+        person: Load | None = None,
+        address: str | None = None,
+        head: Head | Literal["none"] = Head.BALL,
+    ) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.seed = seed
+        self.params = params or params_for(spec.name)
+        self.person = person
+        self.address = address or f"sim-{spec.name}-{seed}"
+        self.rng = random.Random(f"gunsim/{seed}")
+        self.physics = Physics(spec, self.params, head=head)
+        self.firmware = Firmware(
+            spec, self.physics, self.params.firmware, self.params.thermal, self._emit
+        )
+        self._link: DeviceLink | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._origin = 0.0  # clock time when switched on
+        self._t = 0.0  # clock time the physics has reached
+
+    # -- power ---------------------------------------------------------------
+
+    @property
+    def powered(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Switch the device on; safe to call when it is on."""
+        if self.powered:
+            return
+        self._origin = self._t = self.clock.now()
+        self._task = asyncio.create_task(self._run(), name=f"gunsim {self.address}")
+
+    async def aclose(self) -> None:
+        """Switch off: the link drops and the firmware loop ends."""
+        if self._link is not None:
+            self._end_link("lost")
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def __aenter__(self) -> SimDevice:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- what tests read -----------------------------------------------------
+
+    @property
+    def state(self) -> DeviceState:
+        now = self.clock.now()
+        self._advance(now)
+        physics, firmware = self.physics, self.firmware
+        return DeviceState(
+            at=now,
+            running=firmware.running,
+            setpoint_ppm=firmware.setpoint_ppm,
+            level=firmware.level,
+            drive_ppm=physics.drive_ppm,
+            speed_ppm=physics.speed_ppm,
+            current_a=physics.current_a,
+            force_n=physics.force_n,
+            temperature_c=physics.temperature_c,
+            battery_pct=physics.battery_pct,
+            head=physics.head,
+            faults=frozenset(firmware.faults),
+            stalled=physics.stalled,
+            connected=self._link is not None,
+        )
+
+    @property
+    def commands(self) -> list[CommandRecord]:
+        """Every host command the firmware decoded, with its arrival time."""
+        return self.firmware.commands
+
+    @property
+    def rejected(self) -> list[RejectedFrame]:
+        """Every host frame the firmware could not decode and so ignored."""
+        return self.firmware.rejected
+
+    @property
+    def events(self) -> list[FirmwareEvent]:
+        """Every stop the firmware made on its own (watchdog, auto-off, cutoffs, ...)."""
+        return self.firmware.events
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the device was switched on."""
+        return self.clock.now() - self._origin
+
+    def fit_head(self, head: Head | Literal["none"]) -> None:
+        self.physics.head = head
+
+    # -- the radio side, used by the link ------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None
+
+    def attach(self, link: DeviceLink) -> None:
+        """Accept a connection; raises LinkRefused."""
+        if not self.powered:
+            raise LinkRefused(f"{self.address} is switched off")
+        if self._link is not None and self._link is not link:
+            raise LinkRefused(f"{self.address} already has a connection")
+        self._link = link
+
+    def detach(self, link: DeviceLink) -> None:
+        """The host closed the link on purpose."""
+        if self._link is link:
+            self._link = None
+            self._link_gone()
+
+    def receive(self, data: bytes) -> None:
+        """A frame written to the command characteristic."""
+        now = self.clock.now()
+        self._advance(now)
+        self.firmware.receive(bytes(data), now)
+        self.physics.step(0.0, self.physics.force_n)
+        self.firmware.tick(now)
+
+    def ack_delay_s(self) -> float:
+        """How long the acknowledgement of a write with response takes to come back."""
+        return 0.0
+
+    def read_battery(self) -> bytes:
+        """The Battery Level characteristic; raises LookupError if the spec has none."""
+        if self.spec.gatt.battery is None:
+            raise LookupError(f"{self.spec.name} has no Battery Service")
+        self._advance(self.clock.now())
+        return encode_battery_level(self.physics.battery_pct)
+
+    def _end_link(self, reason: str) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            link.lost(reason)
+            self._link_gone()
+
+    def _link_gone(self) -> None:
+        now = self.clock.now()
+        self._advance(now)
+        self.firmware.link_lost(now)
+
+    def _emit(self, data: bytes) -> None:
+        if self._link is not None:
+            self._link.deliver(data)
+
+    # -- time ----------------------------------------------------------------
+
+    def _force_at(self, t: float) -> float:
+        return 0.0 if self.person is None else self.person.force_at(t - self._origin)
+
+    def _advance(self, now: float) -> None:
+        """Bring the physics up to ``now`` in steps that end where the load changes."""
+        max_step = self.params.max_step_s
+        while self._t < now:
+            end = min(now, self._t + max_step)
+            if self.person is not None:
+                change = self.person.next_change(self._t - self._origin)
+                if change is not None and self._origin + change > self._t:
+                    end = min(end, self._origin + change)
+            self.physics.step(end - self._t, self._force_at(self._t))
+            self._t = end
+
+    async def _run(self) -> None:
+        caps = self.spec.capabilities
+        period = caps.telemetry.period_s if self.firmware.streams else self.params.firmware.tick_s
+        next_tick = self._origin + period
+        while True:
+            deadline = self.firmware.next_deadline()
+            wake = next_tick if deadline is None else min(next_tick, deadline)
+            await self.clock.sleep_until(wake)
+            now = max(self.clock.now(), wake)
+            self._advance(now)
+            self.firmware.tick(now)
+            if now >= next_tick:
+                if self.firmware.streams and self._link is not None:
+                    self._emit(self.firmware.status_frame())
+                next_tick += period

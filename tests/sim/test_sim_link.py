@@ -1,0 +1,83 @@
+"""SimLink as a Link: connect, write, read, notifications, and how it ends."""
+
+from __future__ import annotations
+
+import pytest
+from simhost import SPECS
+
+from gunctl.links.base import ConnectError, Endpoint, Link, LinkError, NotConnectedError
+from gunctl.links.sim import SimLink
+from gunctl.specs.codec import decode_battery_level
+from gunctl.specs.messages import SetSpeed, Status
+
+pytestmark = pytest.mark.looptime
+
+
+async def test_sim_link_is_a_link(sim_device_factory) -> None:
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    assert isinstance(SimLink(device), Link)
+
+
+async def test_a_requested_disconnect_ends_notifications(
+    sim_device_factory, sim_host_factory
+) -> None:
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    host = await sim_host_factory(device)
+    await host.send(SetSpeed(ppm=2000))
+    await host.clock.sleep(1.01)
+    assert len(host.statuses()) == 25  # 25 Hz
+    await host.link.disconnect()
+    assert await host.link.wait_disconnected() == "requested"
+    assert not host.link.connected
+    # the firmware stops the motor when the link goes
+    assert not device.state.running
+    with pytest.raises(NotConnectedError):
+        await host.send(SetSpeed(ppm=2000))
+    async for _ in host.link.notifications():
+        pytest.fail("a closed link has no notifications")
+
+
+async def test_the_link_reconnects_after_a_disconnect(sim_device_factory) -> None:
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    link = SimLink(device)
+    await link.connect()
+    await link.disconnect()
+    await link.connect()
+    assert link.connected
+    assert device.connected
+    await link.disconnect()
+
+
+async def test_a_second_central_is_refused(sim_device_factory) -> None:
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    first, second = SimLink(device), SimLink(device)
+    await first.connect()
+    with pytest.raises(ConnectError):
+        await second.connect()
+    await first.disconnect()
+
+
+async def test_a_switched_off_device_refuses_connections(sim_clock) -> None:
+    from gunsim import SimDevice
+
+    with pytest.raises(ConnectError):
+        await SimLink(SimDevice(SPECS["gunctl-open"], clock=sim_clock)).connect()
+
+
+async def test_battery_is_read_where_the_spec_has_the_service(
+    sim_device_factory, sim_host_factory
+) -> None:
+    basic = await sim_host_factory(await sim_device_factory(SPECS["basic-5level"]))
+    assert decode_battery_level(await basic.link.read(Endpoint.BATTERY)) == 100
+    open_ = await sim_host_factory(await sim_device_factory(SPECS["gunctl-open"], seed=1))
+    with pytest.raises(LinkError):
+        await open_.link.read(Endpoint.BATTERY)
+
+
+async def test_received_at_is_clock_time(sim_device_factory, sim_host_factory) -> None:
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    host = await sim_host_factory(device)
+    await host.clock.sleep(0.21)
+    times = [n.received_at for n in host.notes]
+    assert times == pytest.approx([0.04, 0.08, 0.12, 0.16, 0.2], abs=1e-5)
+    assert all(isinstance(s, Status) for s in host.statuses())
