@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol
@@ -25,6 +26,7 @@ from gunctl.clock import Clock
 from gunctl.heads import Head
 from gunctl.specs.codec import encode_battery_level
 from gunctl.specs.models import DeviceSpec
+from gunsim.faults import Faults
 from gunsim.firmware import CommandRecord, Firmware, FirmwareEvent, RejectedFrame
 from gunsim.params import PhysicsParams, params_for
 from gunsim.physics import Physics
@@ -101,8 +103,11 @@ class SimDevice:
         self.firmware = Firmware(
             spec, self.physics, self.params.firmware, self.params.thermal, self._emit
         )
+        self.faults = Faults(self)
         self._link: DeviceLink | None = None
         self._task: asyncio.Task[None] | None = None
+        self._inflight: deque[tuple[float, bytes]] = deque()  # delayed notifications
+        self._courier: asyncio.Task[None] | None = None
         self._origin = 0.0  # clock time when switched on
         self._t = 0.0  # clock time the physics has reached
 
@@ -123,11 +128,13 @@ class SimDevice:
         """Switch off: the link drops and the firmware loop ends."""
         if self._link is not None:
             self._end_link("lost")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.faults.aclose()
+        for task in (self._courier, self._task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._courier = self._task = None
 
     async def __aenter__(self) -> SimDevice:
         await self.start()
@@ -181,6 +188,11 @@ class SimDevice:
         return self.firmware.events
 
     @property
+    def origin(self) -> float:
+        """Clock time when the device was switched on; scripts count from here."""
+        return self._origin
+
+    @property
     def elapsed(self) -> float:
         """Seconds since the device was switched on."""
         return self.clock.now() - self._origin
@@ -198,6 +210,8 @@ class SimDevice:
         """Accept a connection; raises LinkRefused."""
         if not self.powered:
             raise LinkRefused(f"{self.address} is switched off")
+        if self.faults.refuse_connection():
+            raise LinkRefused(f"{self.address} refused the connection")
         if self._link is not None and self._link is not link:
             raise LinkRefused(f"{self.address} already has a connection")
         self._link = link
@@ -206,6 +220,7 @@ class SimDevice:
         """The host closed the link on purpose."""
         if self._link is link:
             self._link = None
+            self._inflight.clear()
             self._link_gone()
 
     def receive(self, data: bytes) -> None:
@@ -218,7 +233,7 @@ class SimDevice:
 
     def ack_delay_s(self) -> float:
         """How long the acknowledgement of a write with response takes to come back."""
-        return 0.0
+        return self.faults.ack_delay_s(self.clock.now())
 
     def read_battery(self) -> bytes:
         """The Battery Level characteristic; raises LookupError if the spec has none."""
@@ -227,8 +242,20 @@ class SimDevice:
         self._advance(self.clock.now())
         return encode_battery_level(self.physics.battery_pct)
 
+    def drop_link(self, *, abrupt: bool = True) -> None:
+        """The device side ends the link: abruptly (``lost``) or cleanly (``remote``)."""
+        if self._link is None:
+            return
+        if abrupt:
+            self._inflight.clear()
+        else:
+            while self._inflight:
+                self._link.deliver(self._inflight.popleft()[1])
+        self._end_link("lost" if abrupt else "remote")
+
     def _end_link(self, reason: str) -> None:
         link, self._link = self._link, None
+        self._inflight.clear()
         if link is not None:
             link.lost(reason)
             self._link_gone()
@@ -239,13 +266,38 @@ class SimDevice:
         self.firmware.link_lost(now)
 
     def _emit(self, data: bytes) -> None:
-        if self._link is not None:
-            self._link.deliver(data)
+        """One notification, through whatever the link faults make of it."""
+        if self._link is None:
+            return
+        now = self.clock.now()
+        for delay, frame in self.faults.outgoing(data, now):
+            if delay <= 0 and not self._inflight:
+                self._link.deliver(frame)
+                continue
+            due = now + delay
+            if self._inflight:
+                due = max(due, self._inflight[-1][0])  # never overtake an earlier frame
+            self._inflight.append((due, frame))
+            if self._courier is None or self._courier.done():
+                self._courier = asyncio.create_task(self._carry())
+
+    async def _carry(self) -> None:
+        while self._inflight:
+            due, frame = self._inflight[0]
+            await self.clock.sleep_until(due)
+            if self._inflight and self._inflight[0][1] is frame:
+                self._inflight.popleft()
+                if self._link is not None:
+                    self._link.deliver(frame)
 
     # -- time ----------------------------------------------------------------
 
     def _force_at(self, t: float) -> float:
         return 0.0 if self.person is None else self.person.force_at(t - self._origin)
+
+    def sync(self, now: float) -> None:
+        """Bring the physics up to ``now`` (the state, the firmware and faults call this)."""
+        self._advance(now)
 
     def _advance(self, now: float) -> None:
         """Bring the physics up to ``now`` in steps that end where the load changes."""

@@ -232,7 +232,8 @@ class Firmware:
 
     def status(self) -> Status:
         physics = self.physics
-        return Status(
+        # built without validation: every value here is already of the right type
+        return Status.model_construct(
             running=self.running,
             speed_ppm=round(physics.speed_ppm),
             level=self.level if self.spec.discrete else None,

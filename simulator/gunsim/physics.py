@@ -147,11 +147,15 @@ class Physics:
         self.force_n = force_n
         start_speed = self.speed_ppm
         start_current = self._current(start_speed)
-        self.speed_ppm = max(
-            0.0,
-            approach(
-                start_speed, self.target_ppm(), dt, motor.time_constant_s, motor.slew_ppm_per_s
-            ),
+        self.speed_ppm = (
+            0.0
+            if self.jammed
+            else max(
+                0.0,
+                approach(
+                    start_speed, self.target_ppm(), dt, motor.time_constant_s, motor.slew_ppm_per_s
+                ),
+            )
         )
         self.current_a = self._current(self.speed_ppm)
         current = (start_current + self.current_a) / 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,8 +14,16 @@ from gunctl.links.base import Endpoint, Notification
 from gunctl.links.sim import SimLink
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import load_specs
-from gunctl.specs.messages import Command, Keepalive, SetLevel, SetSpeed, Status, Stop
-from gunctl.specs.models import DeviceSpec, KeepaliveStrategy
+from gunctl.specs.messages import (
+    Command,
+    Keepalive,
+    SetLevel,
+    SetSpeed,
+    Status,
+    StatusRequest,
+    Stop,
+)
+from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 from gunsim import SimDevice
 
 SPECS = load_specs()
@@ -80,6 +89,29 @@ class Host:
                 await self.send(Keepalive())
             else:
                 await self.send(self.last)
+
+    @property
+    def polls(self) -> bool:
+        return self.spec.capabilities.telemetry.mode is TelemetryMode.POLL
+
+    async def tick(self) -> None:
+        """One telemetry period: polls ask for status, streams just wait."""
+        if self.polls and self.link.connected:
+            await self.send(StatusRequest())
+        await self.clock.sleep(self.spec.capabilities.telemetry.period_s)
+
+    async def wait_for(self, check: Callable[[Status], bool], *, within_s: float) -> Status:
+        """The first status from now on that passes ``check``; fails after ``within_s``."""
+        deadline = self.clock.now() + within_s
+        seen = len(self.notes)
+        while self.clock.now() < deadline:
+            await self.tick()
+            for note in self.notes[seen:]:
+                report = self.codec.decode_report(note.data)
+                if isinstance(report, Status) and check(report):
+                    return report
+            seen = len(self.notes)
+        raise AssertionError(f"no such status within {within_s} s")
 
     def statuses(self, since: float = 0.0) -> list[Status]:
         out = []

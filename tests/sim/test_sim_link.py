@@ -10,7 +10,7 @@ from gunctl.links.sim import SimLink
 from gunctl.specs.codec import decode_battery_level
 from gunctl.specs.messages import SetSpeed, Status
 
-pytestmark = pytest.mark.looptime
+pytestmark = pytest.mark.looptime(noop_cycles=1)
 
 
 async def test_sim_link_is_a_link(sim_device_factory) -> None:

@@ -14,7 +14,7 @@ from gunctl.specs.models import ChecksumKind, DeviceSpec, KeepaliveStrategy, Tel
 from gunsim.params import params_for
 from gunsim.physics import approach
 
-pytestmark = pytest.mark.looptime
+pytestmark = pytest.mark.looptime(noop_cycles=1)
 
 
 def step_for(spec: DeviceSpec) -> tuple[int, int]:
