@@ -1,0 +1,841 @@
+"""The session history, in SQLite: what was worked, for how long, and how it ended.
+
+It answers one safety question, how long a muscle side was worked in the last
+48 hours (``History.exposure_s``, read by the Supervisor at session start), so
+the record has to survive the process that writes it:
+
+- A session row is written with status ``running`` before the motor turns, and
+  every event commits at once, so the per-muscle time on disk is at most one
+  event old. Between step ends it is an estimate from the session clock that
+  errs high (rest after a step counts until the step ends); ``follow`` can also
+  checkpoint the Supervisor's exact counters every few seconds.
+- The row names the process writing it (pid, host, and the process's start
+  time where ``/proc`` gives it, so a reused pid is not mistaken for the
+  writer). Whoever opens the history next closes a ``running`` row whose
+  writer is gone as ``aborted`` with reason ``interrupted``, keeping the time
+  already recorded. A crash or SIGKILL leaves an accurate aborted record.
+
+The database is in WAL mode with ``synchronous=NORMAL``: a commit is in the
+write-ahead log, in the operating system's hands, before ``record`` returns,
+so a crash or kill of gunctl loses nothing; only a power cut can lose the last
+commits, and never corrupts the file. ``FULL`` would fsync on every event,
+which on a Raspberry Pi's SD card can take tens of milliseconds a time for no
+gain against the failures this store is built for. Writes from ``follow`` run
+in a worker thread, so the control loop never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import os
+import socket
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Literal
+
+import structlog
+
+from gunctl.control.events import (
+    ENDING_EVENTS,
+    Event,
+    HeadChangeRequired,
+    PainReported,
+    Paused,
+    Resumed,
+    SafetyStop,
+    SessionAborted,
+    SessionCompleted,
+    SessionStarted,
+    StepCompleted,
+    StepStarted,
+    Subscription,
+)
+from gunctl.datafile import DataModel
+
+log = structlog.get_logger("gunctl.history")
+
+ENV_DIR = "GUNCTL_DATA_DIR"
+DB_NAME = "history.sqlite3"
+EXPOSURE_WINDOW = timedelta(hours=48)
+INTERRUPTED = "interrupted"
+
+Status = Literal["running", "completed", "aborted"]
+Source = Literal["cli", "mqtt"]
+Key = tuple[str, str]  # (muscle, side)
+
+# MIGRATIONS[n] takes the schema from version n to version n + 1. Append, never edit.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """
+        CREATE TABLE sessions (
+            id            INTEGER PRIMARY KEY,
+            started_at    TEXT NOT NULL,  -- wall clock, UTC, ISO 8601
+            ended_at      TEXT,
+            updated_at    TEXT NOT NULL,  -- last write: when a crashed session was last heard of
+            device        TEXT NOT NULL,
+            spec          TEXT,
+            protocol      TEXT NOT NULL,
+            side          TEXT,
+            intensity_cap REAL,
+            status        TEXT NOT NULL CHECK (status IN ('running', 'completed', 'aborted')),
+            end_reason    TEXT,
+            end_message   TEXT,
+            planned_s     REAL,
+            steps         INTEGER,
+            worked_s      REAL NOT NULL DEFAULT 0,
+            source        TEXT NOT NULL CHECK (source IN ('cli', 'mqtt')),
+            pid           INTEGER NOT NULL,
+            host          TEXT NOT NULL,
+            proc_start    TEXT  -- the writer's start time in /proc, against pid reuse
+        )
+        """,
+        "CREATE INDEX sessions_started_at ON sessions (started_at)",
+        "CREATE INDEX sessions_running ON sessions (status) WHERE status = 'running'",
+        """
+        CREATE TABLE muscle_time (
+            session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            muscle     TEXT NOT NULL,
+            side       TEXT NOT NULL,
+            worked_s   REAL NOT NULL,
+            PRIMARY KEY (session_id, muscle, side)
+        )
+        """,
+        "CREATE INDEX muscle_time_muscle ON muscle_time (muscle, side)",
+        """
+        CREATE TABLE safety_stops (
+            id         INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            at         REAL NOT NULL,  -- session clock seconds
+            rule       TEXT NOT NULL,
+            message    TEXT NOT NULL,
+            "values"   TEXT NOT NULL,  -- JSON object
+            step_index INTEGER
+        )
+        """,
+        """
+        CREATE TABLE pain_reports (
+            id         INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            at         REAL NOT NULL,  -- session clock seconds
+            muscle     TEXT NOT NULL,
+            side       TEXT NOT NULL,
+            step_index INTEGER
+        )
+        """,
+    ),
+]
+
+
+class HistoryError(Exception):
+    """The history cannot be used as asked; the message says why."""
+
+
+# -- what comes back out -------------------------------------------------------
+
+
+class MuscleTime(DataModel):
+    muscle: str
+    side: str
+    worked_s: float
+
+
+class SafetyStopRecord(DataModel):
+    at: float  # session clock seconds
+    rule: str
+    message: str
+    values: dict[str, Any]
+    step_index: int | None
+
+
+class PainRecord(DataModel):
+    at: float  # session clock seconds
+    muscle: str
+    side: str
+    step_index: int | None
+
+
+class SessionRecord(DataModel):
+    id: int
+    started_at: datetime
+    ended_at: datetime | None
+    device: str
+    spec: str | None
+    protocol: str
+    side: str | None
+    intensity_cap: float | None
+    status: Status
+    end_reason: str | None
+    end_message: str | None
+    planned_s: float | None
+    worked_s: float
+    source: Source
+    host: str
+    pid: int
+    muscles: list[MuscleTime]
+    safety_stops: list[SafetyStopRecord]
+    pain_reports: list[PainRecord]
+
+
+# -- where, and who is writing -------------------------------------------------
+
+
+def default_path() -> Path:
+    """``$GUNCTL_DATA_DIR/history.sqlite3``, else the same file in the user's data directory."""
+    directory = os.environ.get(ENV_DIR)
+    if not directory:
+        import platformdirs
+
+        directory = platformdirs.user_data_dir("gunctl")
+    return Path(directory) / DB_NAME
+
+
+def _utc(moment: datetime | None = None) -> datetime:
+    """``moment`` in UTC (a naive one is taken as local time); now when None."""
+    return datetime.now(UTC) if moment is None else moment.astimezone(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    # One fixed format, so that comparing the text compares the times.
+    return _utc(moment).isoformat(timespec="microseconds")
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from ``/proc``, or None where there is none."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()  # the command name may hold spaces
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]  # fields 3 and 22 of proc(5)
+
+
+def _process_gone(pid: int, proc_start: str | None) -> bool:
+    """True when the process ``pid`` on this host is certainly not the one that wrote a row."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there; do not guess
+        return False
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, owned by someone else
+    stat = _proc_stat(pid)
+    if stat is None:
+        return False  # alive as far as we can tell
+    state, started = stat
+    if state in ("Z", "X"):  # exited, not yet reaped by its parent
+        return True
+    return proc_start is not None and started != proc_start  # the pid was reused
+
+
+_HOST = socket.gethostname()
+
+
+def _own_start() -> str | None:
+    stat = _proc_stat(os.getpid())
+    return stat[1] if stat else None
+
+
+# -- what a session in progress looks like in memory -------------------------------
+
+
+@dataclass
+class _Live:
+    device: str
+    completed: dict[Key, float] = field(default_factory=dict)  # from step_completed
+    exact: dict[Key, float] = field(default_factory=dict)  # from checkpoint()
+    current: Key | None = None  # the step being worked, between step_started and its end
+    accum: float = 0.0  # motor time of the current step before the last pause
+    running_since: float | None = None  # session clock, while the current step's clock runs
+    paused: bool = False
+    last_at: float = 0.0  # session clock of the last event
+
+    def halt(self, at: float) -> None:
+        if self.running_since is not None:
+            self.accum += max(0.0, at - self.running_since)
+            self.running_since = None
+
+    def rows(self, at: float) -> dict[Key, float]:
+        rows = dict(self.completed)
+        for key, seconds in self.exact.items():
+            rows[key] = max(rows.get(key, 0.0), seconds)
+        if self.current is not None:
+            key = self.current
+            running = max(0.0, at - self.running_since) if self.running_since is not None else 0.0
+            estimate = self.completed.get(key, 0.0) + self.accum + running
+            rows[key] = max(rows.get(key, 0.0), estimate)
+        return rows
+
+
+# -- the store -------------------------------------------------------------------
+
+
+class History:
+    """The session history in one SQLite file; safe to share between threads.
+
+    Opening it closes the sessions left ``running`` by processes that are gone.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._live: dict[int, _Live] = {}
+        self._by_device: dict[str, int] = {}
+        self._proc_start = _own_start()
+        self._db = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+            self.recovered: list[int] = self.recover()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # -- opening and closing -----------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, taken for writing at once so that it never has to upgrade."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0])
+
+    def _migrate(self) -> None:
+        with self._write() as db:
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version "
+                "(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+            )
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(MIGRATIONS):
+                raise HistoryError(
+                    f"{self.path} has schema version {current}, written by a newer gunctl; "
+                    f"this one reads up to version {len(MIGRATIONS)}"
+                )
+            for version in range(current, len(MIGRATIONS)):
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                log.debug("history_migrated", path=str(self.path), version=version + 1)
+            db.execute(
+                "INSERT INTO schema_version (id, version) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+                (len(MIGRATIONS),),
+            )
+
+    def recover(self) -> list[int]:
+        """Close every ``running`` session whose writer on this host is gone; return their ids.
+
+        Sessions written from another host are left alone: whether their
+        writer lives cannot be told from here.
+        """
+        closed: list[int] = []
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, pid, proc_start, updated_at FROM sessions "
+                "WHERE status = 'running' AND host = ?",
+                (_HOST,),
+            ).fetchall()
+            for session_id, pid, proc_start, updated_at in rows:
+                if session_id in self._live or not _process_gone(pid, proc_start):
+                    continue
+                message = (
+                    f"the gunctl process writing this session (pid {pid} on {_HOST}) "
+                    "ended before the session did"
+                )
+                self._close_row(db, session_id, "aborted", INTERRUPTED, message, updated_at)
+                closed.append(session_id)
+        for session_id in closed:
+            log.warning("session_interrupted", session=session_id, path=str(self.path))
+        return closed
+
+    def _close_row(
+        self,
+        db: sqlite3.Connection,
+        session_id: int,
+        status: Status,
+        reason: str | None,
+        message: str | None,
+        ended_at: str,
+        worked_s: float | None = None,
+    ) -> None:
+        if worked_s is None:
+            (worked_s,) = db.execute(
+                "SELECT COALESCE(SUM(worked_s), 0) FROM muscle_time WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+        db.execute(
+            "UPDATE sessions SET status = ?, end_reason = ?, end_message = ?, ended_at = ?, "
+            "updated_at = ?, worked_s = ? WHERE id = ?",
+            (status, reason, message, ended_at, ended_at, round(worked_s, 3), session_id),
+        )
+
+    # -- writing a session -------------------------------------------------------
+
+    def begin(
+        self,
+        *,
+        device: str,
+        protocol: str,
+        spec: str | None = None,
+        side: str | None = None,
+        intensity_cap: float | None = None,
+        planned_s: float | None = None,
+        source: Source = "cli",
+        started_at: datetime | None = None,
+    ) -> int:
+        """Write a ``running`` session row before the motor turns; return its id.
+
+        Events for ``device`` then go to this session until it ends.
+        """
+        if source not in ("cli", "mqtt"):
+            raise ValueError(f"source must be 'cli' or 'mqtt', not {source!r}")
+        with self._lock:
+            previous = self._by_device.get(device)
+            if previous is not None:
+                self.interrupt(
+                    previous, "a new session started on the device before this one ended"
+                )
+            started = _iso(_utc(started_at))
+            with self._write() as db:
+                cursor = db.execute(
+                    "INSERT INTO sessions (started_at, updated_at, device, spec, protocol, side, "
+                    "intensity_cap, status, planned_s, source, pid, host, proc_start) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    (
+                        started,
+                        _iso(_utc()),
+                        device,
+                        spec,
+                        protocol,
+                        side,
+                        intensity_cap,
+                        planned_s,
+                        source,
+                        os.getpid(),
+                        _HOST,
+                        self._proc_start,
+                    ),
+                )
+            session_id = cursor.lastrowid
+            assert session_id is not None
+            self._live[session_id] = _Live(device=device)
+            self._by_device[device] = session_id
+            return session_id
+
+    def record(self, event: Event, session_id: int | None = None) -> None:
+        """Apply one session event to its session and commit.
+
+        Without ``session_id`` the event goes to the session begun on its
+        device. Events after a session has ended are ignored.
+        """
+        with self._lock:
+            if session_id is None:
+                session_id = self._by_device.get(event.device)
+                if session_id is None:
+                    raise HistoryError(f"no session is being recorded for device {event.device!r}")
+            live = self._live.get(session_id) or self._revive(session_id)
+            if live is None:
+                log.debug("event_after_end", session=session_id, kind=event.type)
+                return
+            with self._write() as db:
+                self._apply(db, session_id, live, event)
+            if isinstance(event, ENDING_EVENTS):
+                self._forget(session_id)
+
+    def checkpoint(self, session_id: int, worked: Mapping[Key, float]) -> None:
+        """Write exact motor seconds per (muscle, side) so far, as the session counts them."""
+        with self._lock:
+            live = self._live.get(session_id)
+            if live is None:
+                return
+            for key, seconds in worked.items():
+                live.exact[key] = max(live.exact.get(key, 0.0), seconds)
+            with self._write() as db:
+                self._save_rows(db, session_id, live.rows(live.last_at))
+
+    def interrupt(self, session_id: int, message: str) -> None:
+        """Close a session this process was writing as aborted, ``interrupted``."""
+        with self._lock:
+            live = self._live.get(session_id) or self._revive(session_id)
+            if live is None:
+                return
+            with self._write() as db:
+                self._save_rows(db, session_id, live.rows(live.last_at))
+                self._close_row(db, session_id, "aborted", INTERRUPTED, message, _iso(_utc()))
+            self._forget(session_id)
+
+    def _revive(self, session_id: int) -> _Live | None:
+        """Pick up a running session begun by another History in this process."""
+        row = self._db.execute(
+            "SELECT device, status FROM sessions WHERE id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            raise HistoryError(f"there is no session {session_id}")
+        device, status = row
+        if status != "running":
+            return None
+        live = _Live(device=device)
+        for muscle, side, seconds in self._db.execute(
+            "SELECT muscle, side, worked_s FROM muscle_time WHERE session_id = ?", (session_id,)
+        ):
+            live.completed[(muscle, side)] = seconds
+        self._live[session_id] = live
+        self._by_device.setdefault(device, session_id)
+        return live
+
+    def _forget(self, session_id: int) -> None:
+        live = self._live.pop(session_id, None)
+        if live is not None and self._by_device.get(live.device) == session_id:
+            del self._by_device[live.device]
+
+    def _apply(self, db: sqlite3.Connection, session_id: int, live: _Live, event: Event) -> None:
+        at = live.last_at = event.at
+        match event:
+            case SessionStarted():
+                db.execute(
+                    "UPDATE sessions SET protocol = ?, planned_s = ?, steps = ? WHERE id = ?",
+                    (event.protocol, event.planned_s, event.steps, session_id),
+                )
+            case StepStarted():
+                live.halt(at)
+                live.current = (event.step.muscle, event.step.side)
+                live.accum = 0.0
+                live.running_since = None if live.paused else at
+            case HeadChangeRequired():
+                live.halt(at)
+                live.current = None
+            case Paused():
+                live.halt(at)
+                live.paused = True
+            case Resumed():
+                live.paused = False
+                if live.current is not None and live.running_since is None:
+                    live.running_since = at
+            case SafetyStop():
+                live.halt(at)  # the motor is stopped
+                db.execute(
+                    'INSERT INTO safety_stops (session_id, at, rule, message, "values", '
+                    "step_index) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        session_id,
+                        at,
+                        event.rule,
+                        event.message,
+                        json.dumps(event.values, default=str),
+                        event.step_index,
+                    ),
+                )
+            case PainReported():
+                live.halt(at)
+                db.execute(
+                    "INSERT INTO pain_reports (session_id, at, muscle, side, step_index) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (session_id, at, event.muscle, event.side, event.step_index),
+                )
+            case StepCompleted():
+                key = (event.muscle, event.side)
+                live.completed[key] = live.completed.get(key, 0.0) + event.worked_s
+                live.current, live.accum, live.running_since = None, 0.0, None
+            case SessionCompleted() | SessionAborted():
+                live.halt(at)
+                rows = dict(live.completed)
+                for key, seconds in live.exact.items():
+                    rows[key] = max(rows.get(key, 0.0), seconds)
+                if isinstance(event, SessionAborted) and live.current is not None:
+                    # The step in progress never completed: the session's own total
+                    # says exactly how much of it the motor ran.
+                    rest = event.worked_s - sum(live.completed.values())
+                    key = live.current
+                    rows[key] = max(rows.get(key, 0.0), live.completed.get(key, 0.0) + rest)
+                self._save_rows(db, session_id, rows)
+                if isinstance(event, SessionCompleted):
+                    status: Status = "completed"
+                    reason, message = None, None
+                else:
+                    status, reason, message = "aborted", event.reason, event.message
+                now = _iso(_utc())
+                self._close_row(db, session_id, status, reason, message, now, event.worked_s)
+                return
+            case _:
+                pass  # cues and warnings move time on, nothing more
+        self._save_rows(db, session_id, live.rows(at))
+
+    def _save_rows(
+        self, db: sqlite3.Connection, session_id: int, rows: Mapping[Key, float]
+    ) -> None:
+        db.executemany(
+            "INSERT INTO muscle_time (session_id, muscle, side, worked_s) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (session_id, muscle, side) DO UPDATE SET worked_s = excluded.worked_s",
+            [(session_id, m, s, round(v, 3)) for (m, s), v in rows.items()],
+        )
+        db.execute(
+            "UPDATE sessions SET updated_at = ?, worked_s = "
+            "(SELECT COALESCE(SUM(worked_s), 0) FROM muscle_time WHERE session_id = ?) "
+            "WHERE id = ?",
+            (_iso(_utc()), session_id, session_id),
+        )
+
+    # -- reading -----------------------------------------------------------------
+
+    def exposure_s(self, muscle: str, side: str, now: datetime | None = None) -> float:
+        """Seconds ``muscle`` on ``side`` was worked in sessions begun in the 48 h up to ``now``."""
+        end = _utc(now)
+        with self._lock:
+            (total,) = self._db.execute(
+                "SELECT COALESCE(SUM(m.worked_s), 0) FROM muscle_time AS m "
+                "JOIN sessions AS s ON s.id = m.session_id "
+                "WHERE m.muscle = ? AND m.side = ? AND s.started_at >= ? AND s.started_at <= ?",
+                (muscle, side, _iso(end - EXPOSURE_WINDOW), _iso(end)),
+            ).fetchone()
+        return float(total)
+
+    def sessions(self, since: datetime | None = None) -> list[SessionRecord]:
+        """Every session begun at or after ``since`` (all when None), oldest first."""
+        query = "SELECT * FROM sessions"
+        params: tuple[str, ...] = ()
+        if since is not None:
+            query += " WHERE started_at >= ?"
+            params = (_iso(since),)
+        with self._lock:
+            return self._records(query + " ORDER BY started_at, id", params)
+
+    def session(self, session_id: int) -> SessionRecord | None:
+        with self._lock:
+            found = self._records("SELECT * FROM sessions WHERE id = ?", (session_id,))
+        return found[0] if found else None
+
+    def _records(self, query: str, params: tuple[Any, ...]) -> list[SessionRecord]:
+        cursor = self._db.execute(query, params)
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        muscles: dict[int, list[MuscleTime]] = {i: [] for i in ids}
+        for sid, muscle, side, seconds in self._db.execute(
+            f"SELECT session_id, muscle, side, worked_s FROM muscle_time "
+            f"WHERE session_id IN ({marks}) ORDER BY rowid",
+            ids,
+        ):
+            muscles[sid].append(MuscleTime(muscle=muscle, side=side, worked_s=seconds))
+        stops: dict[int, list[SafetyStopRecord]] = {i: [] for i in ids}
+        for sid, at, rule, message, values, step in self._db.execute(
+            f'SELECT session_id, at, rule, message, "values", step_index FROM safety_stops '
+            f"WHERE session_id IN ({marks}) ORDER BY id",
+            ids,
+        ):
+            stops[sid].append(
+                SafetyStopRecord(
+                    at=at, rule=rule, message=message, values=json.loads(values), step_index=step
+                )
+            )
+        pains: dict[int, list[PainRecord]] = {i: [] for i in ids}
+        for sid, at, muscle, side, step in self._db.execute(
+            f"SELECT session_id, at, muscle, side, step_index FROM pain_reports "
+            f"WHERE session_id IN ({marks}) ORDER BY id",
+            ids,
+        ):
+            pains[sid].append(PainRecord(at=at, muscle=muscle, side=side, step_index=step))
+        return [
+            SessionRecord(
+                id=row["id"],
+                started_at=datetime.fromisoformat(row["started_at"]),
+                ended_at=datetime.fromisoformat(row["ended_at"]) if row["ended_at"] else None,
+                device=row["device"],
+                spec=row["spec"],
+                protocol=row["protocol"],
+                side=row["side"],
+                intensity_cap=row["intensity_cap"],
+                status=row["status"],
+                end_reason=row["end_reason"],
+                end_message=row["end_message"],
+                planned_s=row["planned_s"],
+                worked_s=row["worked_s"],
+                source=row["source"],
+                host=row["host"],
+                pid=row["pid"],
+                muscles=muscles[row["id"]],
+                safety_stops=stops[row["id"]],
+                pain_reports=pains[row["id"]],
+            )
+            for row in rows
+        ]
+
+    def export_csv(self, file: IO[str], since: datetime | None = None) -> int:
+        """Write one CSV row per session and muscle side (one row for a session with none).
+
+        Returns the number of rows written, the header aside.
+        """
+        writer = csv.writer(file)
+        writer.writerow(CSV_COLUMNS)
+        count = 0
+        for record in self.sessions(since):
+            common = [
+                record.id,
+                record.started_at.isoformat(),
+                record.ended_at.isoformat() if record.ended_at else "",
+                record.device,
+                record.spec or "",
+                record.protocol,
+                record.side or "",
+                "" if record.intensity_cap is None else record.intensity_cap,
+                record.status,
+                record.end_reason or "",
+                record.end_message or "",
+                "" if record.planned_s is None else record.planned_s,
+                record.worked_s,
+                record.source,
+                len(record.safety_stops),
+                len(record.pain_reports),
+            ]
+            muscles: list[MuscleTime | None] = [*record.muscles] or [None]
+            for muscle in muscles:
+                if muscle is None:
+                    writer.writerow([*common, "", "", ""])
+                else:
+                    writer.writerow([*common, muscle.muscle, muscle.side, muscle.worked_s])
+                count += 1
+        return count
+
+
+CSV_COLUMNS = (
+    "session_id",
+    "started_at",
+    "ended_at",
+    "device",
+    "spec",
+    "protocol",
+    "session_side",
+    "intensity_cap",
+    "status",
+    "end_reason",
+    "end_message",
+    "planned_s",
+    "session_worked_s",
+    "source",
+    "safety_stops",
+    "pain_reports",
+    "muscle",
+    "side",
+    "muscle_worked_s",
+)
+
+
+# -- following a session on the bus -----------------------------------------------
+
+
+async def follow(
+    history: History,
+    subscription: Subscription,
+    session_id: int,
+    *,
+    progress: Callable[[], Mapping[Key, float]] | None = None,
+    every_s: float = 5.0,
+) -> SessionRecord | None:
+    """Record the session's events from ``subscription`` until it ends; return its record.
+
+    Subscribe before the session starts so that no event is missed. Writes run
+    in a worker thread, so neither the publisher nor the control loop waits for
+    the disk; a write that fails is logged and the session goes on. Events from
+    other devices on the same bus are passed over. ``progress``, when given,
+    returns the session's exact motor seconds per (muscle, side) (the
+    Supervisor's ``session.worked``) and is checkpointed every ``every_s``
+    seconds, so that a crash loses at most that much time. If the events stop
+    before the session ends (the bus closed, or this task was cancelled), the
+    session is closed as interrupted. The subscription is closed on return.
+    """
+    record = await asyncio.to_thread(history.session, session_id)
+    if record is None:
+        raise HistoryError(f"there is no session {session_id}")
+    device = record.device
+    ticker = (
+        asyncio.create_task(_checkpoints(history, session_id, progress, every_s))
+        if progress is not None
+        else None
+    )
+    ended = False
+    try:
+        async for event in subscription:
+            if event.device != device:
+                continue
+            try:
+                await asyncio.to_thread(history.record, event, session_id)
+            except (sqlite3.Error, HistoryError) as exc:
+                log.error(
+                    "history_write_failed", session=session_id, kind=event.type, error=str(exc)
+                )
+            if isinstance(event, ENDING_EVENTS):
+                ended = True
+                break
+    finally:
+        subscription.close()
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        if subscription.dropped:
+            log.warning("history_missed_events", session=session_id, dropped=subscription.dropped)
+        if not ended:
+            with contextlib.suppress(sqlite3.Error):
+                history.interrupt(session_id, "the session's events stopped before it ended")
+    return await asyncio.to_thread(history.session, session_id)
+
+
+async def _checkpoints(
+    history: History,
+    session_id: int,
+    progress: Callable[[], Mapping[Key, float]],
+    every_s: float,
+) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            worked = dict(progress())
+            await asyncio.to_thread(history.checkpoint, session_id, worked)
+        except (sqlite3.Error, HistoryError) as exc:
+            log.error("history_checkpoint_failed", session=session_id, error=str(exc))
