@@ -16,6 +16,7 @@ from gunctl import __version__
 # name -> ("module:attribute" of a click command, one-line help); imported only when used
 _COMMANDS = {
     "specs": ("gunctl.cli.specs:specs", "List, show and validate firmware specs."),
+    "history": ("gunctl.cli.history:history", "List past sessions and export them as CSV."),
     "profiles": ("gunctl.cli.profiles:profiles", "List, show and validate muscles and protocols."),
 }
 

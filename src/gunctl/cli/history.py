@@ -1,0 +1,193 @@
+"""``gunctl history``: the sessions run so far, how long each muscle was worked, how each ended."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gunctl.cli.output import emit, json_option, to_text
+
+if TYPE_CHECKING:
+    from gunctl.store.history import History, SessionRecord
+
+EXIT_FAILED = 1
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """A date or time (``2025-03-01``, ``2025-03-01T18:30``), or an age (``90m``, ``48h``, ``7d``).
+
+    A date or time without a zone is local time. Raises ValueError with a
+    message a person can act on.
+    """
+    text = text.strip()
+    match = _RELATIVE.match(text)
+    if match:
+        amount, unit = float(match[1]), _UNITS[match[2]]
+        return (now or datetime.now().astimezone()) - timedelta(**{unit: amount})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a date: give one such as 2025-03-01 or 2025-03-01T18:30, "
+            "or an age such as 48h or 7d"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+since_option = click.option(
+    "--since",
+    metavar="DATE",
+    callback=_since,
+    help="Only sessions begun at or after DATE (2025-03-01, 2025-03-01T18:30) or within an age "
+    "(48h, 7d).",
+)
+
+
+def _open() -> History | None:
+    """The history, or None when nothing has been recorded yet (and nothing is created)."""
+    import sqlite3
+
+    from gunctl.store.history import History, HistoryError, default_path
+
+    path = default_path()
+    if not path.exists():
+        return None
+    try:
+        return History(path)
+    except (sqlite3.Error, HistoryError, OSError) as exc:
+        click.echo(f"gunctl: cannot open the history at {path}: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+@click.group(invoke_without_command=True)
+@since_option
+@json_option
+@click.pass_context
+def history(ctx: click.Context, since: datetime | None, as_json: bool) -> None:
+    """The sessions run so far: when, what, how long on each muscle, and how each ended.
+
+    The history lives in the user data directory; GUNCTL_DATA_DIR points
+    elsewhere.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    store = _open()
+    records = [] if store is None else _read(store, since)
+    result = [r.model_dump(mode="json") for r in records]
+    emit(result, as_json, lambda _: _describe(records, since))
+
+
+def _read(store: History, since: datetime | None) -> list[SessionRecord]:
+    with store:
+        return store.sessions(since)
+
+
+@history.command("export")
+@click.option(
+    "--csv", "as_csv", is_flag=True, default=True, help="CSV (the only format, and the default)."
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write to FILE instead of standard output.",
+)
+@since_option
+def export(as_csv: bool, output: Path | None, since: datetime | None) -> None:
+    """Export the history as CSV: one row per session and muscle side."""
+    import io
+
+    from gunctl.store.history import CSV_COLUMNS
+
+    buffer = io.StringIO()
+    store = _open()
+    rows = 0
+    if store is None:
+        import csv
+
+        csv.writer(buffer).writerow(CSV_COLUMNS)
+    else:
+        with store:
+            rows = store.export_csv(buffer, since)
+    if output is None:
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        output.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+        click.echo(f"Wrote {rows} row{'s' if rows != 1 else ''} to {output}.", err=True)
+
+
+# --- for people ---------------------------------------------------------------------
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    if not minutes:
+        return f"{rest} s"
+    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _ending(record: SessionRecord) -> str:
+    if record.status == "running":
+        return "running"
+    if record.status == "completed":
+        return "completed"
+    return f"aborted: {record.end_reason}" if record.end_reason else "aborted"
+
+
+def _describe(records: list[SessionRecord], since: datetime | None) -> str:
+    if not records:
+        if since is not None:
+            return f"No sessions since {_when(since)}."
+        return "No sessions yet. Sessions appear here once `gunctl run` has been used."
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    blocks: list[Any] = []
+    for record in records:
+        time = _duration(record.worked_s)
+        if record.planned_s:
+            time += f" of {_duration(record.planned_s)} planned"
+        ending = _ending(record)
+        heading = Text.assemble(
+            (_when(record.started_at), "bold"),
+            f"  {record.protocol} on {record.device}: ",
+            (ending, "red" if record.status == "aborted" else ""),
+            f", {time}",
+        )
+        details = Table.grid(padding=(0, 2))
+        details.add_column(no_wrap=True)
+        details.add_column()
+        for m in record.muscles:
+            details.add_row(f"  {m.muscle} {m.side}", _duration(m.worked_s))
+        for stop in record.safety_stops:
+            details.add_row(f"  stopped by {stop.rule}", stop.message)
+        for pain in record.pain_reports:
+            details.add_row("  pain reported", f"{pain.muscle} {pain.side}")
+        if record.status == "aborted" and record.end_message and not record.safety_stops:
+            details.add_row("  why", record.end_message)
+        blocks += [heading, details]
+    sessions = f"{len(records)} session{'s' if len(records) != 1 else ''}"
+    total = _duration(sum(r.worked_s for r in records))
+    blocks += ["", f"{sessions}, {total} of massage in all."]
+    return to_text(Group(*blocks))
