@@ -97,9 +97,9 @@ PARAMS: dict[str, PhysicsParams] = {
         ),
         battery=BatteryParams(
             voltage_v=16.8,  # assumption: a 4S lithium-ion pack
-            # assumption: sized so a light-contact session at 2100 ppm lasts about the
-            # published 120 minutes of the Elite and Prime
-            capacity_wh=24.0,
+            # assumption: sized so that running at 2100 ppm with a light 20 N lean
+            # lasts about the published 120 minutes of the Elite and Prime
+            capacity_wh=45.0,
             idle_w=0.05,  # assumption: BLE radio and microcontroller
         ),
         firmware=FirmwareParams(version=412),  # assumption: "4.1.2", as the spec's vector
@@ -117,7 +117,8 @@ PARAMS: dict[str, PhysicsParams] = {
         ),
         thermal=ThermalParams(
             heat_capacity_j_per_k=60,  # assumption: a 36 mm motor can with its mount
-            resistance_k_per_w=4.0,  # assumption: about 45 C after a session of firm work
+            # assumption: about 45 C after 15 minutes at 2400 ppm with a 40 N lean
+            resistance_k_per_w=4.0,
         ),
         battery=BatteryParams(
             voltage_v=24.0,  # assumption: 6S lithium-ion, the common maker choice
@@ -139,7 +140,9 @@ PARAMS: dict[str, PhysicsParams] = {
         ),
         thermal=ThermalParams(
             heat_capacity_j_per_k=45,  # assumption: a smaller motor in a plastic body
-            resistance_k_per_w=5.0,  # assumption: a plastic body sheds heat poorly
+            # assumption: a plastic body sheds heat poorly; about 50 C after 15 minutes
+            # at level 3 with a 30 N lean, under its 65 C cutoff
+            resistance_k_per_w=3.0,
         ),
         battery=BatteryParams(
             voltage_v=24.0,  # the voltage these guns' listings commonly state

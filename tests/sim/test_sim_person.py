@@ -103,7 +103,9 @@ async def test_pressing_hard_for_long_heats_the_motor_into_the_cutoff(
         return
     status = await host.wait_for(lambda s: "overtemp" in s.faults, within_s=600.0)
     assert status.running is False
-    assert [e.kind for e in device.events] == ["thermal_cutoff"]
+    kinds = [e.kind for e in device.events]
+    assert kinds[0] == "thermal_cutoff"
+    assert set(kinds[1:]) <= {"refused"}  # a repeat-last keepalive asks again: refused while hot
     assert 20.0 < device.events[0].at < 300.0  # a minute or two of hard pressing
     assert device.state.temperature_c == pytest.approx(limit, abs=1.0)
 

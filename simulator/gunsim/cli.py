@@ -1,0 +1,218 @@
+"""``gunsim``: run a simulated device from the terminal and watch its telemetry.
+
+``gunsim run gunctl-open --seconds 30 --speed 2400 --person random`` switches a
+device on, connects to it through SimLink as a minimal host would (set the
+speed, send keepalives, poll where the spec polls), and prints one line of
+decoded telemetry per interval. ``--scale 10`` runs ten times faster than real
+time; ``--fault AT:KIND[:key=value,...]`` schedules a fault (see
+``gunsim.faults``), e.g. ``--fault 5:silence:duration_s=2``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import click
+
+from gunctl.clock import Clock
+from gunctl.links.base import Endpoint
+from gunctl.links.sim import SimLink
+from gunctl.specs.codec import Codec, DecodeError
+from gunctl.specs.loader import get_spec, load_specs
+from gunctl.specs.messages import (
+    Command,
+    Keepalive,
+    SetLevel,
+    SetSpeed,
+    Status,
+    StatusRequest,
+    Stop,
+)
+from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
+from gunsim.device import Load, SimDevice
+from gunsim.faults import FAULT_ADAPTER, Fault
+from gunsim.person import RandomPerson, ScriptedPerson
+
+
+@click.group()
+def main() -> None:
+    """The gunctl device simulator."""
+
+
+@main.command("list")
+def list_specs() -> None:
+    """The device families the simulator can play."""
+    for name, spec in load_specs().items():
+        click.echo(f"{name}\t{spec.title}")
+
+
+def parse_fault(text: str) -> tuple[float, Fault]:
+    """``AT:KIND[:key=value,...]`` -> (seconds, fault)."""
+    parts = text.split(":", 2)
+    if len(parts) < 2:
+        raise click.BadParameter(f"{text!r}: expected AT:KIND[:key=value,...]")
+    values: dict[str, Any] = {"kind": parts[1]}
+    if len(parts) == 3 and parts[2]:
+        for item in parts[2].split(","):
+            key, _, value = item.partition("=")
+            values[key] = json.loads(value) if value else True
+    try:
+        return float(parts[0]), FAULT_ADAPTER.validate_python(values)
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: {exc}") from exc
+
+
+@main.command()
+@click.argument("spec_name", metavar="SPEC")
+@click.option("--seconds", type=float, default=10.0, show_default=True, help="How long to run.")
+@click.option("--speed", type=int, help="Speed in ppm (default: the spec's top speed).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--scale", type=float, default=1.0, show_default=True, help="Time speed-up.")
+@click.option(
+    "--person",
+    type=click.Choice(["none", "random", "steady"]),
+    default="none",
+    show_default=True,
+    help="Who holds the gun: nobody, a seeded random person, or a steady 30 N lean.",
+)
+@click.option("--every", type=float, default=1.0, show_default=True, help="Print interval, s.")
+@click.option("--fault", "faults", multiple=True, help="AT:KIND[:key=value,...]")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def run(
+    spec_name: str,
+    seconds: float,
+    speed: int | None,
+    seed: int,
+    scale: float,
+    person: str,
+    every: float,
+    faults: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run a SPEC device for a while, printing its telemetry."""
+    try:
+        spec = get_spec(spec_name)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="SPEC") from exc
+    script = [parse_fault(f) for f in faults]
+    load: Load | None = None
+    if person == "random":
+        load = RandomPerson(seed)
+    elif person == "steady":
+        load = ScriptedPerson([(1e9, 30.0)])
+    asyncio.run(_run(spec, seconds, speed, seed, scale, load, every, script, as_json))
+
+
+def _start_command(spec: DeviceSpec, speed: int | None) -> Command:
+    levels = spec.capabilities.levels_ppm
+    if levels is not None:
+        wanted = speed or levels[-1]
+        return SetLevel(level=min(range(len(levels)), key=lambda i: abs(levels[i] - wanted)) + 1)
+    return SetSpeed(ppm=speed or spec.capabilities.max_ppm)
+
+
+async def _run(
+    spec: DeviceSpec,
+    seconds: float,
+    speed: int | None,
+    seed: int,
+    scale: float,
+    person: Load | None,
+    every: float,
+    script: list[tuple[float, Fault]],
+    as_json: bool,
+) -> None:
+    clock = Clock(scale)
+    codec = Codec(spec)
+    async with SimDevice(spec, clock=clock, seed=seed, person=person) as device:
+        device.faults.script([(at, fault) for at, fault in script])
+        link = SimLink(device)
+        await link.connect()
+        latest: list[Status] = []
+        bad = 0
+
+        async def listen() -> None:
+            nonlocal bad
+            async for note in link.notifications():
+                try:
+                    report = codec.decode_report(note.data)
+                except DecodeError:
+                    bad += 1
+                    continue
+                if isinstance(report, Status):
+                    latest.append(report)
+
+        async def send(command: Command) -> None:
+            if link.connected:
+                data = codec.encode_command(command)
+                await link.write(Endpoint.COMMAND, data, with_response=codec.with_response(command))
+
+        async def keep_alive(last: Command) -> None:
+            keepalive = spec.capabilities.keepalive
+            polls = spec.capabilities.telemetry.mode is TelemetryMode.POLL
+            period = min(
+                keepalive.period_s or 1e9,
+                spec.capabilities.telemetry.period_s if polls else 1e9,
+            )
+            next_keepalive = clock.now()
+            while link.connected:
+                await clock.sleep(period)
+                if polls:
+                    await send(StatusRequest())
+                if keepalive.strategy is not KeepaliveStrategy.NONE and clock.now() >= (
+                    next_keepalive
+                ):
+                    await send(
+                        Keepalive() if keepalive.strategy is KeepaliveStrategy.FIXED else last
+                    )
+                    next_keepalive = clock.now() + (keepalive.period_s or 0)
+
+        listener = asyncio.create_task(listen())
+        command = _start_command(spec, speed)
+        await send(command)
+        helper = asyncio.create_task(keep_alive(command))
+        end = clock.now() + seconds
+        while clock.now() < end and link.connected:
+            await clock.sleep(min(every, end - clock.now()))
+            _print(device, latest[-1] if latest else None, bad, as_json)
+        await send(Stop())
+        helper.cancel()
+        await link.disconnect()
+        await listener
+        if not link.connected and link.reason not in (None, "requested"):
+            click.echo(f"link ended: {link.reason}", err=True)
+
+
+def _print(device: SimDevice, status: Status | None, bad: int, as_json: bool) -> None:
+    state = device.state
+    reported = (
+        {}
+        if status is None
+        else status.model_dump(mode="json", exclude_none=True, exclude={"kind", "undocumented"})
+    )
+    if as_json:
+        line = {
+            "t": round(device.elapsed, 3),
+            "reported": reported,
+            "true": {
+                "running": state.running,
+                "speed_ppm": round(state.speed_ppm),
+                "current_a": round(state.current_a, 2),
+                "force_n": round(state.force_n, 1),
+                "temperature_c": round(state.temperature_c, 1),
+                "battery_pct": round(state.battery_pct, 1),
+                "faults": sorted(state.faults),
+            },
+            "bad_frames": bad,
+        }
+        click.echo(json.dumps(line, sort_keys=True))
+        return
+    shown = " ".join(f"{k}={v}" for k, v in reported.items() if k != "faults")
+    faults = ",".join(sorted(state.faults)) or "-"
+    click.echo(
+        f"{device.elapsed:8.2f}s  true: {state.speed_ppm:5.0f} ppm {state.current_a:5.2f} A "
+        f"{state.force_n:5.1f} N {state.temperature_c:5.1f} C {state.battery_pct:5.1f} %  "
+        f"faults {faults}  |  reported: {shown or '(nothing)'}"
+    )
