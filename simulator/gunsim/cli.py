@@ -172,13 +172,13 @@ async def _run(
         listener = asyncio.create_task(listen())
         command = _start_command(spec, speed)
         await send(command)
-        helper = asyncio.create_task(keep_alive(command))
+        keeper = asyncio.create_task(keep_alive(command))
         end = clock.now() + seconds
         while clock.now() < end and link.connected:
             await clock.sleep(min(every, end - clock.now()))
             _print(device, latest[-1] if latest else None, bad, as_json)
         await send(Stop())
-        helper.cancel()
+        keeper.cancel()
         await link.disconnect()
         await listener
         if not link.connected and link.reason not in (None, "requested"):
