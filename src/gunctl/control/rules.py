@@ -52,6 +52,7 @@ class Limits(DataModel):
     session_max_s: float = 600.0  # active session time, pauses excluded
     stuck_after_s: float = 1.0  # after a stop, speed must fall below half within this
     slew_per_s: float = 0.5  # how fast the intensity may rise, per second
+    head_mismatch_s: float = 0.3  # a reported head may lag a change by a frame or two
 
 
 class Telemetry:
@@ -320,11 +321,19 @@ class Exposure48h:
 
 @dataclass
 class HeadMismatch:
+    """The device sees a different head than the step needs, for longer than a frame or two."""
+
     name: str = "head_mismatch"
+    since: float | None = None
 
     def check(self, tick: Tick) -> Verdict | None:
         head = tick.telemetry.get("head")
         if head is None or tick.step is None or not tick.motor_on or head == tick.step.head:
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = tick.now
+        if tick.now - self.since < tick.limits.head_mismatch_s:
             return None
         return _stop(
             self.name,

@@ -137,11 +137,13 @@ class Supervisor:
         self._requests: asyncio.Queue[tuple[Request, asyncio.Future[None]]] = asyncio.Queue()
         self._intensity = 0.0  # the intensity in force, after the slew limit
         self._back_off = 1.0
+        self._reported: set[str] = set()  # rules whose stop was announced since the session began
         self._prior: dict[tuple[str, str], float] = {}
         self._setpoint_since = 0.0
         self._stop_written_at: float | None = None
         self._speed_at_stop: float | None = None
         self._last_write = -math.inf
+        self._last_keepalive = -math.inf
         self._last_poll = -math.inf
         self._watching_since = 0.0
         self._last_tick = 0.0
@@ -270,7 +272,7 @@ class Supervisor:
             (s.muscle, s.side): self.exposure.exposure_s(s.muscle, s.side) for s in plan.steps
         }
         self._watching_since = now
-        self._back_off = 1.0
+        self._reported.clear()
         self._publish(
             SessionStarted(
                 at=now,
@@ -304,6 +306,7 @@ class Supervisor:
         session = self.session
         motor_on = not self.driver.setpoint.stopped
         target = session.advance(now, dt, motor_on) if session is not None else 0.0
+        self._back_off = 1.0  # a back-off lasts as long as the rule keeps asking for it
         for verdict in self.rules.check(self._observe(now, motor_on)):
             await self._act(verdict)
         if self.session is None or self.session.done or self.session.paused is not None:
@@ -359,8 +362,6 @@ class Supervisor:
             log.error("dropping_link", device=self.device_id, **verdict.values)
             self.ended = "dropped: motor ignores stop"
             await self.link.disconnect()
-        if verdict.rule == "force":  # stopped: the next session starts without a back-off
-            self._back_off = 1.0
 
     async def _drive(self, now: float, target: float, dt: float) -> None:
         if target > self._intensity:  # rising is slew-limited; easing off never is
@@ -380,13 +381,14 @@ class Supervisor:
                 await self.driver.run_at(target, cap)
                 self._stop_written_at = None
             self._last_write = now
-        elif (
-            caps.keepalive.strategy is not KeepaliveStrategy.NONE
-            and caps.keepalive.period_s is not None
-            and now - self._last_write >= caps.keepalive.period_s
-        ):
+        keepalive = caps.keepalive
+        # A fixed keepalive proves the host loop is alive, so it goes out on its own
+        # schedule; for repeat-last, any frame the firmware receives is one.
+        fixed = keepalive.strategy is KeepaliveStrategy.FIXED
+        fed = self._last_keepalive if fixed else self._last_write
+        if keepalive.period_s is not None and now - fed >= keepalive.period_s:
             await self.driver.keepalive()
-            self._last_write = now
+            self._last_write = self._last_keepalive = now
         if (
             caps.telemetry.mode is TelemetryMode.POLL
             and now - self._last_poll >= caps.telemetry.period_s
@@ -407,6 +409,9 @@ class Supervisor:
             self._speed_at_stop = self.telemetry.get("speed_ppm")
 
     async def _safety_stop(self, verdict: Verdict) -> None:
+        if verdict.rule in self._reported and not self.running and self.driver.setpoint.stopped:
+            return  # a condition that persists after its stop: already stopped and said so
+        self._reported.add(verdict.rule)
         with contextlib.suppress(LinkError):
             await self._stop_now()
         session = self.session

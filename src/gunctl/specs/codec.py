@@ -8,13 +8,15 @@ method either becomes a message or raises DecodeError, never anything else.
 
 from __future__ import annotations
 
+import binascii
 import functools
+import operator
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from crc import Calculator, Crc8, Crc16
+from crc import Calculator, Crc8
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gunctl.specs.messages import (
@@ -64,22 +66,32 @@ class EncodeError(ValueError):
     """A message this spec cannot carry, or a value outside what its fields hold."""
 
 
-@functools.cache
-def _crc(kind: ChecksumKind) -> Calculator:
-    # The crc package calls CRC-8/SMBUS (poly 0x07, init 0) "CCITT".
-    config = Crc8.CCITT if kind is ChecksumKind.CRC8 else Crc16.IBM_3740
-    return Calculator(config.value, optimized=True)
+# The crc package calls CRC-8/SMBUS (poly 0x07, init 0) "CCITT".
+_CRC8 = Calculator(Crc8.CCITT.value, optimized=True)
 
 
 def checksum(kind: ChecksumKind, data: bytes) -> int:
     if kind is ChecksumKind.SUM8:
         return sum(data) & 0xFF
     if kind is ChecksumKind.XOR8:
-        return functools.reduce(lambda a, b: a ^ b, data, 0)
-    return int(_crc(kind).checksum(data))
+        return functools.reduce(operator.xor, data, 0)
+    if kind is ChecksumKind.CRC16_CCITT:
+        # CRC-16/CCITT-FALSE is the standard library's crc_hqx with init 0xFFFF; it is
+        # C code, and this is the checksum of every 25 Hz telemetry frame.
+        return binascii.crc_hqx(data, 0xFFFF)
+    return int(_CRC8.checksum(data))
 
 
 _STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A payload field compiled once: its spec, its position and its struct."""
+
+    spec: FieldSpec
+    offset: int
+    packer: struct.Struct | None  # None for raw bytes fields
 
 
 @dataclass(frozen=True)
@@ -99,16 +111,32 @@ class _Layout:
             Part.LENGTH: 1,
         }[part]
 
+    @functools.cached_property
+    def head(self) -> int:
+        """Bytes before the payload."""
+        return sum(self.size(p) for p in self.prefix)
+
+    @functools.cached_property
+    def tail(self) -> int:
+        """Bytes after the payload."""
+        return sum(self.size(p) for p in self.suffix)
+
     @property
     def overhead(self) -> int:
-        return sum(self.size(p) for p in self.prefix + self.suffix)
+        return self.head + self.tail
+
+    @functools.cached_property
+    def _offsets(self) -> dict[Part, int]:
+        """Prefix parts from the start (>= 0), suffix parts from the end (< 0)."""
+        out = {p: sum(self.size(q) for q in self.prefix[:i]) for i, p in enumerate(self.prefix)}
+        for i, p in enumerate(self.suffix):
+            out[p] = -sum(self.size(q) for q in self.suffix[i:])
+        return out
 
     def offset(self, part: Part, total: int) -> int:
         """Where ``part`` starts in a frame of ``total`` bytes."""
-        if part in self.prefix:
-            return sum(self.size(p) for p in self.prefix[: self.prefix.index(part)])
-        after = self.suffix[self.suffix.index(part) :]
-        return total - sum(self.size(p) for p in after)
+        at = self._offsets[part]
+        return at if at >= 0 else total + at
 
 
 class Codec:
@@ -124,6 +152,22 @@ class Codec:
         )
         self._host_header = hex_to_bytes(frame.host_header)
         self._device_header = hex_to_bytes(frame.device_header)
+        self._fields = {
+            id(m): self._compile(m) for m in [*spec.commands.values(), *spec.reports.values()]
+        }
+
+    def _compile(self, message: MessageSpec) -> list[_Field]:
+        out, at = [], 0
+        for field in message.fields:
+            order = field.byte_order or self.spec.frame.byte_order
+            packer = (
+                None
+                if field.type is FieldType.BYTES
+                else struct.Struct((">" if order == "big" else "<") + _STRUCT[field.type.value])
+            )
+            out.append(_Field(field, at, packer))
+            at += field.width
+        return out
 
     # -- the four directions -------------------------------------------------
 
@@ -201,8 +245,7 @@ class Codec:
         at = layout.offset(Part.HEADER, total)
         if data[at : at + len(header)] != header:
             raise DecodeError(DecodeFailure.BAD_HEADER, f"expected {header.hex(' ')}")
-        payload_start = sum(layout.size(p) for p in layout.prefix)
-        payload = data[payload_start : total - sum(layout.size(p) for p in layout.suffix)]
+        payload = data[layout.head : total - layout.tail]
         if Part.LENGTH in self.spec.frame.parts:
             declared = data[layout.offset(Part.LENGTH, total)]
             if declared != len(payload):
@@ -253,20 +296,15 @@ class Codec:
         )
 
     def _raw_fields(self, message: MessageSpec, payload: bytes) -> list[tuple[FieldSpec, Any]]:
-        out: list[tuple[FieldSpec, Any]] = []
-        at = 0
-        for field in message.fields:
-            chunk = payload[at : at + field.width]
-            at += field.width
-            if field.type is FieldType.BYTES:
-                out.append((field, chunk))
-            else:
-                out.append((field, struct.unpack(self._fmt(field), chunk)[0]))
-        return out
-
-    def _fmt(self, field: FieldSpec) -> str:
-        order = field.byte_order or self.spec.frame.byte_order
-        return (">" if order == "big" else "<") + _STRUCT[field.type.value]
+        return [
+            (
+                f.spec,
+                payload[f.offset : f.offset + f.spec.width]
+                if f.packer is None
+                else f.packer.unpack_from(payload, f.offset)[0],
+            )
+            for f in self._fields[id(message)]
+        ]
 
     def _values(self, kind: str, message: MessageSpec, payload: bytes) -> dict[str, Any]:
         values: dict[str, Any] = {"kind": kind}
@@ -298,8 +336,9 @@ class Codec:
         data = value.model_dump()
         undocumented = data.get("undocumented", {})
         out = bytearray()
-        for field in message.fields:
-            if field.type is FieldType.BYTES:
+        for compiled in self._fields[id(message)]:
+            field = compiled.spec
+            if compiled.packer is None:
                 raw_hex = undocumented.get(field.name)
                 raw_bytes = bytes.fromhex(raw_hex) if isinstance(raw_hex, str) else b""
                 out += raw_bytes[: field.width].ljust(field.width, b"\0")
@@ -312,7 +351,7 @@ class Codec:
             else:
                 raw = self._raw_value(field, data.get(field.name))
             try:
-                out += struct.pack(self._fmt(field), raw)
+                out += compiled.packer.pack(raw)
             except struct.error as exc:
                 raise EncodeError(f"{field.name}={raw} does not fit in {field.type.value}") from exc
         return bytes(out)

@@ -137,11 +137,14 @@ class FieldType(StrEnum):
 
     @property
     def size(self) -> int:
-        return {"u8": 1, "i8": 1, "u16": 2, "i16": 2, "u32": 4, "i32": 4, "bytes": 0}[self.value]
+        return _FIELD_SIZES[self.value]
 
     @property
     def signed(self) -> bool:
         return self.value.startswith("i")
+
+
+_FIELD_SIZES = {"u8": 1, "i8": 1, "u16": 2, "i16": 2, "u32": 4, "i32": 4, "bytes": 0}
 
 
 class FieldSpec(DataModel):

@@ -1,0 +1,134 @@
+"""The Supervisor against the simulator: normal runs, requests, the caps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from conftest import FAMILIES, SPECS, plan_for
+from gunctl.control.supervisor import RequestError
+from gunctl.specs.messages import Stop
+from gunsim import ClearFaults, Overheat, RandomPerson
+
+pytestmark = pytest.mark.looptime(noop_cycles=1)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_glute_completes_on_every_family(rig_factory, family: str) -> None:
+    rig = await rig_factory(family)
+    plan = plan_for("glute", family)
+    await rig.start(plan)
+    end = await rig.finish()
+    assert end.type == "session_completed", rig.of("safety_stop")
+    assert not rig.of("safety_stop")
+    await rig.settle(1.0)
+    state = rig.device.state
+    assert not state.running
+    assert state.speed_ppm < 50
+    # every step ran, each at its planned setpoint at the top of its hold
+    assert len(rig.of("step_completed")) == len(plan.steps)
+    top = (
+        max(c.command.ppm for c in rig.device.commands if c.command.kind == "set_speed")
+        if not SPECS[family].discrete
+        else None
+    )
+    if top is not None:
+        assert top == max(s.ppm for s in plan.steps)
+
+
+async def test_stop_is_written_at_once_not_at_the_next_tick(rig_factory) -> None:
+    rig = await rig_factory("gunctl-open")
+    await rig.start(plan_for("glute", "gunctl-open"))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(5.01)  # mid-period: the next tick is 10 ms away
+    asked = rig.clock.now()
+    await rig.send("stop")
+    stop = rig.device.commands[-1]
+    assert stop.command == Stop()
+    assert stop.at == asked  # no loop time passed: it did not wait for a tick
+    end = await rig.finish(timeout=1)
+    assert end.reason == "stopped"
+
+
+async def test_pain_stops_at_once_and_waits_for_the_person(rig_factory) -> None:
+    rig = await rig_factory("gunctl-open")
+    await rig.start(plan_for("glute", "gunctl-open"))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(10.005)
+    asked = rig.clock.now()
+    await rig.send("pain")
+    assert rig.device.commands[-1].command == Stop()
+    assert rig.device.commands[-1].at == asked
+    await asyncio.sleep(60)
+    assert not rig.device.state.running  # nothing starts again by itself
+    assert [e.type for e in rig.events if e.type in ("pain_reported", "paused")] == [
+        "pain_reported",
+        "paused",
+    ]
+    await rig.send("resume")
+    started = await rig.until("step_started")
+    assert started.step.muscle != "gluteus-maximus"  # that muscle is done for the session
+
+
+@pytest.mark.parametrize("family", ["gunctl-open", "basic-5level"])
+async def test_keepalives_carry_stop_before_the_first_command_and_after_a_stop(
+    rig_factory, family: str
+) -> None:
+    rig = await rig_factory(family)
+    await asyncio.sleep(5)
+    before = [c.command.kind for c in rig.device.commands]
+    assert before
+    assert set(before) <= {"stop", "version_request"}
+    await rig.start(plan_for("glute", family))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(5)
+    await rig.send("stop")
+    stopped_at = rig.clock.now()
+    await asyncio.sleep(10)
+    after = [c.command.kind for c in rig.device.commands if c.at > stopped_at]
+    period = SPECS[family].capabilities.keepalive.period_s
+    assert len(after) >= int(10 / (period + 0.02)) - 1  # the firmware is still fed...
+    assert set(after) == {"stop"}  # ...and every keepalive says stop
+    assert not rig.device.state.running
+
+
+async def test_nothing_resumes_after_a_safety_stop(rig_factory) -> None:
+    rig = await rig_factory("gunctl-open")
+    await rig.start(plan_for("glute", "gunctl-open"))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(3)
+    rig.device.faults.inject(Overheat(temperature_c=66))
+    await rig.finish(timeout=5)
+    rig.device.faults.inject(ClearFaults())
+    stopped_at = rig.clock.now()
+    with pytest.raises(RequestError, match="no session"):
+        await rig.send("resume")
+    await asyncio.sleep(120)
+    assert not [
+        c for c in rig.device.commands if c.at > stopped_at and c.command.kind == "set_speed"
+    ]
+    assert not rig.device.state.running
+
+
+async def test_a_second_start_while_running_is_refused(rig_factory) -> None:
+    rig = await rig_factory("gunctl-open")
+    plan = plan_for("glute", "gunctl-open")
+    await rig.start(plan)
+    with pytest.raises(RequestError, match="already running"):
+        await rig.start(plan)
+
+
+async def test_sciatica_full_in_virtual_time(rig_factory) -> None:
+    rig = await rig_factory(
+        "gunctl-open",
+        rate_hz=20,
+        device={"person": RandomPerson(seed=3, typical_n=20, too_hard_chance=0)},
+    )
+    plan = plan_for("sciatica-full", "gunctl-open")
+    await rig.start(plan)
+    end = await rig.finish()
+    assert end.type == "session_completed", rig.of("safety_stop")
+    assert rig.clock.now() == pytest.approx(plan.planned_s, abs=2)
+    assert [e.step_index for e in rig.of("step_completed")] == list(range(len(plan.steps)))
+    assert len(rig.of("cue")) == sum(1 for s in plan.steps if s.hold_s > 30)
