@@ -211,7 +211,7 @@ def reports(draw, spec: DeviceSpec):
             raw = draw(_raw_range(field))
             if field.name == "version" or field.name in {"level", "seq"}:
                 raw = abs(raw)
-            values[field.name] = raw * field.scale if field.scale != 1 else raw
+            values[field.name] = round(raw * field.scale, 9) if field.scale != 1 else raw
     if undocumented:
         values["undocumented"] = undocumented
     return REPORT_ADAPTER.validate_python(values)

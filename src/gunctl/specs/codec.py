@@ -327,7 +327,7 @@ class Codec:
             elif field.name in INTEGER_ATTRIBUTES:
                 values[field.name] = round(raw * field.scale)
             else:
-                values[field.name] = raw * field.scale
+                values[field.name] = round(raw * field.scale, 9)  # no 25.200000000000003
         if undocumented:
             values["undocumented"] = undocumented
         return values
