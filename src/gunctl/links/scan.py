@@ -1,0 +1,150 @@
+"""Finding guns: scan for advertisements and say which firmware spec each one speaks.
+
+Matching follows ``gunctl.specs.matching`` (exact name, wildcard name,
+manufacturer data, service). ``open_ble_link`` (defined in ``gunctl.links.ble``)
+goes from an address or a name to an unconnected ``BleakLink`` and its spec.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from bleak import BleakScanner
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakError
+
+from gunctl.links.base import ConnectError, LinkError
+from gunctl.specs.matching import Advertisement, Match, match
+from gunctl.specs.models import DeviceSpec
+
+_ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+
+
+class DeviceNotFoundError(ConnectError):
+    """No device with that address or name advertised within the timeout."""
+
+
+class NoSpecError(LinkError):
+    """The device was found but no firmware spec recognises it."""
+
+
+class BluetoothUnavailableError(ConnectError):
+    """No BlueZ to talk to (no D-Bus system bus, no adapter, or it is off)."""
+
+
+@dataclass(frozen=True)
+class Found:
+    address: str
+    name: str | None
+    rssi: int
+    spec: str | None  # the firmware spec it matched, if any
+    match: str | None  # how: exact_name, wildcard_name, manufacturer_data, service
+    services: tuple[str, ...] = ()
+    manufacturer_data: dict[int, str] = field(default_factory=dict)  # company id -> hex
+    device: BLEDevice | None = field(default=None, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "name": self.name,
+            "rssi": self.rssi,
+            "spec": self.spec,
+            "match": self.match,
+            "services": list(self.services),
+            "manufacturer_data": {f"0x{k:04X}": v for k, v in self.manufacturer_data.items()},
+        }
+
+
+def advertisement(device: BLEDevice, adv: AdvertisementData) -> Advertisement:
+    return Advertisement(
+        name=adv.local_name or device.name,
+        services=tuple(adv.service_uuids),
+        manufacturer_data=dict(adv.manufacturer_data),
+    )
+
+
+def _specs(specs: Iterable[DeviceSpec] | None) -> list[DeviceSpec]:
+    if specs is not None:
+        return list(specs)
+    from gunctl.specs.loader import load_specs
+
+    return list(load_specs().values())
+
+
+async def scan(timeout: float, specs: Iterable[DeviceSpec] | None = None) -> list[Found]:
+    """Every device heard within ``timeout`` seconds; recognised guns first, then by signal."""
+    candidates = _specs(specs)
+    try:
+        heard = await BleakScanner.discover(timeout=timeout, return_adv=True)
+    except (BleakError, OSError) as exc:
+        raise BluetoothUnavailableError(f"cannot scan: {exc}") from exc
+    found = []
+    for device, adv in heard.values():
+        ad = advertisement(device, adv)
+        hit: Match | None = match(ad, candidates)
+        found.append(
+            Found(
+                address=device.address,
+                name=ad.name,
+                rssi=adv.rssi,
+                spec=hit.spec.name if hit else None,
+                match=hit.kind.value if hit else None,
+                services=ad.services,
+                manufacturer_data={k: v.hex() for k, v in ad.manufacturer_data.items()},
+                device=device,
+            )
+        )
+    return sorted(found, key=lambda f: (f.spec is None, -f.rssi, f.address))
+
+
+async def find_advertised(
+    address_or_name: str, timeout: float
+) -> tuple[BLEDevice, AdvertisementData]:
+    """The device with this address (``AA:BB:...``, any case) or advertised name."""
+    wanted = address_or_name.strip()
+    by_address = bool(_ADDRESS.match(wanted))
+
+    seen: list[AdvertisementData] = []
+
+    def is_it(device: BLEDevice, adv: AdvertisementData) -> bool:
+        hit = (
+            device.address.upper() == wanted.upper()
+            if by_address
+            else wanted in (adv.local_name, device.name)
+        )
+        if hit:
+            seen.append(adv)
+        return hit
+
+    try:
+        device = await BleakScanner.find_device_by_filter(is_it, timeout=timeout)
+    except (BleakError, OSError) as exc:
+        raise BluetoothUnavailableError(f"cannot scan: {exc}") from exc
+    if device is not None and seen:
+        return device, seen[-1]
+    raise DeviceNotFoundError(f"no device {wanted!r} advertised within {timeout:g} s")
+
+
+async def find(address_or_name: str, timeout: float) -> BLEDevice:
+    """The ``BLEDevice`` to connect to; raises DeviceNotFoundError."""
+    device, _ = await find_advertised(address_or_name, timeout)
+    return device
+
+
+# Kept next to the scanner for callers who look for it here; defined with the link.
+from gunctl.links.ble import open_ble_link  # noqa: E402
+
+__all__ = [
+    "BluetoothUnavailableError",
+    "DeviceNotFoundError",
+    "Found",
+    "NoSpecError",
+    "advertisement",
+    "find",
+    "find_advertised",
+    "open_ble_link",
+    "scan",
+]
