@@ -18,6 +18,8 @@ _COMMANDS = {
     "specs": ("gunctl.cli.specs:specs", "List, show and validate firmware specs."),
     "history": ("gunctl.cli.history:history", "List past sessions and export them as CSV."),
     "profiles": ("gunctl.cli.profiles:profiles", "List, show and validate muscles and protocols."),
+    "scan": ("gunctl.cli.ble:scan", "List BLE devices nearby and the spec each one matches."),
+    "probe": ("gunctl.cli.ble:probe", "Dump a BLE device's GATT table and notifications."),
 }
 
 
