@@ -1,0 +1,218 @@
+"""gunctl's BLE link through unmodified bleak and bleak-retry-connector, against the fake BlueZ."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from blehost import SHORT, BleHost, Guns, eventually, run_command
+
+from gunctl.links.base import ConnectError, Endpoint, LinkError, NotConnectedError
+from gunctl.links.ble import BleakLink
+from gunctl.links.scan import DeviceNotFoundError, find, open_ble_link, scan
+from gunctl.specs.codec import DecodeError, decode_battery_level
+from gunctl.specs.loader import load_specs
+from gunctl.specs.messages import SetSpeed
+from gunsim import CorruptFrames, DropLink, RefuseConnections
+from gunsim.bluez import ABORT_BY_LOCAL, CANCELED, CONNECTION_ABORTED
+
+pytestmark = pytest.mark.ble
+
+SPECS = load_specs()
+FAMILIES = [pytest.param(name, id=name) for name in SPECS]
+
+
+async def test_scan_recognises_every_gun_by_name_and_by_service(guns: Guns) -> None:
+    found = {f.address: f for f in await scan(1.0)}
+    for family, peripheral in guns.named.items():
+        hit = found[peripheral.address]
+        assert (hit.name, hit.spec) == (peripheral.name, family)
+        assert hit.match in {"exact_name", "wildcard_name"}
+        assert hit.rssi < 0
+    for family, peripheral in guns.anonymous.items():
+        hit = found[peripheral.address]
+        assert (hit.spec, hit.match) == (family, "service")
+
+
+async def test_manufacturer_data_is_advertised_and_matched(guns: Guns) -> None:
+    spec = SPECS["basic-5level"]
+    peripheral = await guns.add(spec, name="Budget Gun", advertise_services=False)
+    found = {f.address: f for f in await scan(1.0)}
+    hit = found[peripheral.address]
+    assert (hit.spec, hit.match) == ("basic-5level", "manufacturer_data")
+    assert hit.manufacturer_data[0xFFFF].startswith("4d47")
+
+
+async def test_open_ble_link_by_name_or_address_matches_the_spec(guns: Guns) -> None:
+    peripheral = guns.named["gunctl-open"]
+    link, spec = await open_ble_link(peripheral.name, clock=guns.clock, timeout=SHORT)
+    assert (link.address, spec.name, link.connected) == (peripheral.address, "gunctl-open", False)
+    link, spec = await open_ble_link(
+        peripheral.address.lower(), "gunctl-open", clock=guns.clock, timeout=SHORT
+    )
+    assert link.address == peripheral.address
+    with pytest.raises(DeviceNotFoundError):
+        await find("no-such-gun", timeout=0.5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_telemetry_reflects_the_command_written(guns: Guns, family: str) -> None:
+    peripheral = guns.named[family]
+    link, spec = await open_ble_link(peripheral.address, clock=guns.clock, timeout=SHORT)
+    host = BleHost(link, spec)
+    await host.start()
+    try:
+        assert link.connected
+        assert peripheral.device.connected
+        host.keep_alive()
+        await host.send(run_command(spec))
+        status = await host.wait_for(lambda s: s.running)
+        if spec.discrete:
+            assert status.level == 3
+        else:  # the motor spins up, and the telemetry says so
+            await host.wait_for(lambda s: (s.speed_ppm or 0) > 1000)
+        assert peripheral.device.state.running
+        assert not host.decode_errors
+        if spec.gatt.battery is not None:
+            assert 0 <= decode_battery_level(await link.read(Endpoint.BATTERY)) <= 100
+        else:
+            with pytest.raises(LinkError):
+                await link.read(Endpoint.BATTERY)
+    finally:
+        await host.close()
+    assert await link.wait_disconnected() == "requested"
+    await asyncio.sleep(0.05)
+    assert not peripheral.device.connected
+
+
+async def test_abrupt_radio_loss_is_reported_and_the_firmware_watchdog_stops_the_motor(
+    guns: Guns,
+) -> None:
+    peripheral = guns.named["gunctl-open"]
+    device = peripheral.device
+    link = BleakLink(await find(peripheral.address, SHORT), device.spec, clock=guns.clock)
+    host = BleHost(link, device.spec)
+    await host.start()
+    host.keep_alive()
+    await host.send(SetSpeed(ppm=2400))
+    await host.wait_for(lambda s: s.running)
+    stream = link.notifications()
+
+    # The radio link breaks; the gun does not notice (no supervision timeout here).
+    peripheral.drop(device_notices_after=None)
+    assert await asyncio.wait_for(link.wait_disconnected(), 1.0) == "lost"
+    assert not link.connected
+    async with asyncio.timeout(1.0):
+        assert [n async for n in stream] == []  # the stream ends instead of hanging
+    with pytest.raises(NotConnectedError):
+        await host.send(SetSpeed(ppm=2000))
+
+    # Nothing feeds the firmware's watchdog any more: it stops the motor by itself.
+    await eventually(lambda: not device.state.running)
+    assert [e.kind for e in device.events][-1:] == ["watchdog"]
+    await host.close()
+
+
+async def test_a_link_the_device_drops_is_lost_and_can_be_made_again(guns: Guns) -> None:
+    peripheral = guns.named["basic-5level"]
+    device = peripheral.device
+    link, spec = await open_ble_link(peripheral.name, clock=guns.clock, timeout=SHORT)
+    host = BleHost(link, spec)
+    await host.start()
+    await host.send(run_command(spec))
+    await host.wait_for(lambda s: s.running)
+
+    device.faults.inject(DropLink(abrupt=True))
+    assert await asyncio.wait_for(link.wait_disconnected(), 1.0) == "lost"
+    assert not device.state.running  # the firmware stops on link loss
+    assert peripheral.faults.connect_calls == 1
+
+    await link.connect()  # the same link object reconnects
+    assert link.connected
+    assert device.connected
+    await host.close()
+
+
+@pytest.mark.parametrize("message", [CANCELED, CONNECTION_ABORTED, ABORT_BY_LOCAL])
+async def test_refused_connections_are_retried(guns: Guns, message: str) -> None:
+    peripheral = guns.named["gunctl-open"]
+    peripheral.faults.refuse(2, message)
+    link = BleakLink(
+        await find(peripheral.address, SHORT), peripheral.spec, clock=guns.clock, max_attempts=3
+    )
+    await asyncio.wait_for(link.connect(), 10.0)
+    assert link.connected
+    assert (peripheral.faults.connect_calls, peripheral.faults.refused) == (3, 2)
+    await link.disconnect()
+
+
+async def test_a_device_that_refuses_is_retried_then_given_up_on(guns: Guns) -> None:
+    peripheral = guns.named["theragun-gen4"]
+    peripheral.device.faults.inject(RefuseConnections(count=2))
+    ble_device = await find(peripheral.name, SHORT)
+    link = BleakLink(ble_device, peripheral.spec, clock=guns.clock, max_attempts=3)
+    await link.connect()
+    assert link.connected
+    assert peripheral.faults.connect_calls == 3
+    await link.disconnect()
+
+    peripheral.device.faults.inject(RefuseConnections(count=5))
+    link = BleakLink(ble_device, peripheral.spec, clock=guns.clock, max_attempts=2)
+    with pytest.raises(ConnectError):
+        await link.connect()
+    assert not link.connected
+
+
+async def test_corrupted_notifications_fail_to_decode_and_the_link_carries_on(
+    guns: Guns,
+) -> None:
+    peripheral = guns.named["gunctl-open"]
+    link, spec = await open_ble_link(peripheral.address, clock=guns.clock, timeout=SHORT)
+    host = BleHost(link, spec)
+    await host.start()
+    await host.wait_for(lambda s: True)
+    peripheral.device.faults.inject(CorruptFrames(count=3))
+    await eventually(lambda: len(host.decode_errors) >= 3)
+    assert all(isinstance(e, DecodeError) for e in host.decode_errors)
+    seen = len(host.reports)
+    host.keep_alive()
+    await host.send(SetSpeed(ppm=2000))
+    await host.wait_for(lambda s: s.running)
+    assert len(host.reports) > seen
+    assert len(host.decode_errors) == 3
+    await host.close()
+
+
+async def test_a_frame_larger_than_the_mtu_is_refused(guns: Guns) -> None:
+    spec = SPECS["gunctl-open"]
+    peripheral = await guns.add(spec, name="gunctl-tiny", mtu=23)
+    link = BleakLink(await find(peripheral.address, SHORT), spec, clock=guns.clock)
+    await link.connect()
+    assert link.mtu == 23
+    with pytest.raises(LinkError, match="MTU"):
+        await link.write(Endpoint.COMMAND, bytes(21), with_response=True)
+    await link.write(Endpoint.COMMAND, bytes(20), with_response=False)  # fits; firmware ignores it
+    assert peripheral.device.rejected
+    await link.disconnect()
+
+
+async def test_a_device_without_the_specs_characteristics_is_refused(guns: Guns) -> None:
+    peripheral = guns.named["gunctl-open"]
+    link = BleakLink(
+        await find(peripheral.address, SHORT), SPECS["theragun-gen4"], clock=guns.clock
+    )
+    with pytest.raises(ConnectError, match="not a theragun-gen4 device"):
+        await link.connect()
+    assert not link.connected
+    await asyncio.sleep(0.05)
+    assert not peripheral.device.connected
+
+
+async def test_operations_need_a_connection(guns: Guns) -> None:
+    peripheral = guns.named["gunctl-open"]
+    link = BleakLink(await find(peripheral.address, SHORT), peripheral.spec, clock=guns.clock)
+    with pytest.raises(NotConnectedError):
+        await link.write(Endpoint.COMMAND, b"\xa5", with_response=True)
+    assert [n async for n in link.notifications()] == []
+    assert await link.wait_disconnected() == "requested"
+    await link.disconnect()  # safe when never connected
