@@ -1,4 +1,4 @@
-"""Helpers for the bleak tests: the fake's guns, and a host that drives a BleakLink."""
+"""Test support for the bleak tests: the fake's guns, and a host that drives a BleakLink."""
 
 from __future__ import annotations
 
