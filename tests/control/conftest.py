@@ -78,44 +78,49 @@ class Rig:
         await asyncio.sleep(seconds)
 
 
-@pytest.fixture
-async def rig_factory() -> AsyncIterator[Callable[..., Any]]:
-    rigs: list[Rig] = []
+@contextlib.asynccontextmanager
+async def open_rig(
+    spec: str,
+    *,
+    confirm_heads: bool = True,
+    device: dict[str, Any] | None = None,
+    **supervisor: Any,
+) -> AsyncIterator[Rig]:
+    clock = Clock()
+    sim = SimDevice(SPECS[spec], clock=clock, **(device or {}))
+    await sim.start()
+    link = SimLink(sim)
+    await link.connect()
+    sup = Supervisor(SPECS[spec], link, clock=clock, **supervisor)
+    rig = Rig(sim, link, sup, confirm_heads=confirm_heads)
+    subscription = sup.bus.subscribe()
 
-    async def make(
-        spec: str,
-        *,
-        confirm_heads: bool = True,
-        device: dict[str, Any] | None = None,
-        **supervisor: Any,
-    ) -> Rig:
-        clock = Clock()
-        sim = SimDevice(SPECS[spec], clock=clock, **(device or {}))
-        await sim.start()
-        link = SimLink(sim)
-        await link.connect()
-        sup = Supervisor(SPECS[spec], link, clock=clock, **supervisor)
-        rig = Rig(sim, link, sup, confirm_heads=confirm_heads)
-        subscription = sup.bus.subscribe()
+    async def follow() -> None:
+        async for event in subscription:
+            rig.events.append(event)
+            async with rig._arrived:
+                rig._arrived.notify_all()
+            if event.type == "head_change_required" and rig.confirm_heads:
+                sim.fit_head(Head(event.step.head))
+                asyncio.get_running_loop().create_task(sup.request(Simple("confirm_head")))
 
-        async def follow() -> None:
-            async for event in subscription:
-                rig.events.append(event)
-                async with rig._arrived:
-                    rig._arrived.notify_all()
-                if event.type == "head_change_required" and rig.confirm_heads:
-                    sim.fit_head(Head(event.step.head))
-                    asyncio.get_running_loop().create_task(sup.request(Simple("confirm_head")))
-
-        rig._tasks = [asyncio.create_task(sup.run()), asyncio.create_task(follow())]
-        rigs.append(rig)
-        return rig
-
-    yield make
-    for rig in rigs:
+    rig._tasks = [asyncio.create_task(sup.run()), asyncio.create_task(follow())]
+    try:
+        yield rig
+    finally:
         with contextlib.suppress(Exception):
-            await rig.supervisor.close()
+            await sup.close()
         for task in rig._tasks:
             task.cancel()
         await asyncio.gather(*rig._tasks, return_exceptions=True)
-        await rig.device.aclose()
+        await sim.aclose()
+
+
+@pytest.fixture
+async def rig_factory() -> AsyncIterator[Callable[..., Any]]:
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def make(spec: str, **kwargs: Any) -> Rig:
+            return await stack.enter_async_context(open_rig(spec, **kwargs))
+
+        yield make

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from conftest import Rig, plan_for
 from gunctl.control.rules import Limits, RuleSet
 from gunctl.heads import Head
 from gunctl.profiles.plan import Plan
 from gunsim import LowBattery, Overheat, ScriptedPerson, Silence, Stall, StuckMotor
+
+from conftest import Rig, plan_for
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from simhost import Host
 
 from gunctl.clock import Clock
 from gunctl.specs.models import DeviceSpec
 from gunsim import SimDevice
+
+from simhost import Host
 
 
 @pytest.fixture

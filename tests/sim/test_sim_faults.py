@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from simhost import SPECS, spec_params
 
 from gunctl.links.base import ConnectError, Endpoint
 from gunctl.links.sim import SimLink
@@ -26,6 +25,8 @@ from gunsim import (
     StuckMotor,
     TruncateFrames,
 )
+
+from simhost import SPECS, spec_params
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 

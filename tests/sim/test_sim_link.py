@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from simhost import SPECS
 
 from gunctl.links.base import ConnectError, Endpoint, Link, LinkError, NotConnectedError
 from gunctl.links.sim import SimLink
 from gunctl.specs.codec import decode_battery_level
 from gunctl.specs.messages import SetSpeed, Status
+
+from simhost import SPECS
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 

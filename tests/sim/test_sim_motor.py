@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from simhost import SPECS, spec_params
 
 from gunctl.links.base import Endpoint
 from gunctl.specs.codec import checksum
@@ -13,6 +12,8 @@ from gunctl.specs.messages import SetSpeed, Status, StatusRequest
 from gunctl.specs.models import ChecksumKind, DeviceSpec, KeepaliveStrategy, TelemetryMode
 from gunsim.params import params_for
 from gunsim.physics import approach
+
+from simhost import SPECS, spec_params
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 

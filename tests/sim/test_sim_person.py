@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from simhost import SPECS, Host, spec_params
 
 from gunctl.clock import Clock
 from gunctl.specs.messages import SetSpeed
 from gunsim import CorruptFrames, RandomPerson, ScriptedPerson, SimDevice
+
+from simhost import SPECS, Host, spec_params
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 

@@ -1,0 +1,112 @@
+"""A connected device with its Supervisor running: what `run` and `serve` both drive.
+
+``connect_sim`` starts an in-process simulated gun; ``connect_ble`` finds a
+real (or fake-BlueZ) gun over bleak. Either way the caller gets a ``Device``
+whose Supervisor is already supervising, and hands it requests; closing it
+stops the motor first, then lets go of the link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gunctl.clock import Clock
+from gunctl.control.supervisor import Exposure, Supervisor
+from gunctl.links.base import Link
+from gunctl.specs.loader import get_spec
+from gunctl.specs.models import DeviceSpec
+
+if TYPE_CHECKING:
+    from gunsim import SimDevice
+
+DEFAULT_SIM_SPEC = "gunctl-open"  # the family that reports everything, for the richest demo
+
+
+@dataclass
+class Device:
+    device_id: str
+    spec: DeviceSpec
+    link: Link
+    supervisor: Supervisor
+    task: asyncio.Task[str]
+    sim: SimDevice | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def connected(self) -> bool:
+        return self.link.connected and not self.task.done()
+
+    async def aclose(self) -> None:
+        """Stop the motor, end the Supervisor, drop the link, power off a simulator."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self.supervisor.close()
+        with contextlib.suppress(Exception):
+            await self.task
+        with contextlib.suppress(Exception):
+            await self.link.disconnect()
+        if self.sim is not None:
+            await self.sim.aclose()
+
+
+def _supervise(
+    device_id: str,
+    spec: DeviceSpec,
+    link: Link,
+    clock: Clock,
+    sim: SimDevice | None,
+    **options: Any,
+) -> Device:
+    supervisor = Supervisor(spec, link, clock=clock, device_id=device_id, **options)
+    task = asyncio.create_task(supervisor.run(), name=f"supervisor {device_id}")
+    return Device(device_id, spec, link, supervisor, task, sim)
+
+
+async def connect_sim(
+    spec_name: str = DEFAULT_SIM_SPEC,
+    *,
+    clock: Clock,
+    device_id: str,
+    seed: int = 0,
+    person: Any = None,
+    exposure: Exposure | None = None,
+    **options: Any,
+) -> Device:
+    """Switch on a simulated gun and supervise it over the in-process link."""
+    from gunctl.links.sim import SimLink
+    from gunsim import RandomPerson, SimDevice
+
+    spec = get_spec(spec_name)
+    sim = SimDevice(
+        spec,
+        clock=clock,
+        seed=seed,
+        address=device_id,
+        person=person if person is not None else RandomPerson(seed, too_hard_chance=0.0),
+    )
+    await sim.start()
+    link = SimLink(sim)
+    await link.connect()
+    return _supervise(device_id, spec, link, clock, sim, exposure=exposure, **options)
+
+
+async def connect_ble(
+    address_or_name: str,
+    *,
+    clock: Clock,
+    spec_name: str | None = None,
+    timeout: float = 10.0,
+    exposure: Exposure | None = None,
+    **options: Any,
+) -> Device:
+    """Find a gun over BLE, connect through bleak, and supervise it."""
+    from gunctl.links.ble import open_ble_link
+
+    link, spec = await open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
+    await link.connect()
+    return _supervise(link.address, spec, link, clock, None, exposure=exposure, **options)
