@@ -20,6 +20,7 @@ _COMMANDS = {
     "profiles": ("gunctl.cli.profiles:profiles", "List, show and validate muscles and protocols."),
     "scan": ("gunctl.cli.ble:scan", "List BLE devices nearby and the spec each one matches."),
     "probe": ("gunctl.cli.ble:probe", "Dump a BLE device's GATT table and notifications."),
+    "serve": ("gunctl.cli.serve:serve", "Run the guns as a daemon driven over MQTT."),
 }
 
 

@@ -1,0 +1,456 @@
+"""The daemon behind ``gunctl serve``: the configured guns, kept connected, and one command path.
+
+Each configured gun has a :class:`DeviceSlot`. A slot's task connects the gun
+(a simulated one in-process, or a real one over BLE), lets its Supervisor run
+until the link is lost, and connects again after a back-off that doubles up to
+a cap, with jitter so that several daemons do not retry in step. A gun that
+comes back is stopped and idle: nothing resumes on its own.
+
+:meth:`Daemon.execute` is the only way a command reaches a gun, whatever sent
+it (the MQTT ``set`` topic, Home Assistant's buttons, select and number). It
+hands requests to the Supervisor, which stays the only writer to the device:
+nothing here can raise a setpoint. A start is planned with ``make_plan`` under
+the lowest of the command's intensity cap and the configured one, so no MQTT
+command can ask for more than the profile and the person allow.
+
+The daemon knows nothing of MQTT; it tells a :class:`Listener` (the bridge)
+about session events and links coming and going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from gunctl.clock import Clock
+from gunctl.config import RED_FLAGS, ServeSettings, ble_device_id, sim_device_id
+from gunctl.control.events import Event, SafetyStop, SessionStarted, Subscription
+from gunctl.control.rules import Limits
+from gunctl.control.supervisor import RequestError, Simple, Start
+from gunctl.datafile import suggest
+from gunctl.devices import Device
+from gunctl.mqtt.commands import (
+    CommandError,
+    DeviceCommand,
+    SelectCommand,
+    SessionCommand,
+    StartCommand,
+)
+from gunctl.profiles.loader import Catalogue, load_catalogue
+from gunctl.profiles.plan import PlanError, make_plan
+from gunctl.specs.loader import get_spec
+from gunctl.specs.models import DeviceSpec
+from gunctl.store.history import History, follow
+
+log = structlog.get_logger("gunctl.daemon")
+
+SimpleKind = Literal["pause", "resume", "skip", "confirm_head", "stop", "pain"]
+_SIMPLE: dict[str, SimpleKind] = {
+    "stop": "stop",
+    "pain_stop": "pain",
+    "pause": "pause",
+    "resume": "resume",
+    "skip": "skip",
+    "confirm_head": "confirm_head",
+}
+
+
+# -- reconnecting ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between attempts: doubling from ``first_s`` up to ``cap_s``, each jittered.
+
+    The jitter draws uniformly from the upper half of the delay, so a delay never
+    collapses to zero and retries from several daemons drift apart.
+    """
+
+    first_s: float = 1.0
+    cap_s: float = 60.0
+    factor: float = 2.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The pause before attempt ``attempt`` (1 = the first retry)."""
+        base = min(self.cap_s, self.first_s * self.factor ** max(0, attempt - 1))
+        return (rng or random).uniform(base / 2, base)
+
+
+# -- what the bridge is told -------------------------------------------------------
+
+
+class Listener(Protocol):
+    def on_event(self, slot: DeviceSlot, event: Event) -> None: ...
+
+    def on_link(self, slot: DeviceSlot, online: bool) -> None: ...
+
+
+@dataclass
+class Selection:
+    """What a ``start`` with no arguments runs; set by ``select`` commands."""
+
+    protocol: str | None = None
+    side: Literal["left", "right", "both"] = "both"
+    intensity_cap: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"protocol": self.protocol, "side": self.side, "intensity_cap": self.intensity_cap}
+
+
+Connector = Callable[["DeviceSlot"], Awaitable[Device]]
+
+
+@dataclass(eq=False)
+class DeviceSlot:
+    """One configured gun: connected or not, with what MQTT needs to know about it."""
+
+    device_id: str
+    kind: Literal["sim", "ble"]
+    target: str  # the BLE address or name; the simulated device's seed for a simulator
+    spec: DeviceSpec | None  # known up front for a simulator, after connecting for BLE
+    device: Device | None = None
+    selected: Selection = field(default_factory=Selection)
+    fault: bool = False  # the last session ended in a safety stop
+    last_safety_stop: SafetyStop | None = None
+    connects: int = 0
+    stops: int = 0  # bumped by every stop, so a start that raced a stop does not go ahead
+    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    follower: asyncio.Task[Any] | None = None
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.device is not None and self.device.connected
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        *,
+        clock: Clock | None = None,
+        history: History | None = None,
+        catalogue: Catalogue | None = None,
+        connector: Connector | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or Clock(settings.time_scale)
+        self.history = history if history is not None else History()
+        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        self.backoff = backoff or Backoff()
+        self._connector = connector or self._connect
+        self.listener: Listener | None = None
+        self.slots: dict[str, DeviceSlot] = {}
+        self._closing = False
+        self._link_changed = asyncio.Event()
+        default_cap = settings.intensity_cap
+        for n in range(1, settings.devices.sim + 1):
+            device_id = sim_device_id(settings.node_id, n)
+            self.slots[device_id] = DeviceSlot(
+                device_id,
+                "sim",
+                str(n),
+                get_spec(settings.devices.sim_spec),
+                selected=Selection(intensity_cap=default_cap),
+            )
+        for address in settings.devices.ble:
+            device_id = ble_device_id(address)
+            self.slots[device_id] = DeviceSlot(
+                device_id, "ble", address, None, selected=Selection(intensity_cap=default_cap)
+            )
+
+    @property
+    def protocols(self) -> list[str]:
+        return sorted(self.catalogue.protocols)
+
+    # -- running -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start keeping every configured gun connected."""
+        for slot in self.slots.values():
+            slot.task = asyncio.create_task(
+                self._keep_connected(slot), name=f"slot {slot.device_id}"
+            )
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Wait until every gun is connected (tests and benchmarks use it)."""
+        async with asyncio.timeout(timeout):
+            while not all(slot.connected for slot in self.slots.values()):
+                self._link_changed.clear()
+                await self._link_changed.wait()
+
+    async def _connect(self, slot: DeviceSlot) -> Device:
+        from gunctl.devices import connect_ble, connect_sim
+
+        if slot.kind == "sim":
+            assert slot.spec is not None
+            return await connect_sim(
+                slot.spec.name,
+                clock=self.clock,
+                device_id=slot.device_id,
+                seed=int(slot.target) + slot.connects,
+                exposure=self.history,
+                limits=self._sim_limits(),
+            )
+        return await connect_ble(slot.target, clock=self.clock, exposure=self.history)
+
+    def _sim_limits(self) -> Limits:
+        """The host limits for a simulated gun on a fast clock.
+
+        Telemetry freshness is about the link being silent in real time: on a
+        clock running ``scale`` times fast the same wall-clock budget is ``scale``
+        times as many clock seconds, else scheduling jitter alone would stop the
+        motor. Every other limit is about the gun and the body, in clock time,
+        and is unchanged. Real guns always run at scale 1.
+        """
+        limits = Limits()
+        scale = self.clock.scale
+        if scale <= 1.0:
+            return limits
+        return limits.model_copy(update={"stale_after_s": limits.stale_after_s * scale})
+
+    async def _keep_connected(self, slot: DeviceSlot) -> None:
+        failures = 0
+        while not self._closing:
+            try:
+                device = await self._connector(slot)
+            except Exception as exc:
+                failures += 1
+                delay = self.backoff.delay(failures)
+                log.warning(
+                    "connect_failed",
+                    device=slot.device_id,
+                    error=str(exc),
+                    attempt=failures,
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+                continue
+            if self._closing:
+                await device.aclose()
+                return
+            failures = 0
+            slot.connects += 1
+            slot.device, slot.spec = device, device.spec
+            log.info("device_connected", device=slot.device_id, spec=device.spec.name)
+            subscription = device.supervisor.bus.subscribe()
+            watcher = asyncio.create_task(
+                self._watch(slot, subscription), name=f"events {slot.device_id}"
+            )
+            self._tell_link(slot, True)
+            try:
+                reason = await asyncio.shield(device.task)
+            except asyncio.CancelledError:
+                watcher.cancel()
+                raise
+            except Exception as exc:
+                reason = f"failed: {exc}"
+            # hand on the events of the lost link (safety stop, session aborted), then end
+            subscription.close()
+            await watcher
+            self._tell_link(slot, False)
+            await device.aclose()
+            if self._closing:
+                return
+            failures += 1
+            delay = self.backoff.delay(failures)
+            log.warning(
+                "device_lost", device=slot.device_id, reason=reason, retry_in_s=round(delay, 2)
+            )
+            await asyncio.sleep(delay)
+
+    async def _watch(self, slot: DeviceSlot, subscription: Subscription) -> None:
+        async for event in subscription:  # ends once closed and drained
+            self._tell_event(slot, event)
+
+    def _tell_event(self, slot: DeviceSlot, event: Event) -> None:
+        if isinstance(event, SessionStarted):
+            slot.fault = False
+        elif isinstance(event, SafetyStop):
+            slot.fault = True
+            slot.last_safety_stop = event
+        if self.listener is not None:
+            self.listener.on_event(slot, event)
+
+    def _tell_link(self, slot: DeviceSlot, online: bool) -> None:
+        self._link_changed.set()
+        if self.listener is not None:
+            self.listener.on_link(slot, online)
+
+    # -- commands ------------------------------------------------------------------
+
+    async def execute(self, device_id: str, command: DeviceCommand) -> dict[str, Any]:
+        """Carry out ``command`` on ``device_id``; return details, or raise CommandError."""
+        slot = self.slots.get(device_id)
+        if slot is None:
+            raise CommandError("unknown_device", f"no gun {device_id!r} is served here")
+        if isinstance(command, SelectCommand):
+            return self._select(slot, command)
+        if isinstance(command, StartCommand):
+            return await self._start(slot, command)
+        return await self._session(slot, command)
+
+    def _protocol(self, name: str) -> str:
+        if name not in self.catalogue.protocols:
+            hint = suggest(name, self.protocols) or f" (known: {', '.join(self.protocols)})"
+            raise CommandError("unknown_protocol", f"unknown protocol {name!r}{hint}")
+        return name
+
+    def _select(self, slot: DeviceSlot, command: SelectCommand) -> dict[str, Any]:
+        if command.protocol is None and command.side is None and command.intensity_cap is None:
+            raise CommandError(
+                "invalid", "select needs at least one of protocol, side, intensity_cap"
+            )
+        if command.protocol is not None:
+            slot.selected.protocol = self._protocol(command.protocol)
+        if command.side is not None:
+            slot.selected.side = command.side
+        if command.intensity_cap is not None:
+            slot.selected.intensity_cap = command.intensity_cap
+        return {"selected": slot.selected.as_dict()}
+
+    async def _start(self, slot: DeviceSlot, command: StartCommand) -> dict[str, Any]:
+        if not self.settings.red_flags_acknowledged:
+            raise CommandError(
+                "red_flags_not_acknowledged",
+                f"{RED_FLAGS} Starting over MQTT stays refused until you have read this and "
+                "set red_flags_acknowledged = true in the gunctl serve configuration "
+                "(or GUNCTL_RED_FLAGS_ACKNOWLEDGED=true).",
+            )
+        async with slot.start_lock:
+            device = slot.device
+            if device is None or not device.connected:
+                raise CommandError("offline", f"{slot.device_id} is not connected")
+            supervisor = device.supervisor
+            if supervisor.running:
+                raise CommandError(
+                    "busy", f"a session is already running on {slot.device_id}; stop it first"
+                )
+            name = command.protocol or slot.selected.protocol
+            if name is None:
+                raise CommandError(
+                    "invalid", 'no protocol given, and none selected: add "protocol"'
+                )
+            protocol = self.catalogue.protocols[self._protocol(name)]
+            side = command.side or slot.selected.side
+            asked = command.intensity_cap or slot.selected.intensity_cap
+            cap = min(asked, self.settings.intensity_cap)
+            try:
+                plan = make_plan(
+                    protocol,
+                    self.catalogue.muscles,
+                    device.spec,
+                    side=side,
+                    user_cap=cap,
+                    owned_heads=self.settings.heads,
+                )
+            except PlanError as exc:
+                raise CommandError("refused", str(exc)) from None
+            stops = slot.stops
+            subscription = supervisor.bus.subscribe()  # before Start: no event may be missed
+            session_id = await asyncio.to_thread(
+                self.history.begin,
+                device=supervisor.device_id,
+                protocol=plan.protocol,
+                spec=device.spec.name,
+                side=side,
+                intensity_cap=cap,
+                planned_s=plan.planned_s,
+                source="mqtt",
+            )
+            try:
+                if slot.stops != stops or slot.device is not device:
+                    raise RequestError("a stop arrived before the session began")
+                await supervisor.request(Start(plan))
+            except RequestError as exc:
+                subscription.close()
+                await asyncio.to_thread(self.history.interrupt, session_id, f"not started: {exc}")
+                raise CommandError("refused", str(exc)) from None
+
+            def progress() -> dict[tuple[str, str], float]:
+                session = supervisor.session
+                return dict(session.worked) if session is not None else {}
+
+            slot.follower = asyncio.create_task(
+                follow(self.history, subscription, session_id, progress=progress),
+                name=f"history {slot.device_id}",
+            )
+            log.info(
+                "session_requested",
+                device=slot.device_id,
+                protocol=plan.protocol,
+                side=side,
+                intensity_cap=cap,
+                session=session_id,
+            )
+            return {
+                "session": session_id,
+                "protocol": plan.protocol,
+                "side": side,
+                "intensity_cap": cap,
+                "steps": len(plan.steps),
+                "planned_s": round(plan.planned_s, 1),
+            }
+
+    async def _session(self, slot: DeviceSlot, command: SessionCommand) -> dict[str, Any]:
+        kind = _SIMPLE[command.action]
+        if kind in ("stop", "pain"):
+            slot.stops += 1
+        device = slot.device
+        if device is None or not device.connected:
+            raise CommandError("offline", f"{slot.device_id} is not connected")
+        supervisor = device.supervisor
+        if kind == "confirm_head" and device.sim is not None:
+            # A simulated gun has no hands to fit the head: it is fitted as asked.
+            session = supervisor.session
+            if session is not None and session.step is not None:
+                device.sim.fit_head(session.step.head)
+        try:
+            await supervisor.request(Simple(kind))
+        except RequestError as exc:
+            raise CommandError("refused", str(exc)) from None
+        return {}
+
+    async def stop_all(self) -> list[str]:
+        """Stop every connected gun at once; return the ids of those stopped."""
+        slots = [s for s in self.slots.values() if s.connected]
+        results = await asyncio.gather(
+            *(self._session(s, SessionCommand(action="stop")) for s in slots),
+            return_exceptions=True,
+        )
+        stopped = []
+        for slot, outcome in zip(slots, results, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("stop_failed", device=slot.device_id, error=str(outcome))
+            else:
+                stopped.append(slot.device_id)
+        return stopped
+
+    # -- closing -------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Stop every motor, end every Supervisor, close the history."""
+        self._closing = True
+        await self.stop_all()
+        followers = [s.follower for s in self.slots.values() if s.follower is not None]
+        for slot in self.slots.values():
+            if slot.device is not None:
+                await slot.device.aclose()
+        if followers:
+            await asyncio.wait(followers, timeout=2.0)
+        for slot in self.slots.values():
+            if slot.task is not None:
+                slot.task.cancel()
+        await asyncio.gather(
+            *(s.task for s in self.slots.values() if s.task is not None), return_exceptions=True
+        )
+        for task in followers:
+            task.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        self.history.close()

@@ -1,0 +1,135 @@
+"""Every MQTT topic gunctl publishes or subscribes to is named here, and only here.
+
+With the default base ``gunctl`` and discovery prefix ``homeassistant``::
+
+    gunctl/bridge/<node_id>/state        retained online/offline; offline is the last will
+    gunctl/bridge/<node_id>/devices      retained JSON list of the device ids this node serves
+    gunctl/bridge/<node_id>/diagnostics  retained JSON: rejected commands by reason, reconnects
+    gunctl/bridge/<node_id>/set          commands for this node only ({"action": "stop_all"})
+    gunctl/bridge/<node_id>/result       the result of each bridge command
+    gunctl/bridge/set                    commands for every node
+    gunctl/<device_id>/availability      retained online/offline: the device's link
+    gunctl/<device_id>/state             retained JSON state
+    gunctl/<device_id>/telemetry         JSON at the configured rate
+    gunctl/<device_id>/event             JSON, one message per session event
+    gunctl/<device_id>/set               JSON commands
+    gunctl/<device_id>/result            JSON result of every command
+    homeassistant/device/<device_id>/config   retained discovery payload
+    homeassistant/status                 Home Assistant's own online/offline
+
+``bridge`` is therefore not a valid device id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+ONLINE = "online"
+OFFLINE = "offline"
+BRIDGE = "bridge"  # the reserved second level of the bridge topics
+
+SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")  # what Home Assistant accepts in a discovery id
+BASE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
+
+
+def valid_id(value: str) -> bool:
+    """A node or device id that is one topic level and a valid Home Assistant id."""
+    return bool(SEGMENT.match(value)) and value != BRIDGE
+
+
+@dataclass(frozen=True)
+class Topics:
+    node_id: str
+    base: str = "gunctl"
+    discovery_prefix: str = "homeassistant"
+
+    # -- the bridge (this node) ----------------------------------------------------
+
+    @property
+    def bridge_state(self) -> str:
+        return f"{self.base}/{BRIDGE}/{self.node_id}/state"
+
+    @property
+    def bridge_devices(self) -> str:
+        return f"{self.base}/{BRIDGE}/{self.node_id}/devices"
+
+    @property
+    def bridge_diagnostics(self) -> str:
+        return f"{self.base}/{BRIDGE}/{self.node_id}/diagnostics"
+
+    @property
+    def bridge_set(self) -> str:
+        return f"{self.base}/{BRIDGE}/{self.node_id}/set"
+
+    @property
+    def bridge_result(self) -> str:
+        return f"{self.base}/{BRIDGE}/{self.node_id}/result"
+
+    @property
+    def bridge_set_all(self) -> str:
+        return f"{self.base}/{BRIDGE}/set"
+
+    @property
+    def any_bridge_state(self) -> str:
+        return f"{self.base}/{BRIDGE}/+/state"
+
+    def bridge_state_of(self, node_id: str) -> str:
+        return f"{self.base}/{BRIDGE}/{node_id}/state"
+
+    # -- devices -------------------------------------------------------------------
+
+    def availability(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/availability"
+
+    def state(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/state"
+
+    def telemetry(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/telemetry"
+
+    def event(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/event"
+
+    def set(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/set"
+
+    def result(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/result"
+
+    @property
+    def any_set(self) -> str:
+        return f"{self.base}/+/set"
+
+    @property
+    def any_availability(self) -> str:
+        return f"{self.base}/+/availability"
+
+    # -- Home Assistant ------------------------------------------------------------
+
+    def discovery(self, device_id: str) -> str:
+        return f"{self.discovery_prefix}/device/{device_id}/config"
+
+    @property
+    def ha_status(self) -> str:
+        return f"{self.discovery_prefix}/status"
+
+    # -- reading a topic back ------------------------------------------------------
+
+    def device_of(self, topic: str, leaf: str) -> str | None:
+        """The device id in ``<base>/<device_id>/<leaf>``, or None if ``topic`` is not one."""
+        prefix = f"{self.base}/"
+        if not topic.startswith(prefix):
+            return None
+        parts = topic[len(prefix) :].split("/")
+        if len(parts) != 2 or parts[1] != leaf or parts[0] == BRIDGE:
+            return None
+        return parts[0]
+
+    def node_of_state(self, topic: str) -> str | None:
+        """The node id in ``<base>/bridge/<node_id>/state``, or None."""
+        prefix = f"{self.base}/{BRIDGE}/"
+        if not topic.startswith(prefix) or not topic.endswith("/state"):
+            return None
+        node = topic[len(prefix) : -len("/state")]
+        return node if SEGMENT.match(node) else None
