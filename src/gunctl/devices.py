@@ -87,7 +87,9 @@ async def connect_sim(
         clock=clock,
         seed=seed,
         address=device_id,
-        person=person if person is not None else RandomPerson(seed, too_hard_chance=0.0),
+        person=person
+        if person is not None
+        else RandomPerson(seed, typical_n=18, too_hard_chance=0.0),
     )
     await sim.start()
     link = SimLink(sim)

@@ -15,6 +15,7 @@ from gunctl import __version__
 
 # name -> ("module:attribute" of a click command, one-line help); imported only when used
 _COMMANDS = {
+    "run": ("gunctl.cli.run:run", "Run a protocol (e.g. glute) on a gun, with a live display."),
     "specs": ("gunctl.cli.specs:specs", "List, show and validate firmware specs."),
     "history": ("gunctl.cli.history:history", "List past sessions and export them as CSV."),
     "profiles": ("gunctl.cli.profiles:profiles", "List, show and validate muscles and protocols."),
@@ -44,13 +45,24 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gunctl")
-def cli() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="warning",
+    show_default=True,
+    help="How much to log on stderr.",
+)
+@click.option("--log-json", is_flag=True, help="Log JSON lines (for a daemon's journal).")
+def cli(log_level: str, log_json: bool) -> None:
     """Drive percussive massage guns over Bluetooth LE, inside a safety envelope.
 
     gunctl is a device controller, not medical advice. Stop at once on sharp,
     shooting or electric pain, and see a professional for the warning signs
     that `gunctl run` lists before every session.
     """
+    from gunctl.logs import configure
+
+    configure(json=log_json, level=log_level)
 
 
 def main() -> None:

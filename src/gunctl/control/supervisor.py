@@ -43,6 +43,7 @@ from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 log = structlog.get_logger("gunctl.supervisor")
 
 BATTERY_POLL_S = 30.0
+REAL_JITTER_S = 0.05
 
 
 class Exposure(Protocol):
@@ -122,6 +123,13 @@ class Supervisor:
         self.clock = clock
         self.device_id = device_id or link.address
         self.limits = limits or Limits()
+        if clock.scale > 1:
+            # A demo runs the simulator faster than real time, which magnifies the host's
+            # own scheduling jitter by the scale: judge staleness on at least 50 ms of it.
+            floor = REAL_JITTER_S * clock.scale
+            self.limits = self.limits.model_copy(
+                update={"stale_after_s": max(self.limits.stale_after_s, floor)}
+            )
         self.period = 1.0 / rate_hz
         self.rules = rules or RuleSet()
         self.exposure: Exposure = exposure or NoExposure()
@@ -306,8 +314,13 @@ class Supervisor:
         session = self.session
         motor_on = not self.driver.setpoint.stopped
         target = session.advance(now, dt, motor_on) if session is not None else 0.0
-        self._back_off = 1.0  # a back-off lasts as long as the rule keeps asking for it
-        for verdict in self.rules.check(self._observe(now, motor_on)):
+        verdicts = self.rules.check(self._observe(now, motor_on))
+        backing = [v for v in verdicts if v.action is Action.BACK_OFF]
+        if backing and self._back_off == 1.0:  # announce a back-off once, when it begins
+            self._warn(backing[0])
+        # a back-off lasts as long as the rule keeps asking for it
+        self._back_off = self.limits.force_back_off if backing else 1.0
+        for verdict in verdicts:
             await self._act(verdict)
         if self.session is None or self.session.done or self.session.paused is not None:
             target = 0.0
@@ -336,32 +349,29 @@ class Supervisor:
         )
 
     async def _act(self, verdict: Verdict) -> None:
-        now = self.clock.now()
         if verdict.action is Action.WARN:
-            self._publish(
-                Warning_(
-                    at=now,
-                    device=self.device_id,
-                    rule=verdict.rule,
-                    message=verdict.message,
-                    values=verdict.values,
-                )
-            )
-        elif verdict.action is Action.BACK_OFF:
-            if self._back_off == 1.0:
-                log.warning("backing_off", device=self.device_id, **verdict.values)
-            self._back_off = self.limits.force_back_off
-            return
+            self._warn(verdict)
         elif verdict.action is Action.STOP:
             await self._safety_stop(verdict)
         elif verdict.action is Action.STOP_AGAIN:
             log.error("stop_not_taken", device=self.device_id, **verdict.values)
             await self.driver.stop()
-        else:
+        elif verdict.action is Action.DROP_LINK:
             await self._safety_stop(verdict)
             log.error("dropping_link", device=self.device_id, **verdict.values)
             self.ended = "dropped: motor ignores stop"
             await self.link.disconnect()
+
+    def _warn(self, verdict: Verdict) -> None:
+        self._publish(
+            Warning_(
+                at=self.clock.now(),
+                device=self.device_id,
+                rule=verdict.rule,
+                message=verdict.message,
+                values=verdict.values,
+            )
+        )
 
     async def _drive(self, now: float, target: float, dt: float) -> None:
         if target > self._intensity:  # rising is slew-limited; easing off never is

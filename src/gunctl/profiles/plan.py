@@ -9,7 +9,7 @@ refused here, before anything moves.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Literal
 
 from pydantic import Field
@@ -126,3 +126,35 @@ def make_plan(
     return Plan(
         protocol=protocol.name, title=protocol.title, spec=spec.name, user_cap=user_cap, steps=steps
     )
+
+
+class ExposureCheck(DataModel):
+    muscle: str
+    side: str
+    prior_s: float  # worked in the last 48 hours
+    planned_s: float  # contact time this plan would add
+    limit_s: float
+
+    @property
+    def over(self) -> bool:
+        return self.prior_s + self.planned_s > self.limit_s
+
+
+def exposure_checks(plan: Plan, exposure_s: Callable[[str, str], float]) -> list[ExposureCheck]:
+    """Per muscle side: what the last 48 hours hold, what this plan adds, and the cap."""
+    planned: dict[tuple[str, str], float] = {}
+    limits: dict[tuple[str, str], float] = {}
+    for step in plan.steps:
+        key = (step.muscle, step.side)
+        planned[key] = planned.get(key, 0.0) + 2 * step.ramp_s + step.hold_s
+        limits[key] = step.per_48h_s_max
+    return [
+        ExposureCheck(
+            muscle=m,
+            side=s,
+            prior_s=exposure_s(m, s),
+            planned_s=planned[(m, s)],
+            limit_s=limits[(m, s)],
+        )
+        for (m, s) in planned
+    ]

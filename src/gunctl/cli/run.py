@@ -1,0 +1,430 @@
+"""``gunctl run``: one session from the terminal, with a live display and keys.
+
+Before anything moves: the warning signs (any yes and gunctl refuses), the
+plan, and the 48-hour exposure check. While it runs: a live display, keys for
+pause, next, sharp pain and quit, and Ctrl-C or SIGTERM stopping the motor
+before anything else. Every session is recorded in the history as it goes.
+
+Exit codes: 0 completed; 2 invalid input; 3 ended by a safety stop (the rule
+is named on stderr); 4 device unreachable or link lost; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gunctl.cli.output import EXIT_INVALID, EXIT_OK, to_text
+
+if TYPE_CHECKING:
+    from gunctl.control.events import Event
+    from gunctl.devices import Device
+    from gunctl.profiles.plan import ExposureCheck, Plan
+    from gunctl.store.history import History
+
+EXIT_SAFETY = 3
+EXIT_UNREACHABLE = 4
+EXIT_INTERRUPTED = 130
+
+KEY_ACTIONS = {
+    " ": "toggle_pause",
+    "n": "skip",
+    "p": "pain",
+    "\r": "confirm_head",
+    "\n": "confirm_head",
+    "q": "quit",
+}
+
+
+@dataclass(frozen=True)
+class Options:
+    protocol: str
+    sim: bool
+    device: str | None
+    spec: str | None
+    side: str
+    intensity_cap: float
+    heads: tuple[str, ...] | None
+    time_scale: float
+    as_json: bool
+    yes: bool
+    profiles: Path | None
+    seed: int
+
+
+def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    from gunctl.datafile import suggest
+    from gunctl.heads import Head
+
+    names = tuple(h.strip() for h in value.split(",") if h.strip())
+    known = [h.value for h in Head]
+    for name in names:
+        if name not in known:
+            raise click.BadParameter(f"unknown head {name!r}{suggest(name, known)}")
+    return names
+
+
+@click.command()
+@click.argument("protocol")
+@click.option("--sim", is_flag=True, help="Run on the in-process simulated gun.")
+@click.option("--device", metavar="ADDRESS_OR_NAME", help="Run on a BLE gun, by address or name.")
+@click.option(
+    "--spec",
+    metavar="NAME",
+    help="Firmware spec: the simulated family, or to force one for --device.",
+)
+@click.option(
+    "--side", type=click.Choice(["left", "right", "both"]), default="both", show_default=True
+)
+@click.option(
+    "--intensity-cap",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Your own cap on intensity (0..1); the muscles' caps apply as well.",
+)
+@click.option(
+    "--heads",
+    callback=_heads,
+    metavar="HEAD,...",
+    help="The heads you own, e.g. ball,bullet,thumb.",
+)
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(0.0, 100.0, min_open=True),
+    default=1.0,
+    help="Run the simulator faster than real time (demos). Refused for a real device.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Newline-delimited JSON events on stdout.")
+@click.option(
+    "--yes", is_flag=True, help="State that none of the warning signs apply (for scripts)."
+)
+@click.option(
+    "--profiles",
+    type=click.Path(path_type=Path, file_okay=False, exists=True),
+    envvar="GUNCTL_PROFILES",
+    help="A folder of your own muscles.yaml and protocols/ that override the shipped ones.",
+)
+@click.option("--seed", type=int, default=0, help="Seed for the simulated gun and person.")
+def run(**kwargs: object) -> None:
+    """Run PROTOCOL (e.g. glute) on a gun, with a live display.
+
+    Keys: space pauses and resumes, n goes to the next step, p means sharp or
+    shooting pain (stops at once and ends that muscle for today), Enter confirms
+    a head change, q quits. Ctrl-C stops the motor first.
+    """
+    options = Options(**kwargs)  # type: ignore[arg-type]
+    if options.sim == (options.device is not None):
+        raise click.UsageError("choose one of --sim (the simulator) or --device ADDRESS_OR_NAME")
+    if options.device is not None and options.time_scale != 1.0:
+        raise click.UsageError(
+            "--time-scale is only for the simulator: a real session runs in real time"
+        )
+    interactive = sys.stdin.isatty() and not options.as_json
+    if not interactive and not options.yes:
+        raise click.UsageError(
+            "with no terminal for keys (or with --json), pass --yes to state that none of the "
+            "warning signs apply; head changes then go on by themselves"
+        )
+    if not _screen(options, interactive):
+        sys.exit(EXIT_INVALID)
+    sys.exit(asyncio.run(_run(options, interactive)))
+
+
+def _screen(options: Options, interactive: bool) -> bool:
+    """Show the warning signs; in a terminal, ask. Any yes refuses the session."""
+    from gunctl.redflags import ADVICE, NOT_MEDICAL_ADVICE, RED_FLAGS
+
+    out = sys.stderr if options.as_json else sys.stdout
+    click.echo(NOT_MEDICAL_ADVICE, file=out)
+    click.echo("Before you start, check for these warning signs:", file=out)
+    for flag in RED_FLAGS:
+        click.echo(f"  - {flag}", file=out)
+    if options.yes:
+        click.echo("(--yes: you have stated that none of these apply)", file=out)
+        return True
+    assert interactive
+    if click.confirm("Do any of these apply to you now?", default=False):
+        click.echo(ADVICE)
+        return False
+    return True
+
+
+async def _run(options: Options, interactive: bool) -> int:
+    from gunctl.clock import Clock
+    from gunctl.datafile import InvalidFileError, suggest
+    from gunctl.devices import connect_ble, connect_sim
+    from gunctl.heads import Head
+    from gunctl.links.base import LinkError
+    from gunctl.profiles.loader import load_catalogue
+    from gunctl.profiles.plan import PlanError, exposure_checks, make_plan
+    from gunctl.store.history import History
+
+    err = sys.stderr
+    try:
+        catalogue = load_catalogue(options.profiles)
+    except InvalidFileError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        return EXIT_INVALID
+    protocol = catalogue.protocols.get(options.protocol)
+    if protocol is None:
+        hint = suggest(options.protocol, catalogue.protocols)
+        click.echo(f"gunctl: no protocol named {options.protocol!r}{hint}", err=True)
+        return EXIT_INVALID
+
+    history = History()
+    clock = Clock(options.time_scale)
+    try:
+        if options.sim:
+            device = await connect_sim(
+                options.spec or "gunctl-open",
+                clock=clock,
+                device_id="sim-1",
+                seed=options.seed,
+                exposure=history,
+            )
+        else:
+            assert options.device is not None
+            device = await connect_ble(
+                options.device, clock=clock, spec_name=options.spec, exposure=history
+            )
+    except KeyError as exc:
+        click.echo(f"gunctl: {exc.args[0]}", err=True)
+        return EXIT_INVALID
+    except LinkError as exc:
+        click.echo(f"gunctl: cannot reach {options.device or 'the simulator'}: {exc}", err=True)
+        return EXIT_UNREACHABLE
+
+    try:
+        try:
+            plan = make_plan(
+                protocol,
+                catalogue.muscles,
+                device.spec,
+                side=options.side,  # type: ignore[arg-type]
+                user_cap=options.intensity_cap,
+                owned_heads=None if options.heads is None else {Head(h) for h in options.heads},
+            )
+        except PlanError as exc:
+            click.echo(f"gunctl: {exc}", err=True)
+            return EXIT_INVALID
+        checks = exposure_checks(plan, history.exposure_s)
+        _summary(plan, checks, options)
+        over = [c for c in checks if c.over]
+        if over:
+            first = over[0]
+            click.echo(
+                f"gunctl: safety stop: exposure_48h: {first.muscle} ({first.side}) has had "
+                f"{first.prior_s:.0f} s in the last 48 hours; this session would add "
+                f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap. Give it a rest day.",
+                file=err,
+            )
+            return EXIT_SAFETY
+        return await _supervise(device, plan, history, options, interactive)
+    finally:
+        await device.aclose()
+        history.close()
+
+
+def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "#", "muscle", "side", "head", "speed", "hold", "capped by", box=None, title=plan.title
+    )
+    for step in plan.steps:
+        speed = f"level {step.level}" if step.level else f"{step.ppm} ppm"
+        table.add_row(
+            str(step.index + 1),
+            step.muscle,
+            step.side,
+            step.head.value,
+            speed,
+            f"{step.hold_s:g} s",
+            step.binding,
+        )
+    minutes, seconds = divmod(round(plan.planned_s), 60)
+    exposure = ", ".join(
+        f"{c.muscle} {c.side} {c.prior_s:.0f}+{c.planned_s:.0f}/{c.limit_s:.0f} s"
+        for c in checks
+        if c.prior_s
+    )
+    lines = [
+        to_text(table),
+        f"About {minutes} min {seconds:02d} s. Heads: {', '.join(h.value for h in plan.heads)}.",
+    ]
+    lines.append(
+        f"Last 48 hours: {exposure}."
+        if exposure
+        else "Last 48 hours: nothing recorded on these muscles."
+    )
+    click.echo("\n".join(lines), file=sys.stderr if options.as_json else sys.stdout)
+
+
+async def _supervise(
+    device: Device, plan: Plan, history: History, options: Options, interactive: bool
+) -> int:
+    from gunctl.control.events import ENDING_EVENTS
+    from gunctl.control.supervisor import Simple, Start
+    from gunctl.store.history import follow
+
+    sup = device.supervisor
+    events = sup.bus.subscribe()
+    recorder = asyncio.create_task(
+        follow(
+            history,
+            sup.bus.subscribe(),
+            history.begin(
+                device=device.device_id,
+                protocol=plan.protocol,
+                spec=device.spec.name,
+                side=options.side,
+                intensity_cap=options.intensity_cap,
+                planned_s=plan.planned_s,
+                source="cli",
+            ),
+            progress=lambda: sup.session.worked if sup.session is not None else {},
+        )
+    )
+    interrupted: list[str] = []
+    loop = asyncio.get_running_loop()
+    background: set[asyncio.Task[None]] = set()
+
+    def spawn(coro: Coroutine[Any, Any, None]) -> None:
+        """Run a request without blocking the caller (a key or a signal handler)."""
+        task = loop.create_task(coro)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def stop_first(reason: str) -> None:
+        interrupted.append(reason)
+        with contextlib.suppress(Exception):
+            await sup.request(Simple("stop"))
+
+    def on_signal(sig: signal.Signals) -> None:
+        spawn(stop_first(sig.name))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+    async def send(kind: str) -> None:
+        with contextlib.suppress(Exception):
+            await sup.request(Simple(kind))  # type: ignore[arg-type]
+
+    from gunctl.cli.live import View
+
+    view = View(sup, plan.protocol, plan.title, keys=interactive)
+    end: Event | None = None
+
+    async def consume() -> Event:
+        async for event in events:
+            view.update(event)
+            if options.as_json:
+                sys.stdout.write(json.dumps(event.model_dump(mode="json")) + "\n")
+                sys.stdout.flush()
+            elif not interactive:
+                click.echo(_line(event))
+            if event.type == "head_change_required" and not interactive:
+                if device.sim is not None:
+                    from gunctl.heads import Head
+
+                    device.sim.fit_head(Head(event.step.head))
+                spawn(send("confirm_head"))
+            if isinstance(event, ENDING_EVENTS):
+                return event
+        raise RuntimeError("the event stream ended before the session did")
+
+    def on_key(action: str) -> None:
+        session = sup.session
+        if action == "toggle_pause":
+            spawn(send("resume" if session is not None and session.paused else "pause"))
+        elif action == "quit":
+            spawn(stop_first("quit"))
+        elif action == "confirm_head":
+            if device.sim is not None and view.head_change is not None:
+                from gunctl.heads import Head
+
+                device.sim.fit_head(Head(view.head_change.head))
+            spawn(send("confirm_head"))
+        else:
+            spawn(send(action))
+
+    await sup.request(Start(plan))
+    try:
+        if interactive:
+            from rich.live import Live
+
+            with (
+                _keys(loop, on_key),
+                Live(get_renderable=view.render, refresh_per_second=8, screen=False),
+            ):
+                end = await consume()
+                await asyncio.sleep(0.3)  # one last frame showing how it ended
+        else:
+            end = await consume()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await device.aclose()  # the motor stops before the history catches up
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(recorder, timeout=5)
+    return _exit_code(end, interrupted)
+
+
+def _exit_code(end: Event | None, interrupted: list[str]) -> int:
+    if interrupted or end is None:
+        return EXIT_INTERRUPTED
+    if end.type == "session_completed":
+        return EXIT_OK
+    reason = getattr(end, "reason", "")
+    message = getattr(end, "message", "")
+    if reason == "link_lost":
+        click.echo(f"gunctl: link lost: {message}", err=True)
+        return EXIT_UNREACHABLE
+    click.echo(f"gunctl: safety stop: {reason}: {message}", err=True)
+    return EXIT_SAFETY
+
+
+def _line(event: Event) -> str:
+    """One readable line per event, when there is no terminal for the live display."""
+    data = event.model_dump(mode="json", exclude={"type", "at", "device"})
+    step = data.pop("step", None)
+    details = ", ".join(f"{k}={v}" for k, v in data.items() if v not in (None, {}, []))
+    where = f" {step['muscle']} ({step['side']}, {step['head']} head)" if step else ""
+    return f"[{event.at:7.1f}s] {event.type}{where}{': ' + details if details else ''}"
+
+
+@contextlib.contextmanager
+def _keys(loop: asyncio.AbstractEventLoop, on_key: object) -> Iterator[None]:
+    """Single keypresses from the terminal, without waiting for Enter; restored on exit."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+
+    def readable() -> None:
+        for char in os.read(fd, 32).decode(errors="ignore"):
+            action = KEY_ACTIONS.get(char.lower() if char.isalpha() else char)
+            if action is not None:
+                on_key(action)  # type: ignore[operator]
+
+    loop.add_reader(fd, readable)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
