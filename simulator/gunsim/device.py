@@ -100,8 +100,15 @@ class SimDevice:
         self.address = address or f"sim-{spec.name}-{seed}"
         self.rng = random.Random(f"gunsim/{seed}")
         self.physics = Physics(spec, self.params, head=head)
+        timeout = spec.capabilities.keepalive.timeout_s
         self.firmware = Firmware(
-            spec, self.physics, self.params.firmware, self.params.thermal, self._emit
+            spec,
+            self.physics,
+            self.params.firmware,
+            self.params.thermal,
+            self._emit,
+            # a demo faster than real time must not trip on the host's real-time jitter
+            watchdog_s=None if timeout is None else clock.real_floor(timeout),
         )
         self.faults = Faults(self)
         self._link: DeviceLink | None = None

@@ -89,6 +89,7 @@ class Firmware:
     params: FirmwareParams
     thermal: ThermalParams
     notify: Callable[[bytes], None]  # sends one frame on the telemetry characteristic
+    watchdog_s: float | None = None  # the spec's keepalive timeout unless given
     running: bool = False
     setpoint_ppm: float = 0.0
     level: int = 0  # discrete devices: 1..n while running, 0 stopped
@@ -104,6 +105,9 @@ class Firmware:
     def __post_init__(self) -> None:
         self.codec = Codec(self.spec)
         self.supported_flags = spec_fault_flags(self.spec)
+        keepalive = self.spec.capabilities.keepalive
+        if self.watchdog_s is None and keepalive.strategy is not KeepaliveStrategy.NONE:
+            self.watchdog_s = keepalive.timeout_s
 
     @property
     def _keepalive(self) -> KeepaliveStrategy:
@@ -176,9 +180,8 @@ class Firmware:
         if not self.running:
             return None
         deadlines: list[float] = []
-        keepalive = self.spec.capabilities.keepalive
-        if self._keepalive is not KeepaliveStrategy.NONE and keepalive.timeout_s is not None:
-            deadlines.append(self._last_feed + keepalive.timeout_s)
+        if self.watchdog_s is not None:
+            deadlines.append(self._last_feed + self.watchdog_s)
         if self.spec.capabilities.auto_off_s is not None:
             deadlines.append(self._running_since + self.spec.capabilities.auto_off_s)
         if self._stall_since is not None:
@@ -190,14 +193,9 @@ class Firmware:
         caps = self.spec.capabilities
         physics = self.physics
         if self.running:
-            keepalive = caps.keepalive
-            if (
-                self._keepalive is not KeepaliveStrategy.NONE
-                and keepalive.timeout_s is not None
-                and now >= self._last_feed + keepalive.timeout_s
-            ):
+            if self.watchdog_s is not None and now >= self._last_feed + self.watchdog_s:
                 self.faults.add("watchdog")
-                self.stop(now, "watchdog", f"no keepalive for {keepalive.timeout_s} s")
+                self.stop(now, "watchdog", f"no keepalive for {self.watchdog_s:g} s")
             elif caps.auto_off_s is not None and now >= self._running_since + caps.auto_off_s:
                 self.stop(now, "auto_off", f"running for {caps.auto_off_s} s")
         limit = caps.temperature_limit_c

@@ -26,6 +26,16 @@ class Clock:
             self._origin = t
         return (t - self._origin) * self.scale
 
+    def real_floor(self, seconds: float, real_s: float = 0.05) -> float:
+        """``seconds`` of clock time, but never less than ``real_s`` of real time.
+
+        Running faster than real time magnifies the host's own scheduling
+        jitter by the scale; time limits meant for a device's reaction (a
+        watchdog, telemetry staleness) must not trip on that jitter in a demo.
+        At scale 1 this is ``seconds`` itself.
+        """
+        return max(seconds, real_s * self.scale) if self.scale > 1 else seconds
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.scale)
 

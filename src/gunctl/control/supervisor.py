@@ -43,7 +43,6 @@ from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 log = structlog.get_logger("gunctl.supervisor")
 
 BATTERY_POLL_S = 30.0
-REAL_JITTER_S = 0.05
 
 
 class Exposure(Protocol):
@@ -123,13 +122,8 @@ class Supervisor:
         self.clock = clock
         self.device_id = device_id or link.address
         self.limits = limits or Limits()
-        if clock.scale > 1:
-            # A demo runs the simulator faster than real time, which magnifies the host's
-            # own scheduling jitter by the scale: judge staleness on at least 50 ms of it.
-            floor = REAL_JITTER_S * clock.scale
-            self.limits = self.limits.model_copy(
-                update={"stale_after_s": max(self.limits.stale_after_s, floor)}
-            )
+        stale = clock.real_floor(self.limits.stale_after_s)
+        self.limits = self.limits.model_copy(update={"stale_after_s": stale})
         self.period = 1.0 / rate_hz
         self.rules = rules or RuleSet()
         self.exposure: Exposure = exposure or NoExposure()

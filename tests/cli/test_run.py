@@ -1,0 +1,232 @@
+"""`gunctl run` as a person and a script meet it: a real process, a real terminal.
+
+Sessions run on the simulator at --time-scale 20 with a short test protocol
+(a 30 s and a 45 s hold) from a profiles folder of the test's own, except the glute
+run, which uses the shipped protocol on one side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+from ruamel.yaml import YAML
+
+from gunctl.resources import shipped
+
+pytestmark = pytest.mark.slow
+
+GUNCTL = str(Path(sys.executable).with_name("gunctl"))
+SCALE = "20"
+QUICK = """\
+name: quick
+title: Quick check
+description: Two short holds, for tests.
+steps:
+  - {muscle: gluteus-maximus, side: left, head: ball, intensity: 0.4, hold_s: 30,
+     ramp_s: 1, rest_s: 1, placement: Middle of the buttock.}
+  - {muscle: piriformis, side: left, head: bullet, intensity: 0.3, hold_s: 45,
+     ramp_s: 1, rest_s: 1, placement: Deep mid-buttock; keep the gun still.}
+"""
+
+
+def profiles(tmp_path: Path, **piriformis: Any) -> Path:
+    """A user profiles folder with the quick protocol and, if asked, a stricter piriformis."""
+    folder = tmp_path / "profiles"
+    (folder / "protocols").mkdir(parents=True, exist_ok=True)
+    (folder / "protocols" / "quick.yaml").write_text(QUICK)
+    if piriformis:
+        yaml = YAML()
+        shipped_muscles = yaml.load(shipped("profiles") / "muscles.yaml")
+        muscle = dict(shipped_muscles["muscles"]["piriformis"])
+        muscle.update(piriformis)
+        with (folder / "muscles.yaml").open("w") as f:
+            yaml.dump({"muscles": {"piriformis": muscle}}, f)
+    return folder
+
+
+def env(tmp_path: Path, folder: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GUNCTL_DATA_DIR": str(tmp_path / "data"),
+        "GUNCTL_PROFILES": str(folder),
+        "COLUMNS": "120",
+    }
+
+
+def run(
+    tmp_path: Path, folder: Path, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GUNCTL, "run", *args, "--sim", "--time-scale", SCALE],
+        env=env(tmp_path, folder),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def history(tmp_path: Path, folder: Path) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        [GUNCTL, "history", "--json"],
+        env=env(tmp_path, folder),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def test_a_completed_glute_run(tmp_path: Path) -> None:
+    folder = profiles(tmp_path)
+    result = run(tmp_path, folder, "glute", "--side", "left", "--yes", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = events(result.stdout)
+    assert seen[0]["type"] == "session_started"
+    assert seen[-1]["type"] == "session_completed"
+    assert [e["step"]["muscle"] for e in seen if e["type"] == "step_started"] == [
+        "gluteus-maximus",
+        "gluteus-medius",
+        "gluteus-minimus",
+        "piriformis",
+    ]
+    assert "not medical advice" in result.stderr  # the screen goes to stderr in --json mode
+    (record,) = history(tmp_path, folder)
+    assert record["status"] == "completed"
+    assert {m["muscle"] for m in record["muscles"]} == {
+        "gluteus-maximus",
+        "gluteus-medius",
+        "gluteus-minimus",
+        "piriformis",
+    }
+
+
+def test_no_terminal_needs_yes(tmp_path: Path) -> None:
+    result = run(tmp_path, profiles(tmp_path), "quick")
+    assert result.returncode == 2
+    assert "--yes" in result.stderr
+
+
+def test_unknown_protocol_is_invalid_input(tmp_path: Path) -> None:
+    result = run(tmp_path, profiles(tmp_path), "glutes", "--yes")
+    assert result.returncode == 2
+    assert "did you mean 'glute'" in result.stderr
+
+
+def spawn(tmp_path: Path, folder: Path, *args: str) -> pexpect.spawn:
+    child = pexpect.spawn(
+        GUNCTL,
+        ["--log-level", "info", "run", "quick", "--sim", "--time-scale", SCALE, *args],
+        env=env(tmp_path, folder),
+        dimensions=(50, 120),
+        encoding="utf-8",
+        timeout=30,
+    )
+    child.expect("Do any of these apply to you now")
+    child.sendline("n")
+    child.expect("head change")
+    child.send("\r")  # the ball head is on
+    child.expect("hold")
+    return child
+
+
+def test_a_red_flag_refuses_the_session(tmp_path: Path) -> None:
+    child = pexpect.spawn(
+        GUNCTL,
+        ["run", "quick", "--sim"],
+        env=env(tmp_path, profiles(tmp_path)),
+        encoding="utf-8",
+        timeout=20,
+    )
+    child.expect("Do any of these apply to you now")
+    child.sendline("y")
+    child.expect("see a doctor or physiotherapist")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 2
+
+
+def test_pain_key_stops_at_once_and_ends_that_muscle(tmp_path: Path) -> None:
+    folder = profiles(tmp_path)
+    child = spawn(tmp_path, folder)
+    child.send("p")
+    child.expect("stop_requested")  # logged right after the stop frame went out
+    child.expect("paused, motor stopped")
+    child.send("q")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    (record,) = history(tmp_path, folder)
+    assert [(p["muscle"], p["side"]) for p in record["pain_reports"]] == [
+        ("gluteus-maximus", "left")
+    ]
+    assert record["status"] == "aborted"
+
+
+def test_ctrl_c_in_a_hold_stops_the_motor_first(tmp_path: Path) -> None:
+    folder = profiles(tmp_path)
+    child = spawn(tmp_path, folder)
+    child.sendintr()
+    child.expect("stop_requested")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    (record,) = history(tmp_path, folder)
+    assert record["status"] == "aborted"
+    assert record["end_reason"] == "stopped"
+
+
+def test_a_safety_stop_exits_3_and_names_the_rule(tmp_path: Path) -> None:
+    folder = profiles(tmp_path, force_cap_n=5)  # the simulated person leans in harder than 5 N
+    result = run(tmp_path, folder, "quick", "--yes")
+    assert result.returncode == 3, result.stderr
+    assert "safety stop: force" in result.stderr
+    (record,) = history(tmp_path, folder)
+    assert record["end_reason"] == "force"
+    assert record["safety_stops"][0]["rule"] == "force"
+
+
+def test_a_second_run_within_48_hours_meets_the_exposure_cap(tmp_path: Path) -> None:
+    folder = profiles(tmp_path, session_s_max=90, per_48h_s_max=90)
+    first = run(tmp_path, folder, "quick", "--yes")
+    assert first.returncode == 0, first.stderr
+    second = run(tmp_path, folder, "quick", "--yes")
+    assert second.returncode == 3
+    assert "exposure_48h: piriformis (left) has had 47 s" in second.stderr
+    assert len(history(tmp_path, folder)) == 1  # the second never started
+
+
+def test_sigkill_mid_session_leaves_an_aborted_record(tmp_path: Path) -> None:
+    folder = profiles(tmp_path)
+    process = subprocess.Popen(
+        [GUNCTL, "run", "quick", "--sim", "--time-scale", SCALE, "--yes", "--json"],
+        env=env(tmp_path, folder),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        event = json.loads(line)
+        if event["type"] == "cue" and event["step_index"] == 1:  # well into the piriformis hold
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    (record,) = history(tmp_path, folder)
+    assert record["status"] == "aborted"
+    assert record["end_reason"] == "interrupted"
+    worked = {m["muscle"]: m["worked_s"] for m in record["muscles"]}
+    assert worked["gluteus-maximus"] == pytest.approx(32, abs=1)
