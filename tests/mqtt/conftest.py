@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mqtthost import MOSQUITTO, PIRI, SIM_SPEC, TIME_SCALE, TINY, Broker, free_port
+from mqtthost import LONG, MOSQUITTO, PIRI, SIM_SPEC, TIME_SCALE, TINY, Broker, free_port
 
 from gunctl.config import ServeSettings, load_settings
 
@@ -33,6 +33,7 @@ def profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (folder / "protocols").mkdir(parents=True)
     (folder / "protocols" / "tiny.yaml").write_text(TINY)
     (folder / "protocols" / "piri.yaml").write_text(PIRI)
+    (folder / "protocols" / "long.yaml").write_text(LONG)
     monkeypatch.setenv("GUNCTL_PROFILES", str(folder))
     monkeypatch.setenv("GUNCTL_DATA_DIR", str(tmp_path / "data"))
     return folder

@@ -75,6 +75,23 @@ steps:
 """
 
 
+# One long hold on the gluteus maximus (left): about five seconds of wall time at TIME_SCALE.
+LONG = """\
+name: long
+title: One long hold
+description: A test routine, one long hold on the gluteus maximus.
+steps:
+  - muscle: gluteus-maximus
+    side: left
+    head: ball
+    intensity: 0.5
+    hold_s: 90
+    ramp_s: 2
+    rest_s: 0
+    placement: Middle of the buttock.
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,7 +184,7 @@ class Watcher:
         return [m for m in self.seen if m.topic == topic]
 
     async def until(
-        self, match: Callable[[Seen], bool], timeout: float = 10.0, *, since: int = 0
+        self, match: Callable[[Seen], object], timeout: float = 10.0, *, since: int = 0
     ) -> Seen:
         async with asyncio.timeout(timeout), self._arrived:
             while True:
@@ -186,6 +203,14 @@ class Watcher:
             return m.topic == topic and bool(m.payload) and match(m.json())
 
         return dict((await self.until(wanted, timeout)).json())
+
+    async def first(self, topic: str, since: int = 0, timeout: float = 10.0) -> Seen:
+        """The first message on ``topic`` from message number ``since`` on."""
+        return await self.until(lambda m: m.topic == topic, timeout, since=since)
+
+    async def cleared(self, topic: str, since: int = 0) -> None:
+        """Wait for an empty (retained) payload on ``topic``: the topic was cleared."""
+        await self.until(lambda m: m.topic == topic and m.payload == b"", since=since)
 
     def events(self, device_id: str) -> list[str]:
         return [m.json()["type"] for m in self.on(self.topics.event(device_id))]

@@ -183,6 +183,10 @@ class Bridge:
             task.cancel()
         await asyncio.gather(*self._workers, *self._running, return_exceptions=True)
 
+    async def flushed(self, timeout: float = 5.0) -> None:
+        """Wait until everything queued so far has gone to the broker."""
+        await asyncio.wait_for(self._drained.wait(), timeout)
+
     def stop(self) -> None:
         """Ask :meth:`run` to publish offline, disconnect and return."""
         self._stopping.set()
@@ -261,7 +265,7 @@ class Bridge:
             )
         self._put(Outgoing(self.topics.bridge_state, OFFLINE, retain=True))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), 5.0)
+            await self.flushed()
         log.info("bridge_offline", node=self.settings.node_id)
 
     # -- sending -------------------------------------------------------------------
@@ -458,17 +462,17 @@ class Bridge:
                 or min(self._bridges | {self.settings.node_id}) != self.settings.node_id
             ):
                 return  # another daemon's device, or another daemon answers for strangers
-            self._refuse(
-                device_id,
-                message,
-                None,
-                None,
-                CommandError(
-                    "unknown_device",
-                    f"no gunctl instance serves a device {device_id!r} "
-                    f"(none has published {self.topics.availability(device_id)})",
-                ),
+            try:
+                parsed = parse_device_command(payload)
+                command_id, action = parsed.id, parsed.action
+            except CommandError as exc:
+                command_id, action = exc.command_id, None
+            error = CommandError(
+                "unknown_device",
+                f"no gunctl instance serves a device {device_id!r} "
+                f"(none has published {self.topics.availability(device_id)})",
             )
+            self._refuse(device_id, message, command_id, action, error)
             return
         try:
             command = parse_device_command(payload)

@@ -1,0 +1,189 @@
+"""Every kind of bad command is refused with a clear error, counted, and changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from mqtthost import Broker, running, watching
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gunctl.config import ServeSettings
+from gunctl.mqtt.commands import MAX_PAYLOAD
+
+pytestmark = pytest.mark.mqtt
+
+Settings = Callable[..., ServeSettings]
+
+BAD: list[tuple[str, Any, str, str]] = [
+    # (what, payload, reason, words the error must contain)
+    ("too large", b'{"action": "stop", "x": "' + b"a" * MAX_PAYLOAD + b'"}', "too_large", "bytes"),
+    ("not JSON", b"start glute please", "not_json", "not JSON"),
+    ("not an object", b'["start"]', "not_json", "JSON object"),
+    ("not UTF-8", b"\xff\xfe{", "not_json", "not JSON"),
+    ("no action", {"protocol": "tiny"}, "invalid", "no action"),
+    ("unknown action", {"action": "turbo"}, "invalid", "unknown action 'turbo'"),
+    ("unknown field", {"action": "start", "protocol": "tiny", "speed": 9000}, "invalid", "'speed'"),
+    (
+        "cap above 1",
+        {"action": "start", "protocol": "tiny", "intensity_cap": 1.5},
+        "invalid",
+        "intensity_cap",
+    ),
+    (
+        "cap of 0",
+        {"action": "start", "protocol": "tiny", "intensity_cap": 0},
+        "invalid",
+        "intensity_cap",
+    ),
+    ("cap not a number", {"action": "start", "intensity_cap": "max"}, "invalid", "intensity_cap"),
+    ("unknown side", {"action": "start", "protocol": "tiny", "side": "middle"}, "invalid", "side"),
+    ("unknown protocol", {"action": "start", "protocol": "glutes"}, "unknown_protocol", "'glutes'"),
+    ("select unknown", {"action": "select", "protocol": "nope"}, "unknown_protocol", "'nope'"),
+    ("nothing running", {"action": "pause"}, "refused", "no session"),
+]
+
+
+async def test_bad_commands_are_refused_counted_and_change_nothing(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        slot = service.daemon.slots[device_id]
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            for what, payload, reason, words in BAD:
+                body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                if not isinstance(payload, bytes) and "id" not in payload:
+                    body = json.dumps({**payload, "id": what}).encode()
+                since = len(watcher.seen)
+                await watcher.client.publish(topics.set(device_id), body, qos=1)
+                message = await watcher.until(
+                    lambda m: m.topic == topics.result(device_id), since=since
+                )
+                result = message.json()
+                assert result["ok"] is False, what
+                assert result["reason"] == reason, (what, result)
+                assert words in result["error"], (what, result["error"])
+                if not isinstance(payload, bytes) and "action" in payload and reason != "invalid":
+                    assert result["id"] == what
+                assert not slot.device.supervisor.running, what  # type: ignore[union-attr]
+            assert slot.device is not None
+            assert slot.device.sim is not None
+            assert all(
+                c.command.kind in ("stop", "keepalive", "status_request", "version_request")
+                for c in slot.device.sim.commands
+            )
+
+            # the counters say what was refused, by reason, in the retained diagnostics
+            expected: dict[str, int] = {}
+            for _, _, reason, _ in BAD:
+                expected[reason] = expected.get(reason, 0) + 1
+            diagnostics = await watcher.until(
+                lambda m: (
+                    m.topic == topics.bridge_diagnostics
+                    and all(m.json()["rejected"][r] == n for r, n in expected.items())
+                )
+            )
+            assert diagnostics.retain or diagnostics.json()["node"] == service.settings.node_id
+
+            # still serving: a good start works, and a second start while it runs is refused
+            good = await watcher.command(device_id, {"action": "start", "protocol": "tiny"})
+            assert good["ok"], good
+            busy = await watcher.command(device_id, {"action": "start", "protocol": "piri"})
+            assert busy["ok"] is False
+            assert busy["reason"] == "busy"
+            assert "already running" in busy["error"]
+            state = await watcher.state(device_id, lambda s: s["running"])
+            assert state["protocol"] == "tiny"  # the refused start changed nothing
+            stop = await watcher.command(device_id, {"action": "stop"})
+            assert stop["ok"]
+            await watcher.state(device_id, lambda s: not s["running"])
+            assert watcher.events(device_id)[-1] == "session_aborted"
+
+
+async def test_a_device_nobody_serves_gets_one_answer(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        topics = service.bridge.topics
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            result = await watcher.command("gun-nobody-has", {"action": "stop"})
+            assert result == {
+                "id": result["id"],
+                "ok": False,
+                "device": "gun-nobody-has",
+                "action": "stop",
+                "error": result["error"],
+                "reason": "unknown_device",
+            }
+            assert "no gunctl instance serves" in result["error"]
+            await asyncio.sleep(0.3)
+            assert len(watcher.on(topics.result("gun-nobody-has"))) == 1
+            assert service.bridge.rejected["unknown_device"] == 1
+
+
+async def test_starts_refused_until_red_flags_are_acknowledged(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings(red_flags_acknowledged=False)) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            result = await watcher.command(device_id, {"action": "start", "protocol": "tiny"})
+            assert result["ok"] is False
+            assert result["reason"] == "red_flags_not_acknowledged"
+            for words in (
+                "bladder or bowel",
+                "saddle",
+                "foot drop",
+                "fever",
+                "trauma",
+                "not medical advice",
+                "red_flags_acknowledged",
+            ):
+                assert words in result["error"]
+            device = service.daemon.slots[device_id].device
+            assert device is not None
+            assert not device.supervisor.running
+            # stopping is never refused
+            assert (await watcher.command(device_id, {"action": "stop"}))["ok"]
+
+
+async def test_select_then_start_and_mqtt5_response_topic(
+    broker: Broker, make_settings: Settings
+) -> None:
+    """Home Assistant's select and number feed the same command path as any client."""
+    async with running(make_settings()) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(broker, topics, f"{topics.base}/#", "replies/#") as watcher:
+            for body in (
+                {"action": "select", "protocol": "tiny"},
+                {"action": "select", "intensity_cap": 0.4},
+            ):
+                assert (await watcher.command(device_id, body))["ok"]
+            state = await watcher.state(device_id, lambda s: s["selected"]["intensity_cap"] == 0.4)
+            assert state["selected"] == {"protocol": "tiny", "side": "both", "intensity_cap": 0.4}
+
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.ResponseTopic = "replies/me"
+            properties.CorrelationData = b"\x01req-7"
+            await watcher.client.publish(
+                topics.set(device_id), json.dumps({"action": "start"}), qos=1, properties=properties
+            )
+            reply = await watcher.until(lambda m: m.topic == "replies/me")
+            assert reply.properties.CorrelationData == b"\x01req-7"
+            body = reply.json()
+            assert body["ok"], body
+            assert (body["protocol"], body["intensity_cap"], body["side"]) == ("tiny", 0.4, "both")
+            assert (await watcher.command(device_id, {"action": "pause"}))["ok"]
+            assert (await watcher.state(device_id, lambda s: s["paused"]))["running"]
+            assert (await watcher.command(device_id, {"action": "resume"}))["ok"]
+            assert (await watcher.command(device_id, {"action": "pain_stop"}))["ok"]
+            assert "pain_reported" in watcher.events(device_id)
+            assert (await watcher.command(device_id, {"action": "stop"}))["ok"]

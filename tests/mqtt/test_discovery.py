@@ -1,0 +1,248 @@
+"""Home Assistant device discovery: documented keys, topics that work, removal, re-publishing."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from mqtthost import Broker, running, watching
+
+from gunctl import __version__
+from gunctl.config import ServeSettings
+from gunctl.mqtt.commands import parse_device_command
+
+pytestmark = pytest.mark.mqtt
+
+Settings = Callable[..., ServeSettings]
+
+# Keys from Home Assistant's MQTT integration documentation, per platform, that a
+# discovered entity may carry (full names; gunctl does not use the abbreviations).
+COMMON = {
+    "p",
+    "name",
+    "unique_id",
+    "availability",
+    "availability_mode",
+    "icon",
+    "entity_category",
+    "enabled_by_default",
+    "json_attributes_topic",
+    "json_attributes_template",
+    "qos",
+    "device_class",
+}
+PLATFORM_KEYS = {
+    "button": {"command_topic", "command_template", "payload_press", "retain"},
+    "select": {
+        "command_topic",
+        "command_template",
+        "options",
+        "state_topic",
+        "value_template",
+        "optimistic",
+        "retain",
+    },
+    "number": {
+        "command_topic",
+        "command_template",
+        "state_topic",
+        "value_template",
+        "min",
+        "max",
+        "step",
+        "mode",
+        "unit_of_measurement",
+        "optimistic",
+        "retain",
+    },
+    "sensor": {
+        "state_topic",
+        "value_template",
+        "unit_of_measurement",
+        "state_class",
+        "suggested_display_precision",
+        "expire_after",
+        "force_update",
+    },
+    "binary_sensor": {
+        "state_topic",
+        "value_template",
+        "payload_on",
+        "payload_off",
+        "expire_after",
+        "off_delay",
+    },
+}
+DEVICE_CLASSES: dict[str, dict[str, str | None]] = {
+    "sensor": {"battery": "%", "temperature": "°C", "signal_strength": "dBm"},
+    "binary_sensor": {"running": None, "problem": None},
+}
+DEVICE_KEYS = {
+    "identifiers",
+    "name",
+    "manufacturer",
+    "model",
+    "model_id",
+    "sw_version",
+    "hw_version",
+    "serial_number",
+    "connections",
+    "configuration_url",
+    "suggested_area",
+    "via_device",
+}
+REQUIRED = {
+    "start": "button",
+    "stop": "button",
+    "confirm_head": "button",
+    "protocol": "select",
+    "intensity_cap": "number",
+    "running": "binary_sensor",
+    "fault": "binary_sensor",
+    "battery": "sensor",
+    "temperature": "sensor",
+    "force": "sensor",
+    "speed": "sensor",
+    "rssi": "sensor",
+    "firmware": "sensor",
+}
+
+
+def _fields(template: str) -> set[str]:
+    return set(re.findall(r"value_json\.([a-z_]+)", template))
+
+
+async def test_discovery_payload_follows_home_assistant(
+    broker: Broker, make_settings: Settings
+) -> None:
+    settings = make_settings(devices={"sim_spec": "gunctl-open"}, time_scale=5.0)
+    async with running(settings) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(
+            broker, topics, f"{topics.discovery_prefix}/#", f"{topics.base}/#"
+        ) as watcher:
+            state = await watcher.state(device_id, lambda s: s["connected"])
+            await asyncio.sleep(0.3)
+            # the newest: when the firmware version arrives, discovery is published again with it
+            config: dict[str, Any] = watcher.on(topics.discovery(device_id))[-1].json()
+            state = watcher.on(topics.state(device_id))[-1].json()
+
+    assert set(config) == {"dev", "o", "cmps", "qos"}
+    assert config["o"] == {"name": "gunctl", "sw_version": __version__}
+    dev = config["dev"]
+    assert set(dev) <= DEVICE_KEYS
+    assert dev["identifiers"] == [f"gunctl_{device_id}"]
+    assert dev["model"] == "gunctl open reference protocol (maker-built guns)"
+    assert dev["manufacturer"]
+    assert dev.get("sw_version") == state["firmware"]
+    components: dict[str, dict[str, Any]] = config["cmps"]
+    for key, platform in REQUIRED.items():
+        assert components[key]["p"] == platform, key
+    unique_ids = [c["unique_id"] for c in components.values()]
+    assert len(set(unique_ids)) == len(unique_ids)
+    for key, component in components.items():
+        platform = component["p"]
+        assert set(component) <= COMMON | PLATFORM_KEYS[platform], (
+            key,
+            set(component) - COMMON - PLATFORM_KEYS[platform],
+        )
+        assert component["unique_id"].startswith(f"gunctl_{device_id}_")
+        assert component["availability_mode"] == "all"
+        assert component["availability"] == [
+            {
+                "topic": topics.bridge_state,
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            },
+            {
+                "topic": topics.availability(device_id),
+                "payload_available": "online",
+                "payload_not_available": "offline",
+            },
+        ]
+        if "command_topic" in component:
+            assert component["command_topic"] == topics.set(device_id), key
+        if "state_topic" in component:
+            assert component["state_topic"] == topics.state(device_id), key
+            assert _fields(component["value_template"]) <= set(state), key
+        if "device_class" in component:
+            units = DEVICE_CLASSES[platform]
+            assert component["device_class"] in units, key
+            assert component.get("unit_of_measurement") == units[component["device_class"]], key
+    for key in ("rssi", "firmware"):
+        assert components[key]["entity_category"] == "diagnostic"
+    assert components["protocol"]["options"] == service.daemon.protocols
+    number = components["intensity_cap"]
+    assert (number["min"], number["max"], number["step"]) == (0.05, 1.0, 0.05)
+
+    # what Home Assistant would send is a command gunctl takes
+    for key in ("start", "stop", "confirm_head", "pain_stop"):
+        assert parse_device_command(components[key]["payload_press"].encode()).action == key
+    rendered = components["protocol"]["command_template"].replace("{{ value }}", "tiny")
+    assert parse_device_command(rendered.encode()).protocol == "tiny"  # type: ignore[union-attr]
+    rendered = number["command_template"].replace("{{ value }}", "0.35")
+    assert parse_device_command(rendered.encode()).intensity_cap == 0.35  # type: ignore[union-attr]
+
+
+async def test_home_assistant_buttons_drive_the_gun(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(
+            broker, topics, f"{topics.discovery_prefix}/#", f"{topics.base}/#"
+        ) as watcher:
+            config = (await watcher.until(lambda m: m.topic == topics.discovery(device_id))).json()
+            cmps = config["cmps"]
+            select = cmps["protocol"]["command_template"].replace("{{ value }}", "long")
+            number = cmps["intensity_cap"]["command_template"].replace("{{ value }}", "0.3")
+            for payload in (select, number, cmps["start"]["payload_press"]):
+                await watcher.client.publish(cmps["start"]["command_topic"], payload, qos=1)
+            state = await watcher.state(device_id, lambda s: s["running"])
+            assert state["protocol"] == "long"
+            assert state["selected"]["intensity_cap"] == 0.3
+            await watcher.client.publish(
+                cmps["stop"]["command_topic"], cmps["stop"]["payload_press"], qos=1
+            )
+            await watcher.state(device_id, lambda s: not s["running"])
+            assert all(m.json()["ok"] for m in watcher.on(topics.result(device_id)))
+
+
+async def test_devices_that_left_the_config_are_removed(
+    broker: Broker, make_settings: Settings
+) -> None:
+    two = make_settings(devices={"sim": 2})
+    node = two.node_id
+    async with running(two) as service:
+        topics = service.bridge.topics
+        await asyncio.sleep(1.2)  # the device list is published once the retained one is read
+        await service.bridge.flushed()
+    gone = f"sim-{node}-2"
+    one = make_settings(node_id=node, devices={"sim": 1})
+    async with watching(
+        broker, topics, f"{topics.discovery_prefix}/#", f"{topics.base}/#"
+    ) as watcher:
+        await watcher.until(lambda m: m.topic == topics.discovery(gone) and m.retain and m.payload)
+        since = len(watcher.seen)
+        async with running(one):
+            for topic in (topics.discovery(gone), topics.availability(gone), topics.state(gone)):
+                await watcher.cleared(topic, since)
+            await watcher.until(
+                lambda m: m.topic == topics.bridge_devices and m.json() == [f"sim-{node}-1"],
+                since=since,
+            )
+            # Home Assistant restarting: everything is announced again
+            before = len(watcher.on(topics.discovery(f"sim-{node}-1")))
+            await watcher.client.publish(topics.ha_status, "online", qos=1)
+            await watcher.until(
+                lambda m: m.topic == topics.discovery(f"sim-{node}-1"), since=len(watcher.seen)
+            )
+            assert len(watcher.on(topics.discovery(f"sim-{node}-1"))) > before
+            assert not any(m.payload for m in watcher.on(topics.discovery(gone))[1:]), (
+                "the removed device was announced again"
+            )
