@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gunctl.cli.output import EXIT_INVALID, emit, json_option, to_text
+from gunctl.cli.output import EXIT_INVALID, EXIT_UNREACHABLE, emit, json_option, to_text
 
 if TYPE_CHECKING:
     from bleak import BleakClient
-
-EXIT_UNREACHABLE = 4  # the device could not be found or connected
 
 # Standard services a vendor protocol never lives in
 _STANDARD_SERVICES = {

@@ -15,6 +15,7 @@ from gunctl.datafile import InvalidFileError, Problem
 
 EXIT_OK = 0
 EXIT_INVALID = 2
+EXIT_UNREACHABLE = 4  # the device could not be found or connected, or the link was lost
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 

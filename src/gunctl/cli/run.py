@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gunctl.cli.output import EXIT_INVALID, EXIT_OK, to_text
+from gunctl.cli.output import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, to_text
 
 if TYPE_CHECKING:
     from gunctl.control.events import Event
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from gunctl.store.history import History
 
 EXIT_SAFETY = 3
-EXIT_UNREACHABLE = 4
 EXIT_INTERRUPTED = 130
 
 KEY_ACTIONS = {
