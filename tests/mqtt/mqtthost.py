@@ -235,7 +235,7 @@ class Watcher:
                 assert result["ok"], result
 
     async def command(
-        self, device_id: str, body: dict[str, Any] | bytes | str, timeout: float = 10.0
+        self, device_id: str, body: dict[str, Any] | bytes | str, timeout: float = 20.0
     ) -> dict[str, Any]:
         """Publish to ``<device>/set`` and return the result with the same id."""
         since = len(self.seen)
