@@ -133,18 +133,19 @@ def run(**kwargs: object) -> None:
         raise click.UsageError(
             "--time-scale is only for the simulator: a real session runs in real time"
         )
-    interactive = sys.stdin.isatty() and not options.as_json
-    if not interactive and not options.yes:
+    # Keys need a terminal on stdin; the live display needs one on stdout.
+    keys = sys.stdin.isatty() and not options.as_json
+    if not keys and not options.yes:
         raise click.UsageError(
             "with no terminal for keys (or with --json), pass --yes to state that none of the "
             "warning signs apply; head changes then go on by themselves"
         )
-    if not _screen(options, interactive):
+    if not _screen(options, keys):
         sys.exit(EXIT_INVALID)
-    sys.exit(asyncio.run(_run(options, interactive)))
+    sys.exit(asyncio.run(_run(options, keys)))
 
 
-def _screen(options: Options, interactive: bool) -> bool:
+def _screen(options: Options, keys: bool) -> bool:
     """Show the warning signs; in a terminal, ask. Any yes refuses the session."""
     from gunctl.redflags import ADVICE, NOT_MEDICAL_ADVICE, RED_FLAGS
 
@@ -156,14 +157,14 @@ def _screen(options: Options, interactive: bool) -> bool:
     if options.yes:
         click.echo("(--yes: you have stated that none of these apply)", file=out)
         return True
-    assert interactive
+    assert keys
     if click.confirm("Do any of these apply to you now?", default=False):
         click.echo(ADVICE)
         return False
     return True
 
 
-async def _run(options: Options, interactive: bool) -> int:
+async def _run(options: Options, keys: bool) -> int:
     from gunctl.clock import Clock
     from gunctl.datafile import InvalidFileError, suggest
     from gunctl.devices import connect_ble, connect_sim
@@ -234,7 +235,7 @@ async def _run(options: Options, interactive: bool) -> int:
                 file=err,
             )
             return EXIT_SAFETY
-        return await _supervise(device, plan, history, options, interactive)
+        return await _supervise(device, plan, history, options, keys)
     finally:
         await device.aclose()
         history.close()
@@ -276,7 +277,7 @@ def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
 
 
 async def _supervise(
-    device: Device, plan: Plan, history: History, options: Options, interactive: bool
+    device: Device, plan: Plan, history: History, options: Options, keys: bool
 ) -> int:
     from gunctl.control.events import ENDING_EVENTS
     from gunctl.control.supervisor import Simple, Start
@@ -327,7 +328,8 @@ async def _supervise(
 
     from gunctl.cli.live import View
 
-    view = View(sup, plan.protocol, plan.title, keys=interactive)
+    view = View(sup, plan.protocol, plan.title, keys=keys)
+    live = sys.stdout.isatty() and not options.as_json
     end: Event | None = None
 
     async def consume() -> Event:
@@ -336,9 +338,9 @@ async def _supervise(
             if options.as_json:
                 sys.stdout.write(json.dumps(event.model_dump(mode="json")) + "\n")
                 sys.stdout.flush()
-            elif not interactive:
+            elif not live:
                 click.echo(_line(event))
-            if event.type == "head_change_required" and not interactive:
+            if event.type == "head_change_required" and not keys:
                 if device.sim is not None:
                     from gunctl.heads import Head
 
@@ -365,11 +367,11 @@ async def _supervise(
 
     await sup.request(Start(plan))
     try:
-        if interactive:
+        if live:
             from rich.live import Live
 
             with (
-                _keys(loop, on_key),
+                _keys(loop, on_key, enabled=keys),
                 Live(get_renderable=view.render, refresh_per_second=8, screen=False),
             ):
                 end = await consume()
@@ -409,8 +411,11 @@ def _line(event: Event) -> str:
 
 
 @contextlib.contextmanager
-def _keys(loop: asyncio.AbstractEventLoop, on_key: object) -> Iterator[None]:
+def _keys(loop: asyncio.AbstractEventLoop, on_key: object, *, enabled: bool) -> Iterator[None]:
     """Single keypresses from the terminal, without waiting for Enter; restored on exit."""
+    if not enabled:
+        yield
+        return
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setcbreak(fd)
