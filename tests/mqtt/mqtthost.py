@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import json
 import shutil
 import socket
@@ -104,7 +105,8 @@ class Broker:
 
     directory: Path
     port: int
-    extra: str = ""
+    extra: str = ""  # more configuration lines (TLS, passwords, ACL)
+    anonymous: bool = True
     process: subprocess.Popen[bytes] | None = None
     host: str = "127.0.0.1"
 
@@ -115,7 +117,10 @@ class Broker:
     def start(self) -> None:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            # run as whoever runs the tests: as root, mosquitto would switch to a user
+            # that cannot read the files in the temporary folder
+            f"user {getpass.getuser()}\n"
+            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
             "persistence false\n"
             f"log_dest file {self.directory / 'mosquitto.log'}\n"
             "log_type error\nlog_type warning\nlog_type notice\n" + self.extra
