@@ -115,6 +115,8 @@ class SimDevice:
         self._task: asyncio.Task[None] | None = None
         self._inflight: deque[tuple[float, bytes]] = deque()  # delayed notifications
         self._courier: asyncio.Task[None] | None = None
+        # every link that ended, and how: requested, timeout (host side), lost, remote (device side)
+        self.link_endings: list[tuple[float, str]] = []
         self._origin = 0.0  # clock time when switched on
         self._t = 0.0  # clock time the physics has reached
 
@@ -223,12 +225,18 @@ class SimDevice:
             raise LinkRefused(f"{self.address} already has a connection")
         self._link = link
 
-    def detach(self, link: DeviceLink) -> None:
-        """The host closed the link on purpose."""
+    def detach(self, link: DeviceLink, reason: str = "requested") -> None:
+        """The link ended on the host's side, and the device knows it.
+
+        ``reason`` says how the device learnt it: ``requested`` when the host
+        closed the link on purpose, ``timeout`` when the device stopped hearing
+        the host (the BLE supervision timeout after the radio link broke).
+        Either way the firmware stops the motor.
+        """
         if self._link is link:
             self._link = None
             self._inflight.clear()
-            self._link_gone()
+            self._link_gone(reason)
 
     def receive(self, data: bytes) -> None:
         """A frame written to the command characteristic."""
@@ -265,11 +273,12 @@ class SimDevice:
         self._inflight.clear()
         if link is not None:
             link.lost(reason)
-            self._link_gone()
+            self._link_gone(reason)
 
-    def _link_gone(self) -> None:
+    def _link_gone(self, reason: str) -> None:
         now = self.clock.now()
         self._advance(now)
+        self.link_endings.append((now, reason))
         self.firmware.link_lost(now)
 
     def _emit(self, data: bytes) -> None:

@@ -72,14 +72,17 @@ class RadioFaults:
     """What only the radio and BlueZ can do wrong (the device's own faults are ``device.faults``).
 
     ``refuse`` answers the next ``Connect`` calls with a chosen BlueZ error, and
-    ``Peripheral.drop`` breaks the link on the host side only. The counters are
-    for tests.
+    ``Peripheral.drop`` breaks the link on the host side only. The counters
+    (connections, refusals, notifications, writes by type, reads) are for tests.
     """
 
     refusals: deque[str] = field(default_factory=deque)  # BlueZ messages for the next Connects
     connect_calls: int = 0
     refused: int = 0
     notified: int = 0
+    writes_with_response: int = 0  # WriteValue with type "request"
+    writes_without_response: int = 0  # WriteValue with type "command"
+    reads: int = 0  # ReadValue
 
     def refuse(self, times: int = 1, message: str = CANCELED) -> None:
         self.refusals.extend([message] * times)
@@ -210,6 +213,10 @@ class Peripheral:
     async def write(self, role: str, data: bytes, *, with_response: bool) -> None:
         if role != COMMAND:
             raise DBusError(ERROR_NOT_PERMITTED, "Write not permitted")
+        if with_response:
+            self.faults.writes_with_response += 1
+        else:
+            self.faults.writes_without_response += 1
         self.device.receive(data)
         delay = self.device.ack_delay_s() if with_response else 0.0
         if delay > 0:  # the device's slow-acknowledgement fault
@@ -219,6 +226,7 @@ class Peripheral:
     def read(self, role: str) -> bytes:
         if role != BATTERY:
             raise DBusError(ERROR_NOT_PERMITTED, "Read not permitted")
+        self.faults.reads += 1
         try:
             return self.device.read_battery()
         except LookupError as exc:
@@ -244,16 +252,19 @@ class Peripheral:
 
         ``device_notices_after`` is the device's supervision timeout: 0 for at
         once, a number of seconds, or None for never (the firmware's own
-        watchdog is then all that stops the motor).
+        watchdog is then all that stops the motor). The device learns of it as
+        a ``timeout``, never as a disconnection the host asked for.
         """
         if not self.connected:
             return
         self._host_down()
         if device_notices_after == 0.0:
-            self.device.detach(self)
+            self.device.detach(self, "timeout")
         elif device_notices_after is not None:
             loop = asyncio.get_running_loop()
-            self._device_notices = loop.call_later(device_notices_after, self.device.detach, self)
+            self._device_notices = loop.call_later(
+                device_notices_after, self.device.detach, self, "timeout"
+            )
 
     # -- inside --------------------------------------------------------------
 
