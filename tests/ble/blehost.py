@@ -1,4 +1,5 @@
-"""Test support for the bleak tests: the fake's guns, and a host that drives a BleakLink."""
+"""Test support for the bleak tests: the fake's guns, a host that drives a BleakLink, and a
+watcher that follows a Supervisor's session over it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gunctl.clock import Clock
+from gunctl.control.events import ENDING_EVENTS, Event
+from gunctl.control.supervisor import Simple
+from gunctl.devices import Device
+from gunctl.heads import Head
 from gunctl.links.base import Endpoint, Link, Notification
+from gunctl.profiles.loader import load_catalogue
+from gunctl.profiles.plan import Plan, make_plan
 from gunctl.specs.codec import Codec, DecodeError
 from gunctl.specs.messages import (
     Command,
@@ -19,6 +26,7 @@ from gunctl.specs.messages import (
     SetSpeed,
     Status,
     StatusRequest,
+    Stop,
 )
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 from gunsim import SimDevice
@@ -136,3 +144,88 @@ class BleHost:
                     with_response=self.codec.with_response(StatusRequest()),
                 )
             await asyncio.sleep(period)
+
+
+def short_plan(
+    spec: DeviceSpec, *, steps: int = 1, hold_s: float = 2.0, ramp_s: float = 0.5
+) -> Plan:
+    """The glute protocol's first steps on the left side, each held for seconds, not tens.
+
+    Over D-Bus a session runs in real time. A plan made in code may be shorter
+    than any profile file allows; every cap still comes from the catalogue.
+    """
+    catalogue = load_catalogue(None)
+    plan = make_plan(catalogue.protocols["glute"], catalogue.muscles, spec, side="left")
+    short = [
+        s.model_copy(update={"hold_s": hold_s, "ramp_s": ramp_s, "rest_s": 0.0})
+        for s in plan.steps[:steps]
+    ]
+    return plan.model_copy(update={"steps": short})
+
+
+def is_stop(command: Command) -> bool:
+    return isinstance(command, Stop) or (isinstance(command, SetSpeed) and command.ppm == 0)
+
+
+class Watch:
+    """A Supervisor's events as they arrive, each with the clock time it arrived.
+
+    Head changes are made as a person would make them: the head asked for is
+    fitted on the simulated gun, then confirmed.
+    """
+
+    def __init__(self, device: Device, gun: SimDevice) -> None:
+        self.device = device
+        self.gun = gun
+        self.events: list[Event] = []
+        self.arrived: list[float] = []
+        self._changed = asyncio.Event()
+        self._subscription = device.supervisor.bus.subscribe()
+        self._tasks = [asyncio.create_task(self._follow())]
+
+    def of(self, kind: str) -> list[Any]:
+        return [e for e in self.events if e.type == kind]
+
+    async def until(self, kind: str, timeout: float = SHORT) -> Any:
+        """The first event of ``kind``, waiting up to ``timeout`` seconds for it."""
+
+        async def first() -> Event:
+            while True:
+                for event in self.events:
+                    if event.type == kind:
+                        return event
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(first(), timeout)
+
+    async def end(self, timeout: float) -> Any:
+        """The event that ended the session, completed or aborted."""
+
+        async def ending() -> Event:
+            while True:
+                for event in self.events:
+                    if isinstance(event, ENDING_EVENTS):
+                        return event
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(ending(), timeout)
+
+    async def close(self) -> None:
+        self._subscription.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _follow(self) -> None:
+        clock = self.device.supervisor.clock
+        async for event in self._subscription:
+            self.events.append(event)
+            self.arrived.append(clock.now())
+            self._changed.set()
+            if event.type == "head_change_required":
+                self.gun.fit_head(Head(event.step.head))
+                self._tasks.append(
+                    asyncio.create_task(self.device.supervisor.request(Simple("confirm_head")))
+                )

@@ -1,4 +1,4 @@
-"""``gunctl scan`` and ``gunctl probe`` as a person runs them, against the fake BlueZ."""
+"""``gunctl scan``, ``probe`` and ``run --device`` as a person runs them, against the fake BlueZ."""
 
 from __future__ import annotations
 
@@ -6,14 +6,42 @@ import asyncio
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 from blehost import Guns
+from ruamel.yaml import YAML
+
+from gunctl.resources import shipped
 
 pytestmark = [pytest.mark.ble, pytest.mark.slow]
 
+# One short hold. Profile files hold a point for 30 s at the least, which is too
+# long for a test in real time, so the test's own muscles.yaml lets this muscle
+# be held for as little as 2 s; every other limit stays as shipped.
+QUICK = """\
+name: quick
+title: Quick check
+description: One short hold, for tests over the fake BlueZ.
+steps:
+  - {muscle: gluteus-maximus, side: left, head: ball, intensity: 0.4, hold_s: 3,
+     ramp_s: 0.5, rest_s: 0, placement: Middle of the buttock.}
+"""
 
-async def gunctl(*args: str) -> tuple[int, str, str]:
+
+def quick_profiles(tmp_path: Path) -> Path:
+    folder = tmp_path / "profiles"
+    (folder / "protocols").mkdir(parents=True)
+    (folder / "protocols" / "quick.yaml").write_text(QUICK)
+    yaml = YAML()
+    muscle = dict(yaml.load(shipped("profiles") / "muscles.yaml")["muscles"]["gluteus-maximus"])
+    muscle["hold_s"] = {"min": 2, "max": 90}
+    with (folder / "muscles.yaml").open("w") as f:
+        yaml.dump({"muscles": {"gluteus-maximus": muscle}}, f)
+    return folder
+
+
+async def gunctl(*args: str, **env: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -21,7 +49,8 @@ async def gunctl(*args: str) -> tuple[int, str, str]:
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=dict(os.environ),  # carries DBUS_SYSTEM_BUS_ADDRESS to the fake's bus
+        stdin=asyncio.subprocess.DEVNULL,
+        env={**os.environ, **env},  # os.environ carries DBUS_SYSTEM_BUS_ADDRESS to the fake
     )
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode is not None
@@ -77,3 +106,29 @@ async def test_unreachable_and_bad_input_exit_codes(guns: Guns) -> None:
     assert "no device" in err
     code, _, _ = await gunctl("probe", "gunctl-x", "--seconds", "-1")
     assert code == 2
+
+
+async def test_run_on_a_ble_gun_completes_and_an_absent_one_is_unreachable(
+    guns: Guns, tmp_path: Path
+) -> None:
+    peripheral = guns.named["gunctl-open"]
+    gun = peripheral.device
+    env = {"GUNCTL_PROFILES": str(quick_profiles(tmp_path)), "GUNCTL_DATA_DIR": str(tmp_path)}
+    # Both at once: the absent gun costs the full scan timeout (10 s) whatever else runs.
+    (code, out, err), (absent, _, absent_err) = await asyncio.gather(
+        gunctl("run", "quick", "--device", peripheral.name, "--yes", "--json", **env),
+        gunctl("run", "quick", "--device", "AA:BB:CC:DD:EE:FF", "--yes", "--json", **env),
+    )
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    types = [e["type"] for e in events]
+    assert types[0] == "session_started"
+    assert types[-1] == "session_completed"
+    assert "safety_stop" not in types
+    assert {e["device"] for e in events} == {peripheral.address}
+    assert any(r.command.kind == "set_speed" for r in gun.commands)
+    assert not gun.state.running
+    assert not gun.connected  # the run let go of the link when it ended
+
+    assert absent == 4, absent_err
+    assert "cannot reach AA:BB:CC:DD:EE:FF" in absent_err
