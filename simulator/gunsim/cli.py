@@ -6,6 +6,9 @@ speed, send keepalives, poll where the spec polls), and prints one line of
 decoded telemetry per interval. ``--scale 10`` runs ten times faster than real
 time; ``--fault AT:KIND[:key=value,...]`` schedules a fault (see
 ``gunsim.faults``), e.g. ``--fault 5:silence:duration_s=2``.
+
+``gunsim bluez`` serves simulated guns through a fake BlueZ on a private D-Bus
+instead, for gunctl to reach through bleak (see ``gunsim.bluez.cli``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from gunctl.specs.messages import (
     Stop,
 )
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
+from gunsim.bluez.cli import bluez
 from gunsim.device import Load, SimDevice
 from gunsim.faults import FAULT_ADAPTER, Fault
 from gunsim.person import RandomPerson, ScriptedPerson
@@ -39,6 +43,9 @@ from gunsim.person import RandomPerson, ScriptedPerson
 @click.group()
 def main() -> None:
     """The gunctl device simulator."""
+
+
+main.add_command(bluez)
 
 
 @main.command("list")

@@ -1,10 +1,14 @@
-"""``gunctl scan``, ``probe`` and ``run --device`` as a person runs them, against the fake BlueZ."""
+"""``gunctl scan``, ``probe`` and ``run --device`` as a person runs them, against the fake BlueZ.
+
+The last test starts the fake as a person would, with ``gunsim bluez``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -132,3 +136,32 @@ async def test_run_on_a_ble_gun_completes_and_an_absent_one_is_unreachable(
 
     assert absent == 4, absent_err
     assert "cannot reach AA:BB:CC:DD:EE:FF" in absent_err
+
+
+async def test_gunsim_bluez_serves_guns_that_gunctl_finds() -> None:
+    fake = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from gunsim.cli import main; main()",
+        "bluez",
+        "--family",
+        "basic-5level",
+        "--count",
+        "2",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert fake.stdout is not None
+    try:
+        line = (await asyncio.wait_for(fake.stdout.readline(), 10)).decode()
+        assert line.startswith("export DBUS_SYSTEM_BUS_ADDRESS=unix:")
+        bus = line.strip().split("=", 1)[1]
+        code, out, err = await gunctl(
+            "scan", "--timeout", "1", "--json", DBUS_SYSTEM_BUS_ADDRESS=bus
+        )
+        assert code == 0, err
+        assert [row["spec"] for row in json.loads(out)] == ["basic-5level", "basic-5level"]
+    finally:
+        fake.send_signal(signal.SIGINT)
+        await asyncio.wait_for(fake.wait(), 10)
+    assert fake.returncode == 0
