@@ -4,8 +4,10 @@
 bootstrap:
 	@scripts/bootstrap
 
+# A glute session on the simulated gun, ten times faster than real time (under a minute).
+# Without a keyboard (stdin from /dev/null) head changes go on by themselves.
 demo: bootstrap
-	.venv/bin/gunctl profiles show glute
+	.venv/bin/gunctl run glute --sim --yes --time-scale 10 </dev/null
 
 test: bootstrap
 	.venv/bin/pytest -q
@@ -16,4 +18,4 @@ lint: bootstrap
 	.venv/bin/mypy
 
 bench: bootstrap
-	.venv/bin/python -m bench
+	.venv/bin/python -m bench.supervisor

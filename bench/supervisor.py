@@ -1,0 +1,219 @@
+"""The control loop in real time: tick lateness and CPU with 1, 16 and 64 devices, and stop latency.
+
+Every figure has a floor measured in the same run: a bare asyncio loop with the
+same number of tasks ticking at the same rate against absolute deadlines. The
+machines this runs on are shared and noisy; the comparison is what matters.
+
+    python -m bench.supervisor [--seconds 20] [--devices 1,16,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from bench.report import percentiles, report
+from gunctl.clock import Clock
+from gunctl.control.supervisor import Simple, Start, Supervisor
+from gunctl.devices import Device, connect_sim
+from gunctl.heads import Head
+from gunctl.links.base import Endpoint, Link, Notification
+from gunctl.links.sim import SimLink
+from gunctl.logs import configure
+from gunctl.profiles.loader import load_catalogue
+from gunctl.profiles.plan import Plan, make_plan
+from gunctl.specs.codec import Codec, DecodeError
+from gunctl.specs.loader import get_spec
+from gunctl.specs.messages import Status, Stop
+from gunsim import Overheat, SimDevice
+
+RATE_HZ = 50.0
+SPEC = "gunctl-open"
+
+
+def glute_plan(device: Device) -> Plan:
+    catalogue = load_catalogue()
+    plan = make_plan(catalogue.protocols["glute"], catalogue.muscles, device.spec)
+    # one long hold, so every device keeps its motor running for the whole measurement
+    step = plan.steps[0].model_copy(update={"hold_s": 3600.0, "hold_max_s": 3600.0})
+    return plan.model_copy(update={"steps": [step]})
+
+
+async def confirm_heads(device: Device) -> None:
+    async for event in device.supervisor.bus.subscribe():
+        if event.type == "head_change_required":
+            assert device.sim is not None
+            device.sim.fit_head(Head(event.step.head))
+            await device.supervisor.request(Simple("confirm_head"))
+
+
+async def bare_loop(tasks: int, seconds: float) -> dict[str, Any]:
+    """The floor: ``tasks`` coroutines ticking at RATE_HZ against absolute deadlines."""
+    loop = asyncio.get_running_loop()
+    period = 1 / RATE_HZ
+    late: list[float] = []
+    overruns = 0
+
+    async def ticker() -> None:
+        nonlocal overruns
+        start = loop.time()
+        n = 0
+        while loop.time() - start < seconds:
+            n += 1
+            deadline = start + n * period
+            await asyncio.sleep(deadline - loop.time())
+            lateness = loop.time() - deadline
+            late.append(lateness)
+            if lateness > period:
+                overruns += 1
+                n = int((loop.time() - start) / period)
+
+    cpu = time.process_time()
+    await asyncio.gather(*(ticker() for _ in range(tasks)))
+    cpu = time.process_time() - cpu
+    return {"late": late, "overruns": overruns, "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6}
+
+
+async def supervised(devices: int, seconds: float) -> dict[str, Any]:
+    clock = Clock()
+    fleet = [
+        await connect_sim(SPEC, clock=clock, device_id=f"bench-{i}", seed=i, record_lateness=True)
+        for i in range(devices)
+    ]
+    helpers = [asyncio.create_task(confirm_heads(d)) for d in fleet]
+    for device in fleet:
+        await device.supervisor.request(Start(glute_plan(device)))
+    await asyncio.sleep(3)  # ramps done, every motor at its hold speed
+    for device in fleet:
+        stats = device.supervisor.loop_stats
+        stats.lateness.clear()
+        stats.overruns = 0
+    cpu = time.process_time()
+    await asyncio.sleep(seconds)
+    cpu = time.process_time() - cpu
+    late = [x for d in fleet for x in d.supervisor.loop_stats.lateness]
+    overruns = sum(d.supervisor.loop_stats.overruns for d in fleet)
+    for task in helpers:
+        task.cancel()
+    for device in fleet:
+        await device.aclose()
+    return {"late": late, "overruns": overruns, "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6}
+
+
+class StopTimer:
+    """Wraps a link: notes the real time of each stop frame written and each hazard seen."""
+
+    def __init__(self, link: Link, codec: Codec, hot_c: float) -> None:
+        self.link = link
+        self.codec = codec
+        self.hot_c = hot_c
+        self.stop_frame = codec.encode_command(Stop())
+        self.stops: list[float] = []
+        self.hazards: list[float] = []
+        self.stopped = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.link, name)
+
+    async def write(self, endpoint: Endpoint, data: bytes, *, with_response: bool) -> None:
+        if data == self.stop_frame:
+            self.stops.append(time.perf_counter())
+            self.stopped.set()
+        await self.link.write(endpoint, data, with_response=with_response)
+
+    async def notifications(self) -> AsyncIterator[Notification]:
+        async for note in self.link.notifications():
+            try:
+                report_ = self.codec.decode_report(note.data)
+            except DecodeError:
+                report_ = None
+            if isinstance(report_, Status) and (report_.temperature_c or 0) >= self.hot_c:
+                self.hazards.append(time.perf_counter())
+            yield note
+
+
+async def stop_latency(repeats: int) -> dict[str, list[float]]:
+    """Request-to-stop-frame and hazard-in-telemetry-to-stop-frame, one device at a time."""
+    spec = get_spec(SPEC)
+    codec = Codec(spec)
+    requested: list[float] = []
+    hazard: list[float] = []
+    for i in range(repeats):
+        clock = Clock()
+        sim = SimDevice(spec, clock=clock, seed=i, address=f"stop-{i}")
+        await sim.start()
+        link = SimLink(sim)
+        await link.connect()
+        timer = StopTimer(link, codec, hot_c=65.0)
+        supervisor = Supervisor(spec, timer, clock=clock, device_id=f"stop-{i}")
+        device = Device(
+            f"stop-{i}", spec, timer, supervisor, asyncio.create_task(supervisor.run()), sim
+        )
+        helper = asyncio.create_task(confirm_heads(device))
+        await supervisor.request(Start(glute_plan(device)))
+        # running, and landing at a different point of the tick each time
+        await asyncio.sleep(1.5 + (i % 7) * 0.003)
+        before = len(timer.stops)
+        if i % 2 == 0:
+            asked = time.perf_counter()
+            await supervisor.request(Simple("stop"))
+            requested.append(timer.stops[before] - asked)
+        else:
+            sim.faults.inject(Overheat(temperature_c=70))
+            await timer.stopped.wait()
+            hazard.append(timer.stops[before] - timer.hazards[0])
+        helper.cancel()
+        await device.aclose()
+    return {"request": requested, "hazard": hazard}
+
+
+async def main(seconds: float, counts: list[int], repeats: int) -> None:
+    configure(level="critical")
+    rows: list[dict[str, Any]] = []
+    for n in counts:
+        for label, run in (("bare asyncio", bare_loop), ("supervisor+sim", supervised)):
+            result = await run(n, seconds)
+            late = percentiles(result["late"])
+            rows.append(
+                {
+                    "devices": n,
+                    "loop": label,
+                    "ticks": late["n"],
+                    "late p50 ms": late["p50"],
+                    "late p99 ms": late["p99"],
+                    "late max ms": late["max"],
+                    "overruns": result["overruns"],
+                    "cpu us/tick": round(result["cpu_us_per_tick"], 1),
+                }
+            )
+    report(
+        "supervisor_loop", f"Control loop at {RATE_HZ:g} Hz for {seconds:g} s", rows, {"spec": SPEC}
+    )
+    stops = await stop_latency(repeats)
+    request, hazard = percentiles(stops["request"]), percentiles(stops["hazard"])
+    report(
+        "supervisor_stop",
+        "Stop latency (ms)",
+        [
+            {"path": "request -> stop frame written", **request},
+            {"path": "hazard in telemetry -> stop frame written", **hazard},
+        ],
+        {
+            "tick_period_ms": 1000 / RATE_HZ,
+            "targets": {"request_p99_ms": 2.0, "hazard_p99_ms": 1000 / RATE_HZ + 2},
+        },
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--devices", default="1,16,64")
+    parser.add_argument(
+        "--repeats", type=int, default=40, help="stop-latency runs (half each kind)"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, [int(n) for n in args.devices.split(",")], args.repeats))
