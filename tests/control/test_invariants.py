@@ -31,7 +31,7 @@ from gunsim import (
     StuckMotor,
 )
 
-from conftest import CATALOGUE, SPECS, open_rig
+from rig import CATALOGUE, SPECS, open_rig
 
 REACHABLE = sorted(m for m, muscle in CATALOGUE.muscles.items() if muscle.reachable)
 FAULTS = [

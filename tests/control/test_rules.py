@@ -19,7 +19,7 @@ from gunctl.heads import Head
 from gunctl.profiles.plan import Plan
 from gunsim import LowBattery, Overheat, ScriptedPerson, Silence, Stall, StuckMotor
 
-from conftest import Rig, plan_for
+from rig import Rig, plan_for
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 

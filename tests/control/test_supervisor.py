@@ -10,7 +10,7 @@ from gunctl.control.supervisor import RequestError
 from gunctl.specs.messages import Stop
 from gunsim import ClearFaults, Overheat, RandomPerson
 
-from conftest import FAMILIES, SPECS, plan_for
+from rig import FAMILIES, SPECS, plan_for
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
 
