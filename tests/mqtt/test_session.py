@@ -41,6 +41,7 @@ async def test_two_guns_complete_a_session_each(
                 assert kinds.count("step_completed") == 2
                 await watcher.state(device_id, lambda s: s["connected"] and not s["running"])
                 assert watcher.on(topics.telemetry(device_id)), "no telemetry"
+        assert service.bridge.connections == 1  # connected once, never dropped
     with History(tmp_path / "history.sqlite3") as history:
         sessions = history.sessions()
     assert len(sessions) == 2

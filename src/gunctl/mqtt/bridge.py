@@ -214,7 +214,7 @@ class Bridge:
                 asyncio.create_task(self._telemetry(), name="mqtt telemetry"),
             ]
             if not self._listed:
-                tasks.append(asyncio.create_task(self._list_devices_soon()))
+                self._spawn(self._list_devices_soon())  # ends by itself: not watched below
             self.connected.set()
             stopping: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait())
             done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
