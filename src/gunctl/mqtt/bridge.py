@@ -532,6 +532,8 @@ class Bridge:
             self._reply(self.topics.bridge_result, message, {**body, "node": node})
             return
         self.commands += 1
+        self._diagnostics_dirty = True
+        self._state_wake.set()
         stopped = await self.daemon.stop_all()
         log.warning("stop_all", node=node, stopped=stopped, topic=message.topic.value)
         body = payloads.result(command.id, device=None, action=command.action, stopped=stopped)
