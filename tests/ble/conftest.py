@@ -12,12 +12,13 @@ import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from blehost import Guns
 
 from gunctl.clock import Clock
 from gunctl.specs.loader import load_specs
 from gunsim import SimDevice
 from gunsim.bluez import BOOTSTRAP_HINT, BusUnavailableError, FakeBluez, private_bus_sync
+
+from blehost import Guns
 
 
 @pytest.fixture(scope="session")

@@ -13,10 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from blehost import Guns
 from ruamel.yaml import YAML
 
 from gunctl.resources import shipped
+
+from blehost import Guns
 
 pytestmark = [pytest.mark.ble, pytest.mark.slow]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from blehost import SHORT, BleHost, Guns, eventually, run_command
 
 from gunctl.links.base import ConnectError, Endpoint, LinkError, NotConnectedError
 from gunctl.links.ble import BleakLink
@@ -15,6 +14,8 @@ from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetSpeed
 from gunsim import CorruptFrames, DropLink, RefuseConnections
 from gunsim.bluez import ABORT_BY_LOCAL, CANCELED, CONNECTION_ABORTED
+
+from blehost import SHORT, BleHost, Guns, eventually, run_command
 
 pytestmark = pytest.mark.ble
 

@@ -12,7 +12,6 @@ import asyncio
 import itertools
 
 import pytest
-from blehost import SHORT, Guns, Watch, eventually, is_stop, short_plan
 
 from gunctl.control.supervisor import Start
 from gunctl.devices import connect_ble
@@ -22,6 +21,8 @@ from gunctl.specs.messages import Keepalive, SetLevel, SetSpeed, StatusRequest
 from gunctl.specs.models import KeepaliveStrategy, TelemetryMode
 from gunctl.specs.speed import setpoint_for
 from gunsim import RefuseConnections
+
+from blehost import SHORT, Guns, Watch, eventually, is_stop, short_plan
 
 pytestmark = pytest.mark.ble
 
