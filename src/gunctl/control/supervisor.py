@@ -193,11 +193,13 @@ class Supervisor:
             done, _ = await asyncio.wait(
                 [lost, closed, *tasks], return_when=asyncio.FIRST_COMPLETED
             )
-            for task in done:
-                if task not in (lost, closed) and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            if lost in done:
-                self._link_lost(lost.result())
+            if lost in done or not self.link.connected:
+                # a loss first: a task that failed on the dead link is only its echo
+                self._link_lost(lost.result() if lost.done() else "lost")
+            else:
+                for task in done:
+                    if task not in (lost, closed) and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
         finally:
             self._closed.set()
             for task in [*tasks, lost, closed]:
@@ -301,7 +303,15 @@ class Supervisor:
             if late > self.period:
                 self.loop_stats.overruns += 1
                 n = int((now - start) / self.period)  # skip the ticks that were missed
-            await self._tick(now)
+            try:
+                await self._tick(now)
+            except LinkError as exc:
+                if not self.link.connected:
+                    return  # the link watcher reports the loss
+                verdict = Verdict(
+                    "link_error", Action.STOP, f"a write failed: {exc}", {"error": str(exc)}
+                )
+                await self._safety_stop(verdict)
 
     async def _tick(self, now: float) -> None:
         dt, self._last_tick = now - self._last_tick, now
