@@ -106,7 +106,7 @@ def plan_level_ppm(rig, level: int) -> int:
 
 @pytest.mark.looptime(noop_cycles=1)
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     family=st.sampled_from(sorted(SPECS)),

@@ -220,6 +220,10 @@ class Session:
 
     # -- requests ------------------------------------------------------------
 
+    def note_time(self, now: float) -> None:
+        """Events a request raises carry ``now``, not the time of the last tick."""
+        self._now = now
+
     def confirm_head(self) -> None:
         if self.phase is not Phase.HEAD_CHANGE:
             raise RequestRefused("no head change is waiting to be confirmed")

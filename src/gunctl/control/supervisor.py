@@ -249,6 +249,7 @@ class Supervisor:
             log.info("stop_requested", device=self.device_id, kind=request.kind)
             if self.session is None or self.session.done:
                 return
+            self.session.note_time(self.clock.now())
             if request.kind == "pain":
                 self.session.pain()
             else:
@@ -257,6 +258,7 @@ class Supervisor:
         session = self.session
         if session is None or session.done:
             raise RequestError("no session is running")
+        session.note_time(self.clock.now())
         if request.kind == "pause":
             session.pause()
             await self._stop_now()
