@@ -23,6 +23,8 @@ async def test_glute_completes_on_every_family(rig_factory, family: str) -> None
     end = await rig.finish()
     assert end.type == "session_completed", rig.of("safety_stop")
     assert not rig.of("safety_stop")
+    if "version" in SPECS[family].reports:
+        assert rig.supervisor.firmware is not None  # read once, at connection
     await rig.settle(1.0)
     state = rig.device.state
     assert not state.running

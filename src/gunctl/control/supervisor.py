@@ -188,8 +188,6 @@ class Supervisor:
         lost = asyncio.create_task(self.link.wait_disconnected())
         closed = asyncio.create_task(self._closed.wait())
         try:
-            with contextlib.suppress(LinkError):
-                await self.driver.request_version()
             done, _ = await asyncio.wait(
                 [lost, closed, *tasks], return_when=asyncio.FIRST_COMPLETED
             )
@@ -293,6 +291,9 @@ class Supervisor:
     # -- the loop --------------------------------------------------------------
 
     async def _loop(self) -> None:
+        # asked here, not in run(): the notification reader is listening by now
+        with contextlib.suppress(LinkError):
+            await self.driver.request_version()
         start = self.clock.now()
         n = 0
         while True:
