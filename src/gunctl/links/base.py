@@ -8,6 +8,7 @@ protocol, so the Supervisor above cannot tell them apart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from enum import StrEnum
@@ -72,3 +73,65 @@ class Link(Protocol):
     async def wait_disconnected(self) -> str:
         """Return once the link is gone, with the reason (``requested``, ``lost``, ...)."""
         ...
+
+
+class Lifetime:
+    """One connection's life, as every link keeps it.
+
+    It fans each notification out to every listener, ends their streams when
+    the connection ends, and tells anyone waiting why it ended. A link opens a
+    new lifetime on each connect and closes it, with a reason, exactly once.
+    """
+
+    def __init__(self) -> None:
+        self.up = False
+        self.reason: str | None = None  # why the last connection ended
+        self._listeners: list[asyncio.Queue[Notification | None]] = []
+        self._gone: asyncio.Future[str] | None = None
+
+    @property
+    def token(self) -> object:
+        """Differs for each connection, so a caller can tell the link went and came back."""
+        return self._gone
+
+    def open(self) -> None:
+        self.up = True
+        self.reason = None
+        self._gone = asyncio.get_running_loop().create_future()
+
+    def publish(self, note: Notification) -> None:
+        for queue in self._listeners:
+            queue.put_nowait(note)
+
+    def close(self, reason: str) -> None:
+        self.up = False
+        self.reason = reason
+        for queue in self._listeners:
+            queue.put_nowait(None)
+        self._listeners.clear()
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(reason)
+
+    def stream(self) -> AsyncIterator[Notification]:
+        """Every notification from now until the connection ends (empty if it is down)."""
+        queue: asyncio.Queue[Notification | None] = asyncio.Queue()
+        if self.up:
+            self._listeners.append(queue)
+        else:
+            queue.put_nowait(None)
+        return self._drain(queue)
+
+    async def wait_closed(self) -> str:
+        if not self.up or self._gone is None:
+            return self.reason or "requested"
+        return await asyncio.shield(self._gone)
+
+    async def _drain(
+        self, queue: asyncio.Queue[Notification | None]
+    ) -> AsyncIterator[Notification]:
+        try:
+            while (note := await queue.get()) is not None:
+                yield note
+        finally:
+            if queue in self._listeners:
+                self._listeners.remove(queue)

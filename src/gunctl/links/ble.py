@@ -39,6 +39,7 @@ from gunctl.clock import Clock
 from gunctl.links.base import (
     ConnectError,
     Endpoint,
+    Lifetime,
     LinkError,
     NotConnectedError,
     Notification,
@@ -66,11 +67,8 @@ class BleakLink:
         self.client_class = client_class
         self._client: BleakClient | None = None
         self._chars: dict[Endpoint, BleakGATTCharacteristic] = {}
-        self._up = False
         self._lock = asyncio.Lock()
-        self._subscribers: list[asyncio.Queue[Notification | None]] = []
-        self._gone: asyncio.Future[str] | None = None
-        self.reason: str | None = None  # why the last connection ended
+        self._life = Lifetime()
 
     @property
     def address(self) -> str:
@@ -82,7 +80,12 @@ class BleakLink:
 
     @property
     def connected(self) -> bool:
-        return self._up and self._client is not None and self._client.is_connected
+        return self._life.up and self._client is not None and self._client.is_connected
+
+    @property
+    def reason(self) -> str | None:
+        """Why the last connection ended."""
+        return self._life.reason
 
     @property
     def mtu(self) -> int:
@@ -111,9 +114,7 @@ class BleakLink:
                 await client.disconnect()
             raise
         self._client = client
-        self._up = True
-        self.reason = None
-        self._gone = asyncio.get_running_loop().create_future()
+        self._life.open()
         try:
             for endpoint in (Endpoint.TELEMETRY, Endpoint.BATTERY):
                 char = self._chars.get(endpoint)
@@ -123,14 +124,14 @@ class BleakLink:
             await self.disconnect()
             raise ConnectError(f"{self.name}: could not subscribe to notifications: {exc}") from exc
         if not client.is_connected:  # lost while subscribing
-            self._close("lost")
+            self._life.close("lost")
             raise ConnectError(f"{self.name}: the link went while subscribing")
 
     async def disconnect(self) -> None:
         client = self._client
-        if not self._up or client is None:
+        if not self._life.up or client is None:
             return
-        self._close("requested")
+        self._life.close("requested")
         with contextlib.suppress(*_BLE_ERRORS):
             await client.disconnect()
 
@@ -164,17 +165,10 @@ class BleakLink:
                 raise self._error("read", exc) from exc
 
     def notifications(self) -> AsyncIterator[Notification]:
-        queue: asyncio.Queue[Notification | None] = asyncio.Queue()
-        if self._up:
-            self._subscribers.append(queue)
-        else:
-            queue.put_nowait(None)
-        return self._drain(queue)
+        return self._life.stream()
 
     async def wait_disconnected(self) -> str:
-        if not self._up or self._gone is None:
-            return self.reason or "requested"
-        return await asyncio.shield(self._gone)
+        return await self._life.wait_closed()
 
     # -- inside ----------------------------------------------------------------
 
@@ -197,17 +191,15 @@ class BleakLink:
 
     def _receiver(self, endpoint: Endpoint) -> Callable[[BleakGATTCharacteristic, bytearray], None]:
         def receive(_: BleakGATTCharacteristic, data: bytearray) -> None:
-            note = Notification(endpoint, bytes(data), self.clock.now())
-            for queue in self._subscribers:
-                queue.put_nowait(note)
+            self._life.publish(Notification(endpoint, bytes(data), self.clock.now()))
 
         return receive
 
     def _on_disconnected(self, client: BleakClient) -> None:
         # bleak also calls this for a connection attempt that BlueZ aborted; only
         # the end of the link this object holds counts.
-        if client is self._client and self._up:
-            self._close("lost")
+        if client is self._client and self._life.up:
+            self._life.close("lost")
 
     def _check(self) -> BleakClient:
         if not self.connected or self._client is None:
@@ -218,25 +210,6 @@ class BleakLink:
         if not self.connected:
             return NotConnectedError(f"{self.name}: the link went during a {operation}: {exc}")
         return LinkError(f"{self.name}: {operation} failed: {exc}")
-
-    def _close(self, reason: str) -> None:
-        self._up = False
-        self.reason = reason
-        for queue in self._subscribers:
-            queue.put_nowait(None)
-        self._subscribers.clear()
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(reason)
-
-    async def _drain(
-        self, queue: asyncio.Queue[Notification | None]
-    ) -> AsyncIterator[Notification]:
-        try:
-            while (note := await queue.get()) is not None:
-                yield note
-        finally:
-            if queue in self._subscribers:
-                self._subscribers.remove(queue)
 
 
 async def open_ble_link(

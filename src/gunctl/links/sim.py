@@ -20,12 +20,12 @@ link cleanly or abruptly; the link reports each as the BLE link would.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from gunctl.links.base import (
     ConnectError,
     Endpoint,
+    Lifetime,
     LinkError,
     NotConnectedError,
     Notification,
@@ -37,10 +37,7 @@ class SimLink:
     def __init__(self, device: SimDevice) -> None:
         self.device = device
         self.clock = device.clock
-        self._connected = False
-        self._subscribers: list[asyncio.Queue[Notification | None]] = []
-        self._gone: asyncio.Future[str] | None = None
-        self.reason: str | None = None  # why the last connection ended
+        self._life = Lifetime()
 
     @property
     def address(self) -> str:
@@ -48,35 +45,38 @@ class SimLink:
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._life.up
+
+    @property
+    def reason(self) -> str | None:
+        """Why the last connection ended."""
+        return self._life.reason
 
     async def connect(self) -> None:
-        if self._connected:
+        if self._life.up:
             return
         try:
             self.device.attach(self)
         except LinkRefused as exc:
             raise ConnectError(str(exc)) from exc
-        self._connected = True
-        self.reason = None
-        self._gone = asyncio.get_running_loop().create_future()
+        self._life.open()
 
     async def disconnect(self) -> None:
-        if not self._connected:
+        if not self._life.up:
             return
-        self._close("requested")
+        self._life.close("requested")
         self.device.detach(self)
 
     async def write(self, endpoint: Endpoint, data: bytes, *, with_response: bool) -> None:
         self._check()
         if endpoint is not Endpoint.COMMAND:
             raise LinkError(f"{endpoint.value} is not writable")
-        gone = self._gone
+        connection = self._life.token
         self.device.receive(data)
         delay = self.device.ack_delay_s() if with_response else 0.0
         if delay > 0:
             await self.clock.sleep(delay)
-        if with_response and (not self._connected or self._gone is not gone):
+        if with_response and (not self._life.up or self._life.token is not connection):
             raise LinkError("the link went before the write was acknowledged")
 
     async def read(self, endpoint: Endpoint) -> bytes:
@@ -89,49 +89,21 @@ class SimLink:
             raise LinkError(str(exc)) from exc
 
     def notifications(self) -> AsyncIterator[Notification]:
-        queue: asyncio.Queue[Notification | None] = asyncio.Queue()
-        if self._connected:
-            self._subscribers.append(queue)
-        else:
-            queue.put_nowait(None)
-        return self._drain(queue)
+        return self._life.stream()
 
     async def wait_disconnected(self) -> str:
-        if not self._connected or self._gone is None:
-            return self.reason or "requested"
-        return await asyncio.shield(self._gone)
+        return await self._life.wait_closed()
 
     # -- called by the device --------------------------------------------------
 
     def deliver(self, data: bytes) -> None:
-        note = Notification(Endpoint.TELEMETRY, bytes(data), self.clock.now())
-        for queue in self._subscribers:
-            queue.put_nowait(note)
+        self._life.publish(Notification(Endpoint.TELEMETRY, bytes(data), self.clock.now()))
 
     def lost(self, reason: str) -> None:
-        self._close(reason)
+        self._life.close(reason)
 
     # -- inside ----------------------------------------------------------------
 
     def _check(self) -> None:
-        if not self._connected:
+        if not self._life.up:
             raise NotConnectedError(f"{self.address} is not connected")
-
-    def _close(self, reason: str) -> None:
-        self._connected = False
-        self.reason = reason
-        for queue in self._subscribers:
-            queue.put_nowait(None)
-        self._subscribers.clear()
-        if self._gone is not None and not self._gone.done():
-            self._gone.set_result(reason)
-
-    async def _drain(
-        self, queue: asyncio.Queue[Notification | None]
-    ) -> AsyncIterator[Notification]:
-        try:
-            while (note := await queue.get()) is not None:
-                yield note
-        finally:
-            if queue in self._subscribers:
-                self._subscribers.remove(queue)
