@@ -115,7 +115,7 @@ class Document:
     def validate(self, model: type[M]) -> M:
         """Build ``model`` from the whole document, reporting every error with its line."""
         try:
-            return model.model_validate(_plain(self.tree))
+            return model.model_validate(plain(self.tree))
         except ValidationError as exc:
             raise InvalidFileError(
                 [self.problem(self._file_loc(err["loc"]), err["msg"]) for err in exc.errors()]
@@ -138,9 +138,10 @@ class Document:
         return tuple(out)
 
 
-def _plain(node: Any) -> Any:
+def plain(node: Any) -> Any:
+    """The YAML tree as plain dicts and lists, for pydantic."""
     if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
+        return {k: plain(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [plain(v) for v in node]
     return node

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gunctl.cli.output import emit, json_option, to_text
+from gunctl.units import duration
 
 if TYPE_CHECKING:
     from gunctl.store.history import History, SessionRecord
@@ -135,13 +136,6 @@ def export(as_csv: bool, output: Path | None, since: datetime | None) -> None:
 # --- for people ---------------------------------------------------------------------
 
 
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    if not minutes:
-        return f"{rest} s"
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-
-
 def _when(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
 
@@ -165,9 +159,9 @@ def _describe(records: list[SessionRecord], since: datetime | None) -> str:
 
     blocks: list[Any] = []
     for record in records:
-        time = _duration(record.worked_s)
+        time = duration(record.worked_s)
         if record.planned_s:
-            time += f" of {_duration(record.planned_s)} planned"
+            time += f" of {duration(record.planned_s)} planned"
         ending = _ending(record)
         heading = Text.assemble(
             (_when(record.started_at), "bold"),
@@ -179,7 +173,7 @@ def _describe(records: list[SessionRecord], since: datetime | None) -> str:
         details.add_column(no_wrap=True)
         details.add_column()
         for m in record.muscles:
-            details.add_row(f"  {m.muscle} {m.side}", _duration(m.worked_s))
+            details.add_row(f"  {m.muscle} {m.side}", duration(m.worked_s))
         for stop in record.safety_stops:
             details.add_row(f"  stopped by {stop.rule}", stop.message)
         for pain in record.pain_reports:
@@ -188,6 +182,6 @@ def _describe(records: list[SessionRecord], since: datetime | None) -> str:
             details.add_row("  why", record.end_message)
         blocks += [heading, details]
     sessions = f"{len(records)} session{'s' if len(records) != 1 else ''}"
-    total = _duration(sum(r.worked_s for r in records))
+    total = duration(sum(r.worked_s for r in records))
     blocks += ["", f"{sessions}, {total} of massage in all."]
     return to_text(Group(*blocks))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gunctl.cli.output import EXIT_INVALID, emit, fail_invalid, json_option, to_text
+from gunctl.units import duration
 
 if TYPE_CHECKING:
     from gunctl.profiles.loader import Catalogue
@@ -55,13 +56,6 @@ def _catalogue(as_json: bool) -> Catalogue:
         raise  # not reached: fail_invalid exits
 
 
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    if not minutes:
-        return f"{rest} s"
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-
-
 def _percent(fraction: float) -> str:
     return f"{round(fraction * 100)}%"
 
@@ -94,7 +88,7 @@ def list_profiles(as_json: bool) -> None:
 
         protocols = Table("protocol", "title", "steps", "time", title="Protocols", box=None)
         for p in result["protocols"]:
-            protocols.add_row(p["name"], p["title"], str(p["steps"]), _duration(p["total_s"]))
+            protocols.add_row(p["name"], p["title"], str(p["steps"]), duration(p["total_s"]))
         muscles = Table(
             "muscle", "name", "region", "cap", "hold", "per session", title="Muscles", box=None
         )
@@ -109,7 +103,7 @@ def list_profiles(as_json: bool) -> None:
                 m["region"],
                 _percent(m["intensity_cap"]),
                 f"{hold['min']:g}-{hold['max']:g} s",
-                _duration(m["session_s_max"]) + " a side",
+                duration(m["session_s_max"]) + " a side",
             )
         hint = "Show one with `gunctl profiles show NAME`."
         return to_text(Group(protocols, "", muscles, "", hint))
@@ -227,14 +221,14 @@ def _describe_protocol(protocol: Protocol, catalogue: Catalogue) -> str:
     total = protocol.total_s()
     left, right = protocol.total_s("left"), protocol.total_s("right")
     per_side = (
-        f"{_duration(left)} a side"
+        f"{duration(left)} a side"
         if left == right
-        else (f"{_duration(left)} left, {_duration(right)} right")
+        else (f"{duration(left)} left, {duration(right)} right")
     )
     heads = ", ".join(h.value for h in protocol.heads)
     facts = Table.grid(padding=(0, 2))
     facts.add_row("Sides", "'both' means the left side, then the right, before the next point")
-    facts.add_row("Time", f"{_duration(total)} in all ({per_side}), ramps and rests included")
+    facts.add_row("Time", f"{duration(total)} in all ({per_side}), ramps and rests included")
     facts.add_row("Heads", f"{heads}; the gun stops and waits for you at each head change")
     facts.add_row(
         "Intensity", "a share of what your gun can do; it never goes above a muscle's cap"
@@ -289,8 +283,8 @@ def _describe_muscle(name: str, muscle: Muscle) -> str:
         if muscle.hold_s is not None:
             hold = muscle.hold_s
             grid.add_row("hold", f"{hold.min:g} to {hold.max:g} s on one point")
-        grid.add_row("per session", f"{_duration(muscle.session_s_max)} a side at most")
-        grid.add_row("per 48 hours", f"{_duration(muscle.per_48h_s_max)} a side at most")
+        grid.add_row("per session", f"{duration(muscle.session_s_max)} a side at most")
+        grid.add_row("per 48 hours", f"{duration(muscle.per_48h_s_max)} a side at most")
         grid.add_row("pulsing", "allowed" if muscle.pulsing_allowed else "never")
     grid.add_row("where", muscle.placement)
     cautions = _bullets(list(muscle.cautions))

@@ -244,6 +244,8 @@ async def _run(options: Options, keys: bool) -> int:
 def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
     from rich.table import Table
 
+    from gunctl.units import duration
+
     table = Table(
         "#", "muscle", "side", "head", "speed", "hold", "capped by", box=None, title=plan.title
     )
@@ -258,7 +260,6 @@ def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
             f"{step.hold_s:g} s",
             step.binding,
         )
-    minutes, seconds = divmod(round(plan.planned_s), 60)
     exposure = ", ".join(
         f"{c.muscle} {c.side} {c.prior_s:.0f}+{c.planned_s:.0f}/{c.limit_s:.0f} s"
         for c in checks
@@ -266,7 +267,7 @@ def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
     )
     lines = [
         to_text(table),
-        f"About {minutes} min {seconds:02d} s. Heads: {', '.join(h.value for h in plan.heads)}.",
+        f"About {duration(plan.planned_s)}. Heads: {', '.join(h.value for h in plan.heads)}.",
     ]
     lines.append(
         f"Last 48 hours: {exposure}."

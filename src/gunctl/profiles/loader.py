@@ -16,14 +16,14 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
-from gunctl.datafile import Document, InvalidFileError, Problem, suggest
+from gunctl.datafile import Document, InvalidFileError, Problem, plain, suggest
 from gunctl.heads import Head
 from gunctl.profiles.models import MAX_SESSION_S, Muscle, MuscleCatalogue, Protocol, Step
 from gunctl.resources import shipped
+from gunctl.units import duration
 
 ENV_VAR = "GUNCTL_PROFILES"
 MUSCLES_FILE = "muscles.yaml"
@@ -181,7 +181,7 @@ def _read_muscles(doc: Document) -> _Muscles:
         if isinstance(raw, Mapping):
             for name, node in raw.items():
                 try:
-                    good[str(name)] = Muscle.model_validate(_plain(node))
+                    good[str(name)] = Muscle.model_validate(plain(node))
                 except ValidationError:
                     broken.add(str(name))
         return _Muscles(good, dict.fromkeys(good, doc.path), broken, exc.problems)
@@ -210,7 +210,7 @@ def _salvage_steps(doc: Document, muscles: _Muscles) -> list[Problem]:
         return problems
     for i, node in enumerate(steps):
         try:
-            step = Step.model_validate(_plain(node))
+            step = Step.model_validate(plain(node))
         except ValidationError:
             continue
         problems.extend(_check_step(doc, i, step, muscles))
@@ -277,8 +277,8 @@ def _cross_check(doc: Document, protocol: Protocol, muscles: _Muscles) -> list[P
             problems.append(
                 doc.problem(
                     ("steps", held.index, "hold_s"),
-                    f"{held.muscle} ({held.side}) gets {_dur(spent[key])} of ramps and holds by "
-                    f"this step, above its session limit of {_dur(muscle.session_s_max)}",
+                    f"{held.muscle} ({held.side}) gets {duration(spent[key])} of ramps and holds "
+                    f"by this step, above its session limit of {duration(muscle.session_s_max)}",
                 )
             )
 
@@ -287,8 +287,8 @@ def _cross_check(doc: Document, protocol: Protocol, muscles: _Muscles) -> list[P
         problems.append(
             doc.problem(
                 ("steps",),
-                f"the whole protocol takes {_dur(total)}, above the session limit of "
-                f"{_dur(MAX_SESSION_S)}",
+                f"the whole protocol takes {duration(total)}, above the session limit of "
+                f"{duration(MAX_SESSION_S)}",
             )
         )
     return problems
@@ -305,18 +305,3 @@ def _check_head(
             doc.problem((*at, "head"), f"the {head} head is not allowed on {name} (use {allowed})")
         ]
     return []
-
-
-def _dur(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    if not minutes:
-        return f"{rest} s"
-    return f"{minutes} min {rest} s" if rest else f"{minutes} min"
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, Mapping):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    return node
