@@ -9,7 +9,7 @@ lists are JSON (``GUNCTL_DEVICES_BLE='["C4:5A:11:20:3B:7E"]'``).
 Example file::
 
     node_id = "living-room"
-    red_flags_acknowledged = true   # after reading RED_FLAGS below
+    red_flags_acknowledged = true   # after reading the warning signs (gunctl.redflags)
     intensity_cap = 0.6             # no session from MQTT goes above this
     heads = ["ball", "bullet"]      # the heads you own; unset: every head
     telemetry_hz = 5
@@ -54,13 +54,6 @@ from pydantic_settings import (
 
 from gunctl.heads import Head
 from gunctl.mqtt.topics import BASE, SEGMENT, valid_id
-
-RED_FLAGS = (
-    "gunctl is a device controller, not medical advice. See a doctor, and do not use a massage "
-    "gun, if you have any of these: loss of bladder or bowel control, numbness in the saddle "
-    "area (between the legs), worsening weakness such as foot drop, fever, or recent trauma "
-    "such as a fall."
-)
 
 
 class ConfigError(ValueError):

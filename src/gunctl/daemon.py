@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 import structlog
 
 from gunctl.clock import Clock
-from gunctl.config import RED_FLAGS, ServeSettings, ble_device_id, sim_device_id
+from gunctl.config import ServeSettings, ble_device_id, sim_device_id
 from gunctl.control.events import Event, SafetyStop, SessionStarted, Subscription
 from gunctl.control.rules import Limits
 from gunctl.control.supervisor import RequestError, Simple, Start
@@ -43,6 +43,7 @@ from gunctl.mqtt.commands import (
 )
 from gunctl.profiles.loader import Catalogue, load_catalogue
 from gunctl.profiles.plan import PlanError, make_plan
+from gunctl.redflags import SUMMARY
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 from gunctl.store.history import History, follow
@@ -319,7 +320,7 @@ class Daemon:
         if not self.settings.red_flags_acknowledged:
             raise CommandError(
                 "red_flags_not_acknowledged",
-                f"{RED_FLAGS} Starting over MQTT stays refused until you have read this and "
+                f"{SUMMARY} Starting over MQTT stays refused until you have read this and "
                 "set red_flags_acknowledged = true in the gunctl serve configuration "
                 "(or GUNCTL_RED_FLAGS_ACKNOWLEDGED=true).",
             )

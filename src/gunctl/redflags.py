@@ -22,4 +22,9 @@ ADVICE = (
     "promptly. Loss of bladder or bowel control or saddle numbness needs urgent care."
 )
 
-STOP_RULE = "Stop at once on sharp, shooting or electric pain down the leg (press p)."
+STOP_RULE = "Stop at once on sharp, shooting or electric pain down the leg."
+
+SUMMARY = (
+    f"{NOT_MEDICAL_ADVICE} Do not use a massage gun, and see a doctor, if you have any of "
+    f"these: {'; '.join(RED_FLAGS)}."
+)

@@ -131,7 +131,7 @@ class View:
             )
         if self.ended:
             body.append(Text(self.ended, style="bold green" if "✓" in self.ended else "bold red"))
-        footer = KEYS_HELP if self.keys else STOP_RULE.replace(" (press p)", "")
+        footer = KEYS_HELP if self.keys else STOP_RULE
         return Panel(
             Group(*body),
             title=f"gunctl · {self.title} on {sup.device_id} ({sup.spec.name})",

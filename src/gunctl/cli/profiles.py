@@ -15,13 +15,14 @@ if TYPE_CHECKING:
     from gunctl.profiles.loader import Catalogue
     from gunctl.profiles.models import Muscle, Protocol
 
+from gunctl.redflags import STOP_RULE
+
 _META_KEY = "gunctl.profiles_dir"
 
 NOT_ADVICE = (
     "gunctl is not medical advice. See a professional if pain is severe or getting worse, "
     "or comes with numbness, weakness, or trouble with bladder or bowel."
 )
-STOP_RULE = "Stop at once on sharp, shooting or electric pain down the leg."
 MOVE_RULE = "If a point has not eased after about 30 s, move the head a little."
 
 
