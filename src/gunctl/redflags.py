@@ -12,7 +12,7 @@ NOT_MEDICAL_ADVICE = (
 RED_FLAGS = (
     "loss of bladder or bowel control, or trouble starting to pass urine",
     "numbness around the groin, buttocks or inner thighs (the saddle area)",
-    "weakness in a leg or foot that is getting worse, such as a foot that drags or slaps",
+    "weakness in a leg or foot that is getting worse, such as a foot that drags (foot drop)",
     "fever, or feeling generally unwell, along with the back or leg pain",
     "a recent fall, accident or other injury to the back or hips",
 )
