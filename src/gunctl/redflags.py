@@ -14,7 +14,7 @@ RED_FLAGS = (
     "numbness around the groin, buttocks or inner thighs (the saddle area)",
     "weakness in a leg or foot that is getting worse, such as a foot that drags (foot drop)",
     "fever, or feeling generally unwell, along with the back or leg pain",
-    "a recent fall, accident or other injury to the back or hips",
+    "recent trauma: a fall, accident or other injury to the back or hips",
 )
 
 ADVICE = (
