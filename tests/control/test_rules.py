@@ -14,10 +14,14 @@ from typing import Any
 
 import pytest
 
+from gunctl.clock import Clock
 from gunctl.control.rules import Limits, RuleSet
+from gunctl.control.supervisor import Simple, Start, Supervisor
 from gunctl.heads import Head
+from gunctl.links.base import LinkError
+from gunctl.links.sim import SimLink
 from gunctl.profiles.plan import Plan
-from gunsim import LowBattery, Overheat, ScriptedPerson, Silence, Stall, StuckMotor
+from gunsim import LowBattery, Overheat, ScriptedPerson, Silence, SimDevice, Stall, StuckMotor
 
 from rig import SPECS, Rig, plan_for
 
@@ -258,3 +262,48 @@ async def test_stuck_motor_is_stopped_again_then_cut_off(rig_factory, enabled: b
         assert state.speed_ppm < 100
     else:
         assert state.speed_ppm > 1000  # nothing else notices a motor that ignores stop
+
+
+class FailingWrites:
+    """A link that stays connected but whose writes start failing (a wedged GATT queue)."""
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+        self.failing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.link, name)
+
+    async def write(self, endpoint: Any, data: bytes, *, with_response: bool) -> None:
+        if self.failing:
+            raise LinkError("write timed out")
+        await self.link.write(endpoint, data, with_response=with_response)
+
+
+async def test_a_write_failing_on_a_live_link_is_a_safety_stop() -> None:
+    spec = SPECS["gunctl-open"]
+    clock = Clock()
+    async with SimDevice(spec, clock=clock) as sim:
+        link = SimLink(sim)
+        await link.connect()
+        flaky = FailingWrites(link)
+        supervisor = Supervisor(spec, flaky, clock=clock)  # type: ignore[arg-type]
+        events = supervisor.bus.subscribe()
+        task = asyncio.create_task(supervisor.run())
+        plan = one_step("glute", "gunctl-open")
+        await supervisor.request(Start(plan))
+        sim.fit_head(plan.steps[0].head)
+        await supervisor.request(Simple("confirm_head"))
+        await asyncio.sleep(3)
+        flaky.failing = True
+        await asyncio.sleep(1)
+        seen = events.pending()
+        stops = [e for e in seen if e.type == "safety_stop"]
+        assert stops[0].rule == "link_error"
+        aborted = [e for e in seen if e.type == "session_aborted"]
+        assert [a.reason for a in aborted] == ["link_error"]
+        assert not task.done()  # the Supervisor carries on supervising
+        await asyncio.sleep(2)
+        assert not sim.state.running  # unfed, the firmware watchdog stopped the motor
+        await supervisor.close()
+        await task

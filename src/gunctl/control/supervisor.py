@@ -210,7 +210,10 @@ class Supervisor:
         """Stop the motor, end any session, and make ``run()`` return."""
         if self._closed.is_set():
             return
-        await self._stop_now()
+        try:
+            await self._stop_now()
+        except LinkError as exc:  # shut down all the same; the firmware watchdog is the backstop
+            log.error("stop_failed_on_close", device=self.device_id, error=str(exc))
         if self.running:
             self._abort("stopped", "the controller is shutting down")
         self.ended = "closed"
