@@ -193,7 +193,7 @@ class Supervisor:
             )
             if lost in done or not self.link.connected:
                 # a loss first: a task that failed on the dead link is only its echo
-                self._link_lost(lost.result() if lost.done() else "lost")
+                await self._link_lost(lost.result() if lost.done() else "lost")
             else:
                 for task in done:
                     if task not in (lost, closed) and task.exception() is not None:
@@ -464,25 +464,15 @@ class Supervisor:
             )
         )
 
-    def _link_lost(self, reason: str) -> None:
+    async def _link_lost(self, reason: str) -> None:
         if reason == "requested" and self.ended is not None:
             return
         self.ended = self.ended or f"link {reason}"
-        verdict = Verdict("link_lost", Action.STOP, f"the link was {reason}", {"reason": reason})
-        self.driver.setpoint = self.driver.clamp(0.0, 0.0)
-        event = SafetyStop(
-            at=self.clock.now(),
-            device=self.device_id,
-            rule=verdict.rule,
-            message=verdict.message,
-            values=verdict.values,
-            step_index=self.session.step.index if self.session and self.session.step else None,
-        )
-        self.last_safety_stop = event
         log.error("link_lost", device=self.device_id, reason=reason)
-        self._publish(event)
-        if self.running:
-            self._abort("link_lost", verdict.message)
+        # the stop frame cannot go out now; the firmware watchdog is what stops the motor
+        await self._safety_stop(
+            Verdict("link_lost", Action.STOP, f"the link was {reason}", {"reason": reason})
+        )
 
     def _refuse_pending(self) -> None:
         while not self._requests.empty():
