@@ -8,7 +8,7 @@ import pytest
 
 from gunctl.control.supervisor import RequestError
 from gunctl.specs.messages import Stop
-from gunsim import ClearFaults, Overheat, RandomPerson
+from gunsim import ClearFaults, DuplicateFrames, Overheat, RandomPerson, ReorderNotifications
 
 from rig import FAMILIES, SPECS, plan_for
 
@@ -135,3 +135,25 @@ async def test_sciatica_full_in_virtual_time(rig_factory) -> None:
     assert rig.clock.now() == pytest.approx(plan.planned_s, abs=2)
     assert [e.step_index for e in rig.of("step_completed")] == list(range(len(plan.steps)))
     assert len(rig.of("cue")) == sum(1 for s in plan.steps if s.hold_s > 30)
+
+
+async def test_reordered_and_duplicated_frames_never_overwrite_newer_telemetry(rig_factory) -> None:
+    rig = await rig_factory("gunctl-open")
+    await rig.start(plan_for("glute", "gunctl-open"))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(3)
+    seen_seq: list[int] = []
+
+    async def watch(seconds: float) -> None:
+        for _ in range(round(seconds / 0.02)):
+            await asyncio.sleep(0.02)
+            seen_seq.append(rig.supervisor.telemetry.get("seq"))
+
+    rig.device.faults.inject(ReorderNotifications(count=4))
+    await watch(1.0)
+    assert rig.supervisor.link_stats.out_of_order == 4  # the late half of each swapped pair
+    rig.device.faults.inject(DuplicateFrames(count=3))
+    await watch(1.0)
+    assert rig.supervisor.link_stats.out_of_order == 4 + 3  # and each copy
+    assert seen_seq == sorted(seen_seq)  # what the rules see never goes back in time
+    assert not rig.of("safety_stop")
