@@ -20,6 +20,7 @@ from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 
 if TYPE_CHECKING:
+    from gunctl.links.ble import BleakLink
     from gunsim import SimDevice
 
 DEFAULT_SIM_SPEC = "gunctl-open"  # the family that reports everything, for the richest demo
@@ -33,11 +34,17 @@ class Device:
     supervisor: Supervisor
     task: asyncio.Task[str]
     sim: SimDevice | None = None
+    ble: BleakLink | None = None  # the link again, when it is a Bluetooth LE one
     _closed: bool = field(default=False, repr=False)
 
     @property
     def connected(self) -> bool:
         return self.link.connected and not self.task.done()
+
+    @property
+    def rssi(self) -> int | None:
+        """The advertised signal strength (dBm) of a Bluetooth LE gun; None otherwise."""
+        return self.ble.rssi if self.ble is not None else None
 
     async def aclose(self) -> None:
         """Stop the motor, end the Supervisor, drop the link, power off a simulator."""
@@ -60,11 +67,13 @@ def _supervise(
     link: Link,
     clock: Clock,
     sim: SimDevice | None,
+    *,
+    ble: BleakLink | None = None,
     **options: Any,
 ) -> Device:
     supervisor = Supervisor(spec, link, clock=clock, device_id=device_id, **options)
     task = asyncio.create_task(supervisor.run(), name=f"supervisor {device_id}")
-    return Device(device_id, spec, link, supervisor, task, sim)
+    return Device(device_id, spec, link, supervisor, task, sim, ble)
 
 
 async def connect_sim(
@@ -111,4 +120,4 @@ async def connect_ble(
 
     link, spec = await open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
     await link.connect()
-    return _supervise(link.address, spec, link, clock, None, exposure=exposure, **options)
+    return _supervise(link.address, spec, link, clock, None, ble=link, exposure=exposure, **options)

@@ -6,9 +6,12 @@ import asyncio
 
 import pytest
 
+from gunctl.daemon import DeviceSlot
+from gunctl.devices import connect_ble
 from gunctl.links.base import ConnectError, Endpoint, LinkError, NotConnectedError
 from gunctl.links.ble import BleakLink
 from gunctl.links.scan import DeviceNotFoundError, find, open_ble_link, scan
+from gunctl.mqtt.payloads import device_state
 from gunctl.specs.codec import DecodeError, decode_battery_level
 from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetSpeed
@@ -54,6 +57,23 @@ async def test_open_ble_link_by_name_or_address_matches_the_spec(guns: Guns) -> 
     assert link.address == peripheral.address
     with pytest.raises(DeviceNotFoundError):
         await find("no-such-gun", timeout=0.5)
+
+
+async def test_the_link_reports_the_signal_strength_it_was_advertised_with(guns: Guns) -> None:
+    peripheral = await guns.add(SPECS["gunctl-open"], name="Far Gun", rssi=-78)
+    link, _ = await open_ble_link(peripheral.address, clock=guns.clock, timeout=SHORT)
+    assert link.rssi is not None
+    assert abs(link.rssi - (-78)) <= 3  # each advertisement varies by a few dBm
+    assert BleakLink(link.ble_device, link.spec, clock=guns.clock).rssi is None  # never heard
+    device = await connect_ble(peripheral.address, clock=guns.clock, timeout=SHORT)
+    try:
+        assert device.ble is device.link
+        assert device.rssi is not None
+        assert abs(device.rssi - (-78)) <= 3
+        slot = DeviceSlot(device.device_id, "ble", peripheral.address, device.spec, device)
+        assert device_state(slot)["rssi"] == device.rssi
+    finally:
+        await device.aclose()
 
 
 @pytest.mark.parametrize("family", FAMILIES)

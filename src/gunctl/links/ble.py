@@ -13,7 +13,8 @@ firmware spec; the spec maps the link's roles to characteristic UUIDs.
 - A frame larger than the ATT payload (MTU - 3) is refused with ``LinkError``;
   frames are never split, because no firmware spec says how to reassemble them.
 - ``open_ble_link`` finds a device by address or advertised name and picks its
-  spec by matching the advertisement (see ``gunctl.links.scan``).
+  spec by matching the advertisement (see ``gunctl.links.scan``); the link
+  keeps the signal strength it advertised with as ``rssi``.
 - An unexpected disconnection (bleak's disconnected callback) ends every
   ``notifications()`` stream at once and ``wait_disconnected()`` returns
   ``lost``; after ``disconnect()`` it returns ``requested``.
@@ -59,6 +60,7 @@ class BleakLink:
         clock: Clock,
         max_attempts: int = 3,
         client_class: type[BleakClient] = BleakClientWithServiceCache,
+        rssi: int | None = None,
     ) -> None:
         self.ble_device = ble_device
         self.spec = spec
@@ -69,6 +71,7 @@ class BleakLink:
         self._chars: dict[Endpoint, BleakGATTCharacteristic] = {}
         self._lock = asyncio.Lock()
         self._life = Lifetime()
+        self._rssi = rssi
 
     @property
     def address(self) -> str:
@@ -86,6 +89,11 @@ class BleakLink:
     def reason(self) -> str | None:
         """Why the last connection ended."""
         return self._life.reason
+
+    @property
+    def rssi(self) -> int | None:
+        """The signal strength (dBm) of the advertisement the device was found by, if known."""
+        return self._rssi
 
     @property
     def mtu(self) -> int:
@@ -248,4 +256,4 @@ async def open_ble_link(
                 "name one, or record it with `gunctl probe`"
             )
         spec = hit.spec
-    return BleakLink(device, spec, clock=clock), spec
+    return BleakLink(device, spec, clock=clock, rssi=adv.rssi), spec

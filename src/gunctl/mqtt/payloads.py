@@ -89,7 +89,7 @@ def device_state(slot: DeviceSlot) -> dict[str, Any]:
             else None
         ),
         "firmware": supervisor.firmware if supervisor is not None else None,
-        "rssi": getattr(device.link, "rssi", None) if device is not None else None,
+        "rssi": device.rssi if device is not None else None,
         "selected": slot.selected.as_dict(),
         "updated_at": now_iso(),
     }
