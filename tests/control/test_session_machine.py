@@ -35,6 +35,16 @@ def run_for(session: Session, seconds: float, start: float = 0.0) -> list[float]
     return out
 
 
+def run_to_end(session: Session) -> None:
+    """Tick to the end, fitting each head as soon as it is asked for."""
+    t = 0.0
+    while not session.done:
+        if session.phase is Phase.HEAD_CHANGE:
+            session.confirm_head()
+        t += DT
+        session.advance(t, DT, motor_on=True)
+
+
 def types(events: list[Event]) -> list[str]:
     return [e.type for e in events]
 
@@ -68,12 +78,7 @@ def test_ramp_hold_cue_ramp_down_rest() -> None:
 
 def test_a_confirmation_only_when_the_head_changes() -> None:
     session, events = glute_session()
-    t = 0.0
-    while not session.done:
-        if session.phase is Phase.HEAD_CHANGE:
-            session.confirm_head()
-        t += DT
-        session.advance(t, DT, motor_on=True)
+    run_to_end(session)
     changes = [(e.previous_head, e.step.head) for e in events if e.type == "head_change_required"]
     # glute: ball (maximus, medius), thumb (minimus), bullet (piriformis)
     assert changes == [(None, "ball"), ("ball", "thumb"), ("thumb", "bullet")]
@@ -128,12 +133,7 @@ def test_skip_and_completion() -> None:
 
 def test_full_glute_run_takes_the_planned_time() -> None:
     session, events = glute_session()
-    t = 0.0
-    while not session.done:
-        if session.phase is Phase.HEAD_CHANGE:
-            session.confirm_head()
-        t += DT
-        session.advance(t, DT, motor_on=True)
+    run_to_end(session)
     assert session.active_s == pytest.approx(session.plan.planned_s, abs=0.1)
     assert types(events)[-1] == "session_completed"
 
