@@ -20,23 +20,19 @@ from typing import Any
 import click
 
 from gunctl.clock import Clock
-from gunctl.links.base import Endpoint
-from gunctl.links.sim import SimLink
-from gunctl.specs.codec import Codec, DecodeError
 from gunctl.specs.loader import get_spec, load_specs
 from gunctl.specs.messages import (
     Command,
-    Keepalive,
     SetLevel,
     SetSpeed,
     Status,
-    StatusRequest,
     Stop,
 )
-from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
+from gunctl.specs.models import DeviceSpec
 from gunsim.bluez.cli import bluez
 from gunsim.device import Load, SimDevice
 from gunsim.faults import FAULT_ADAPTER, Fault
+from gunsim.host import Host
 from gunsim.person import RandomPerson, ScriptedPerson
 
 
@@ -132,64 +128,25 @@ async def _run(
     as_json: bool,
 ) -> None:
     clock = Clock(scale)
-    codec = Codec(spec)
     async with SimDevice(spec, clock=clock, seed=seed, person=person) as device:
         device.faults.script([(at, fault) for at, fault in script])
-        link = SimLink(device)
-        await link.connect()
-        latest: list[Status] = []
-        bad = 0
-
-        async def listen() -> None:
-            nonlocal bad
-            async for note in link.notifications():
-                try:
-                    report = codec.decode_report(note.data)
-                except DecodeError:
-                    bad += 1
-                    continue
-                if isinstance(report, Status):
-                    latest.append(report)
-
-        async def send(command: Command) -> None:
-            if link.connected:
-                data = codec.encode_command(command)
-                await link.write(Endpoint.COMMAND, data, with_response=codec.with_response(command))
-
-        async def keep_alive(last: Command) -> None:
-            keepalive = spec.capabilities.keepalive
-            polls = spec.capabilities.telemetry.mode is TelemetryMode.POLL
-            period = min(
-                keepalive.period_s or 1e9,
-                spec.capabilities.telemetry.period_s if polls else 1e9,
-            )
-            next_keepalive = clock.now()
-            while link.connected:
-                await clock.sleep(period)
-                if polls:
-                    await send(StatusRequest())
-                if keepalive.strategy is not KeepaliveStrategy.NONE and clock.now() >= (
-                    next_keepalive
-                ):
-                    await send(
-                        Keepalive() if keepalive.strategy is KeepaliveStrategy.FIXED else last
-                    )
-                    next_keepalive = clock.now() + (keepalive.period_s or 0)
-
-        listener = asyncio.create_task(listen())
-        command = _start_command(spec, speed)
-        await send(command)
-        keeper = asyncio.create_task(keep_alive(command))
+        host = Host(device)
+        await host.connect()
+        await host.send(_start_command(spec, speed))
+        host.start_keepalive()
         end = clock.now() + seconds
-        while clock.now() < end and link.connected:
-            await clock.sleep(min(every, end - clock.now()))
-            _print(device, latest[-1] if latest else None, bad, as_json)
-        await send(Stop())
-        keeper.cancel()
-        await link.disconnect()
-        await listener
-        if not link.connected and link.reason not in (None, "requested"):
-            click.echo(f"link ended: {link.reason}", err=True)
+        next_line = clock.now() + every
+        while clock.now() < end and host.link.connected:
+            await host.tick()  # polls where the spec polls, else waits one telemetry period
+            if clock.now() >= next_line:
+                _print(device, host.latest(), host.bad, as_json)
+                next_line += every
+        if host.link.connected:
+            await host.send(Stop())
+        reason = host.link.reason
+        await host.close()
+        if reason not in (None, "requested"):
+            click.echo(f"link ended: {reason}", err=True)
 
 
 def _print(device: SimDevice, status: Status | None, bad: int, as_json: bool) -> None:
