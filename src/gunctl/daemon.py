@@ -30,7 +30,6 @@ import structlog
 from gunctl.clock import Clock
 from gunctl.config import ServeSettings, ble_device_id, sim_device_id
 from gunctl.control.events import Event, SafetyStop, SessionStarted, Subscription
-from gunctl.control.rules import Limits
 from gunctl.control.supervisor import RequestError, Simple, Start
 from gunctl.datafile import suggest
 from gunctl.devices import Device
@@ -197,24 +196,8 @@ class Daemon:
                 device_id=slot.device_id,
                 seed=int(slot.target) + slot.connects,
                 exposure=self.history,
-                limits=self._sim_limits(),
             )
         return await connect_ble(slot.target, clock=self.clock, exposure=self.history)
-
-    def _sim_limits(self) -> Limits:
-        """The host limits for a simulated gun on a fast clock.
-
-        Telemetry freshness is about the link being silent in real time: on a
-        clock running ``scale`` times fast the same wall-clock budget is ``scale``
-        times as many clock seconds, else scheduling jitter alone would stop the
-        motor. Every other limit is about the gun and the body, in clock time,
-        and is unchanged. Real guns always run at scale 1.
-        """
-        limits = Limits()
-        scale = self.clock.scale
-        if scale <= 1.0:
-            return limits
-        return limits.model_copy(update={"stale_after_s": limits.stale_after_s * scale})
 
     async def _keep_connected(self, slot: DeviceSlot) -> None:
         failures = 0
