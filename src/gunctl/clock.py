@@ -4,9 +4,13 @@ Everything time-based in gunctl reads this clock, which is built on the asyncio
 loop's own clock. Tests run the loop under ``looptime`` so a ten-minute protocol
 passes in a fraction of a second; demos pass ``scale`` so a session runs faster
 than real time on the simulator. A real device always runs at scale 1.
+``wall_now`` is the calendar side: the date and time history is written with.
 """
 
 import asyncio
+import os
+import time
+from datetime import UTC, datetime, timedelta
 
 
 class Clock:
@@ -42,3 +46,26 @@ class Clock:
     async def sleep_until(self, deadline: float) -> None:
         """Sleep to an absolute deadline, so repeated ticks never drift."""
         await self.sleep(deadline - self.now())
+
+
+# -- the wall clock ------------------------------------------------------------
+
+TEST_NOW_ENV = "GUNCTL_TEST_NOW"
+_STARTED = time.monotonic()
+
+
+def wall_now() -> datetime:
+    """The date and time now, aware, in UTC: what history and pain blocks are dated by.
+
+    For tests only: ``GUNCTL_TEST_NOW`` (ISO 8601, local time when it has no
+    zone) sets the wall clock as this process started, and it runs on from
+    there, so a test can run a session "tomorrow" without waiting a day.
+    """
+    text = os.environ.get(TEST_NOW_ENV)
+    if not text:
+        return datetime.now(UTC)
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{TEST_NOW_ENV}={text!r} is not an ISO 8601 date and time") from None
+    return start.astimezone(UTC) + timedelta(seconds=time.monotonic() - _STARTED)

@@ -195,9 +195,10 @@ class Daemon:
                 clock=self.clock,
                 device_id=slot.device_id,
                 seed=int(slot.target) + slot.connects,
-                exposure=self.history,
+                exposure=self.history.exposure(simulated=True),
             )
-        return await connect_ble(slot.target, clock=self.clock, exposure=self.history)
+        exposure = self.history.exposure(simulated=self.clock.scale != 1.0)
+        return await connect_ble(slot.target, clock=self.clock, exposure=exposure)
 
     async def _keep_connected(self, slot: DeviceSlot) -> None:
         failures = 0
@@ -347,6 +348,8 @@ class Daemon:
                 intensity_cap=cap,
                 planned_s=plan.planned_s,
                 source="mqtt",
+                simulated=device.simulated,
+                time_scale=self.clock.scale,
             )
             try:
                 if slot.stops != stops or slot.device is not device:

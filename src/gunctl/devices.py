@@ -42,6 +42,11 @@ class Device:
         return self.link.connected and not self.task.done()
 
     @property
+    def simulated(self) -> bool:
+        """The in-process simulator: history keeps its sessions apart from a person's."""
+        return self.sim is not None
+
+    @property
     def rssi(self) -> int | None:
         """The advertised signal strength (dBm) of a Bluetooth LE gun; None otherwise."""
         return self.ble.rssi if self.ble is not None else None

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -198,14 +199,59 @@ def test_a_safety_stop_exits_3_and_names_the_rule(tmp_path: Path) -> None:
     assert record["safety_stops"][0]["rule"] == "force"
 
 
-def test_a_second_run_within_48_hours_meets_the_exposure_cap(tmp_path: Path) -> None:
+def _past(tmp_path: Path, muscle: str, worked_s: float, *, simulated: bool) -> None:
+    """A session an hour ago that worked ``muscle`` (left) for ``worked_s``."""
+    from gunctl.control.events import SessionCompleted, StepCompleted
+    from gunctl.store.history import History
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    with History(tmp_path / "data" / "history.sqlite3") as store:
+        device = f"{muscle}-{simulated}"
+        store.begin(
+            device=device,
+            protocol="quick",
+            simulated=simulated,
+            started_at=datetime.now(UTC) - timedelta(hours=1),
+        )
+        store.record(
+            StepCompleted(
+                at=1, device=device, step_index=0, muscle=muscle, side="left", worked_s=worked_s
+            )
+        )
+        store.record(SessionCompleted(at=1, device=device, worked_s=worked_s))
+
+
+def test_the_simulators_own_48_hours_meet_the_exposure_cap(tmp_path: Path) -> None:
     folder = profiles(tmp_path, session_s_max=90, per_48h_s_max=90)
-    first = run(tmp_path, folder, "quick", "--yes")
-    assert first.returncode == 0, first.stderr
-    second = run(tmp_path, folder, "quick", "--yes")
-    assert second.returncode == 3
-    assert "exposure_48h: piriformis (left) has had 47 s" in second.stderr
-    assert len(history(tmp_path, folder)) == 1  # the second never started
+    _past(tmp_path, "piriformis", 47, simulated=True)  # on the simulator, in real time
+    _past(tmp_path, "gluteus-maximus", 900, simulated=False)  # a person's: never counted here
+    result = run(tmp_path, folder, "quick", "--yes")
+    assert result.returncode == 3
+    assert "exposure_48h: piriformis (left) has had 47 s" in result.stderr
+    assert len(history(tmp_path, folder)) == 2  # it never started
+
+
+def test_five_demos_in_a_row_complete_and_use_up_no_real_time(tmp_path: Path) -> None:
+    """What ``make demo`` runs, five times on one data folder (faster: scale 100)."""
+    folder = profiles(tmp_path)
+    for _ in range(5):
+        result = subprocess.run(
+            [GUNCTL, "run", "glute", "--sim", "--yes", "--time-scale", "100"],
+            env=env(tmp_path, folder),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 0, result.stderr
+    records = history(tmp_path, folder)
+    assert [(r["status"], r["simulated"], r["time_scale"]) for r in records] == [
+        ("completed", True, 100.0)
+    ] * 5
+    from gunctl.store.history import History
+
+    with History(tmp_path / "data" / "history.sqlite3") as store:
+        assert store.exposure_s("piriformis", "left") == 0.0  # a person's 48 hours are untouched
 
 
 def test_sigkill_mid_session_leaves_an_aborted_record(tmp_path: Path) -> None:

@@ -46,4 +46,5 @@ async def test_two_guns_complete_a_session_each(
         sessions = history.sessions()
     assert len(sessions) == 2
     assert {s.source for s in sessions} == {"mqtt"}
+    assert {s.simulated for s in sessions} == {True}  # kept apart from a person's sessions
     assert {s.status for s in sessions} == {"completed"}

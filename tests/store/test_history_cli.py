@@ -108,6 +108,24 @@ def test_the_list_reads_well(data_dir: Path) -> None:
         assert text in out, text
 
 
+def test_simulated_sessions_are_marked_and_can_be_left_out_or_kept_alone(data_dir: Path) -> None:
+    _seed(data_dir)
+    with History(data_dir / "history.sqlite3") as store:
+        store.begin(device="sim-1", protocol="hamstrings", simulated=True, time_scale=10)
+        store.record(SessionCompleted(at=60.0, device="sim-1", worked_s=60.0))
+    out = " ".join(run().output.split())
+    assert "[sim 10x] hamstrings on sim-1: completed" in out
+    assert "2 sessions, 3 min 35 s; 1 simulated session, 1 min of massage in all." in out
+    real = run("--real", "--json")
+    assert [s["protocol"] for s in json.loads(real.output)] == ["glute", "piriformis"]
+    sim = json.loads(run("--sim", "--json").output)
+    assert [(s["protocol"], s["simulated"], s["time_scale"]) for s in sim] == [
+        ("hamstrings", True, 10.0)
+    ]
+    rows = list(csv.DictReader(io.StringIO(run("export", "--sim").stdout)))
+    assert [(r["protocol"], r["simulated"]) for r in rows] == [("hamstrings", "1")]
+
+
 def test_json_parses_and_carries_everything(data_dir: Path) -> None:
     _seed(data_dir)
     result = run("--json")

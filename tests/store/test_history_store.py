@@ -6,6 +6,7 @@ import io
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from store_events import DEVICE, step
@@ -200,10 +201,17 @@ def test_begin_refuses_an_unknown_source(history: History) -> None:
 
 
 def _past_session(
-    store: History, now: datetime, hours_ago: float, muscle: str, side: str, worked: float
+    store: History,
+    now: datetime,
+    hours_ago: float,
+    muscle: str,
+    side: str,
+    worked: float,
+    **kind: Any,
 ) -> None:
-    device = f"dev-{muscle}-{side}-{hours_ago}"
-    sid = store.begin(device=device, protocol="glute", started_at=now - timedelta(hours=hours_ago))
+    device = f"dev-{muscle}-{side}-{hours_ago}-{kind}"
+    started = now - timedelta(hours=hours_ago)
+    sid = store.begin(device=device, protocol="glute", started_at=started, **kind)
     store.record(
         StepCompleted(
             at=1.0, device=device, step_index=0, muscle=muscle, side=side, worked_s=worked
@@ -228,6 +236,44 @@ def test_exposure_counts_the_last_48_hours_only(history: History) -> None:
     assert history.exposure_s("adductors", "left", now=now) == 0.0
     later = now + timedelta(hours=47)
     assert history.exposure_s("piriformis", "left", now=later) == pytest.approx(60.0 + 30.0)
+
+
+def test_simulated_and_real_sessions_never_count_toward_each_other(history: History) -> None:
+    now = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
+    _past_session(history, now, 1, "piriformis", "left", 60.0)
+    _past_session(history, now, 2, "piriformis", "left", 40.0, simulated=True)
+    _past_session(history, now, 3, "piriformis", "left", 500.0, simulated=True, time_scale=10)
+
+    assert history.exposure_s("piriformis", "left", now=now) == pytest.approx(60.0)
+    # the simulator's own ledger: its real-time sessions; a faster-than-real demo never counts
+    assert history.exposure_s("piriformis", "left", now=now, simulated=True) == pytest.approx(40.0)
+    assert history.exposure(simulated=False).exposure_s("piriformis", "left") == 0.0  # 2025 is old
+    kinds = [(r.simulated, r.time_scale) for r in history.sessions()]
+    assert kinds == [(True, 10.0), (True, 1.0), (False, 1.0)]  # a time scale is always simulated
+    assert [r.time_scale for r in history.sessions(simulated=False)] == [1.0]
+    assert len(history.sessions(simulated=True)) == 2
+
+
+def test_an_older_file_gains_the_simulated_flag_and_keeps_its_sessions(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:
+        old.setattr(history_module, "MIGRATIONS", history_module.MIGRATIONS[:1])
+        History(db_path).close()
+    with sqlite3.connect(db_path) as first:  # a session as the first schema wrote it
+        first.execute(
+            "INSERT INTO sessions (id, started_at, updated_at, device, protocol, status, source, "
+            "pid, host) VALUES (1, ?, ?, 'gun', 'glute', 'aborted', 'cli', 1, 'h')",
+            (datetime.now(UTC).isoformat(), datetime.now(UTC).isoformat()),
+        )
+        first.execute("INSERT INTO muscle_time VALUES (1, 'piriformis', 'left', 5.0)")
+        first.execute("INSERT INTO pain_reports VALUES (1, 1, 5.0, 'piriformis', 'left', 0)")
+    with History(db_path) as store:
+        assert store.schema_version == len(history_module.MIGRATIONS)
+        (record,) = store.sessions()
+        assert (record.simulated, record.time_scale) == (False, 1.0)  # what it was: a real one
+        assert record.pain_reports[0].reported_at is None  # not known for old rows
+        assert store.exposure_s("piriformis", "left") == pytest.approx(5.0)
 
 
 def test_exposure_counts_a_session_still_running(history: History) -> None:
@@ -307,10 +353,10 @@ def test_a_later_migration_runs_once_on_an_older_file(
     step_two = ("ALTER TABLE sessions ADD COLUMN note TEXT",)
     monkeypatch.setattr(history_module, "MIGRATIONS", [*history_module.MIGRATIONS, step_two])
     with History(db_path) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == len(history_module.MIGRATIONS)
         assert len(store.sessions()) == 1
     with History(db_path) as store:  # nothing left to do the second time
-        assert store.schema_version == 2
+        assert store.schema_version == len(history_module.MIGRATIONS)
 
 
 def test_a_file_from_a_newer_gunctl_is_refused(db_path: Path) -> None:

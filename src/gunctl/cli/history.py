@@ -58,6 +58,13 @@ since_option = click.option(
     help="Only sessions begun at or after DATE (2025-03-01, 2025-03-01T18:30) or within an age "
     "(48h, 7d).",
 )
+kind_option = click.option(
+    "--real/--sim",
+    "real",
+    default=None,
+    help="Only real sessions, or only simulated ones (the simulator, or a --time-scale other "
+    "than 1). Both by default; simulated ones are marked [sim].",
+)
 
 
 def _open() -> History | None:
@@ -78,25 +85,27 @@ def _open() -> History | None:
 
 @click.group(invoke_without_command=True)
 @since_option
+@kind_option
 @json_option
 @click.pass_context
-def history(ctx: click.Context, since: datetime | None, as_json: bool) -> None:
+def history(ctx: click.Context, since: datetime | None, real: bool | None, as_json: bool) -> None:
     """The sessions run so far: when, what, how long on each muscle, and how each ended.
 
     The history lives in the user data directory; GUNCTL_DATA_DIR points
-    elsewhere.
+    elsewhere. Simulated sessions are kept apart: they never count toward a
+    real person's 48-hour exposure or pain blocks.
     """
     if ctx.invoked_subcommand is not None:
         return
     store = _open()
-    records = [] if store is None else _read(store, since)
+    records = [] if store is None else _read(store, since, real)
     result = [r.model_dump(mode="json") for r in records]
     emit(result, as_json, lambda _: _describe(records, since))
 
 
-def _read(store: History, since: datetime | None) -> list[SessionRecord]:
+def _read(store: History, since: datetime | None, real: bool | None) -> list[SessionRecord]:
     with store:
-        return store.sessions(since)
+        return store.sessions(since, simulated=None if real is None else not real)
 
 
 @history.command("export")
@@ -110,7 +119,8 @@ def _read(store: History, since: datetime | None) -> list[SessionRecord]:
     help="Write to FILE instead of standard output.",
 )
 @since_option
-def export(as_csv: bool, output: Path | None, since: datetime | None) -> None:
+@kind_option
+def export(as_csv: bool, output: Path | None, since: datetime | None, real: bool | None) -> None:
     """Export the history as CSV: one row per session and muscle side."""
     import io
 
@@ -125,7 +135,7 @@ def export(as_csv: bool, output: Path | None, since: datetime | None) -> None:
         csv.writer(buffer).writerow(CSV_COLUMNS)
     else:
         with store:
-            rows = store.export_csv(buffer, since)
+            rows = store.export_csv(buffer, since, simulated=None if real is None else not real)
     if output is None:
         click.echo(buffer.getvalue(), nl=False)
     else:
@@ -138,6 +148,23 @@ def export(as_csv: bool, output: Path | None, since: datetime | None) -> None:
 
 def _when(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _kind(record: SessionRecord) -> str:
+    if not record.simulated:
+        return ""
+    return " [sim]" if record.time_scale == 1 else f" [sim {record.time_scale:g}x]"
+
+
+def _totals(records: list[SessionRecord]) -> str:
+    """How many sessions and how much massage, real and simulated counted apart."""
+    parts = []
+    for simulated, label in ((False, ""), (True, " simulated")):
+        kind = [r for r in records if r.simulated == simulated]
+        if kind:
+            count = f"{len(kind)}{label} session{'s' if len(kind) != 1 else ''}"
+            parts.append(f"{count}, {duration(sum(r.worked_s for r in kind))}")
+    return "; ".join(parts) + " of massage in all."
 
 
 def _ending(record: SessionRecord) -> str:
@@ -165,6 +192,7 @@ def _describe(records: list[SessionRecord], since: datetime | None) -> str:
         ending = _ending(record)
         heading = Text.assemble(
             (_when(record.started_at), "bold"),
+            (_kind(record), "cyan"),
             f"  {record.protocol} on {record.device}: ",
             (ending, "red" if record.status == "aborted" else ""),
             f", {time}",
@@ -181,7 +209,5 @@ def _describe(records: list[SessionRecord], since: datetime | None) -> str:
         if record.status == "aborted" and record.end_message and not record.safety_stops:
             details.add_row("  why", record.end_message)
         blocks += [heading, details]
-    sessions = f"{len(records)} session{'s' if len(records) != 1 else ''}"
-    total = duration(sum(r.worked_s for r in records))
-    blocks += ["", f"{sessions}, {total} of massage in all."]
+    blocks += ["", _totals(records)]
     return to_text(Group(*blocks))

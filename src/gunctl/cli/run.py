@@ -189,6 +189,8 @@ async def _run(options: Options, keys: bool) -> int:
 
     history = History()
     clock = Clock(options.time_scale)
+    # a demo's time never counts toward a person's, nor theirs toward a demo's
+    exposure = history.exposure(simulated=options.sim or options.time_scale != 1.0)
     try:
         if options.sim:
             device = await connect_sim(
@@ -196,12 +198,12 @@ async def _run(options: Options, keys: bool) -> int:
                 clock=clock,
                 device_id="sim-1",
                 seed=options.seed,
-                exposure=history,
+                exposure=exposure,
             )
         else:
             assert options.device is not None
             device = await connect_ble(
-                options.device, clock=clock, spec_name=options.spec, exposure=history
+                options.device, clock=clock, spec_name=options.spec, exposure=exposure
             )
     except KeyError as exc:
         click.echo(f"gunctl: {exc.args[0]}", err=True)
@@ -223,7 +225,7 @@ async def _run(options: Options, keys: bool) -> int:
         except PlanError as exc:
             click.echo(f"gunctl: {exc}", err=True)
             return EXIT_INVALID
-        checks = exposure_checks(plan, history.exposure_s)
+        checks = exposure_checks(plan, exposure.exposure_s)
         _summary(plan, checks, options)
         over = [c for c in checks if c.over]
         if over:
@@ -298,6 +300,8 @@ async def _supervise(
                 intensity_cap=options.intensity_cap,
                 planned_s=plan.planned_s,
                 source="cli",
+                simulated=device.simulated,
+                time_scale=options.time_scale,
             ),
             progress=lambda: sup.session.worked if sup.session is not None else {},
         )

@@ -34,7 +34,7 @@ import os
 import socket
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,7 @@ from typing import IO, Any, Literal
 
 import structlog
 
+from gunctl.clock import wall_now
 from gunctl.control.events import (
     ENDING_EVENTS,
     Event,
@@ -131,6 +132,13 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    (
+        # A session on the simulator, or faster than real time, is kept apart from a
+        # person's real ones: it never counts toward their exposure or pain blocks.
+        "ALTER TABLE sessions ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE sessions ADD COLUMN time_scale REAL NOT NULL DEFAULT 1",
+        "ALTER TABLE pain_reports ADD COLUMN reported_at TEXT",  # wall clock, UTC, ISO 8601
+    ),
 ]
 
 
@@ -160,6 +168,7 @@ class PainRecord(DataModel):
     muscle: str
     side: str
     step_index: int | None
+    reported_at: datetime | None  # wall clock; None in files from before it was kept
 
 
 class SessionRecord(DataModel):
@@ -177,6 +186,8 @@ class SessionRecord(DataModel):
     planned_s: float | None
     worked_s: float
     source: Source
+    simulated: bool  # the simulator, or faster than real time: kept apart from real sessions
+    time_scale: float  # session seconds per real second; 1 for every real session
     host: str
     pid: int
     muscles: list[MuscleTime]
@@ -199,7 +210,7 @@ def default_path() -> Path:
 
 def _utc(moment: datetime | None = None) -> datetime:
     """``moment`` in UTC (a naive one is taken as local time); now when None."""
-    return datetime.now(UTC) if moment is None else moment.astimezone(UTC)
+    return wall_now() if moment is None else moment.astimezone(UTC)
 
 
 def _iso(moment: datetime) -> str:
@@ -280,6 +291,17 @@ class _Live:
 
 
 # -- the store -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExposureView:
+    """One history's 48-hour exposure for real sessions, or for simulated ones."""
+
+    history: History
+    simulated: bool
+
+    def exposure_s(self, muscle: str, side: str) -> float:
+        return self.history.exposure_s(muscle, side, simulated=self.simulated)
 
 
 class History:
@@ -425,12 +447,17 @@ class History:
         intensity_cap: float | None = None,
         planned_s: float | None = None,
         source: Source = "cli",
+        simulated: bool = False,
+        time_scale: float = 1.0,
         started_at: datetime | None = None,
     ) -> int:
         """Write a ``running`` session row before the motor turns; return its id.
 
-        Events for ``device`` then go to this session until it ends.
+        Events for ``device`` then go to this session until it ends. A
+        ``simulated`` session (the simulator, or any ``time_scale`` but 1)
+        counts only toward other simulated sessions (see ``exposure_s``).
         """
+        simulated = simulated or time_scale != 1.0
         if source not in ("cli", "mqtt"):
             raise ValueError(f"source must be 'cli' or 'mqtt', not {source!r}")
         with self._lock:
@@ -443,8 +470,8 @@ class History:
             with self._write() as db:
                 cursor = db.execute(
                     "INSERT INTO sessions (started_at, updated_at, device, spec, protocol, side, "
-                    "intensity_cap, status, planned_s, source, pid, host, proc_start) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    "intensity_cap, status, planned_s, source, simulated, time_scale, pid, host, "
+                    "proc_start) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
                     (
                         started,
                         _iso(_utc()),
@@ -455,6 +482,8 @@ class History:
                         intensity_cap,
                         planned_s,
                         source,
+                        int(simulated),
+                        time_scale,
                         os.getpid(),
                         _HOST,
                         self._proc_start,
@@ -572,9 +601,9 @@ class History:
             case PainReported():
                 live.halt(at)
                 db.execute(
-                    "INSERT INTO pain_reports (session_id, at, muscle, side, step_index) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (session_id, at, event.muscle, event.side, event.step_index),
+                    "INSERT INTO pain_reports (session_id, at, muscle, side, step_index, "
+                    "reported_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (session_id, at, event.muscle, event.side, event.step_index, _iso(_utc())),
                 )
             case StepCompleted():
                 key = (event.muscle, event.side)
@@ -621,34 +650,56 @@ class History:
 
     # -- reading -----------------------------------------------------------------
 
-    def exposure_s(self, muscle: str, side: str, now: datetime | None = None) -> float:
-        """Seconds ``muscle`` on ``side`` was worked in sessions begun in the 48 h up to ``now``."""
+    def exposure_s(
+        self, muscle: str, side: str, now: datetime | None = None, *, simulated: bool = False
+    ) -> float:
+        """Seconds ``muscle`` on ``side`` was worked in sessions begun in the 48 h up to ``now``.
+
+        Real sessions only, or with ``simulated`` the simulator's own: a demo
+        never uses up a person's time, and a person's time never blocks a demo.
+        The simulator counts its sessions run in real time only: a demo faster
+        than real time is a demonstration, so any number of them in a row run.
+        """
         end = _utc(now)
         with self._lock:
             (total,) = self._db.execute(
                 "SELECT COALESCE(SUM(m.worked_s), 0) FROM muscle_time AS m "
                 "JOIN sessions AS s ON s.id = m.session_id "
-                "WHERE m.muscle = ? AND m.side = ? AND s.started_at >= ? AND s.started_at <= ?",
-                (muscle, side, _iso(end - EXPOSURE_WINDOW), _iso(end)),
+                "WHERE m.muscle = ? AND m.side = ? AND s.simulated = ? AND s.time_scale = 1 "
+                "AND s.started_at >= ? AND s.started_at <= ?",
+                (muscle, side, int(simulated), _iso(end - EXPOSURE_WINDOW), _iso(end)),
             ).fetchone()
         return float(total)
 
-    def sessions(self, since: datetime | None = None) -> list[SessionRecord]:
-        """Every session begun at or after ``since`` (all when None), oldest first."""
-        query = "SELECT * FROM sessions"
-        params: tuple[str, ...] = ()
+    def exposure(self, *, simulated: bool) -> ExposureView:
+        """The exposure a Supervisor reads: real sessions', or simulated sessions'."""
+        return ExposureView(self, simulated)
+
+    def sessions(
+        self, since: datetime | None = None, *, simulated: bool | None = None
+    ) -> list[SessionRecord]:
+        """Every session begun at or after ``since`` (all when None), oldest first.
+
+        ``simulated`` True or False keeps only simulated or only real sessions.
+        """
+        clauses: list[str] = []
+        params: list[Any] = []
         if since is not None:
-            query += " WHERE started_at >= ?"
-            params = (_iso(since),)
+            clauses.append("started_at >= ?")
+            params.append(_iso(since))
+        if simulated is not None:
+            clauses.append("simulated = ?")
+            params.append(int(simulated))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
-            return self._records(query + " ORDER BY started_at, id", params)
+            return self._records(f"SELECT * FROM sessions{where} ORDER BY started_at, id", params)
 
     def session(self, session_id: int) -> SessionRecord | None:
         with self._lock:
             found = self._records("SELECT * FROM sessions WHERE id = ?", (session_id,))
         return found[0] if found else None
 
-    def _records(self, query: str, params: tuple[Any, ...]) -> list[SessionRecord]:
+    def _records(self, query: str, params: Sequence[Any]) -> list[SessionRecord]:
         cursor = self._db.execute(query, params)
         names = [d[0] for d in cursor.description]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -675,12 +726,20 @@ class History:
                 )
             )
         pains: dict[int, list[PainRecord]] = {i: [] for i in ids}
-        for sid, at, muscle, side, step in self._db.execute(
-            f"SELECT session_id, at, muscle, side, step_index FROM pain_reports "
+        for sid, at, muscle, side, step, reported in self._db.execute(
+            f"SELECT session_id, at, muscle, side, step_index, reported_at FROM pain_reports "
             f"WHERE session_id IN ({marks}) ORDER BY id",
             ids,
         ):
-            pains[sid].append(PainRecord(at=at, muscle=muscle, side=side, step_index=step))
+            pains[sid].append(
+                PainRecord(
+                    at=at,
+                    muscle=muscle,
+                    side=side,
+                    step_index=step,
+                    reported_at=datetime.fromisoformat(reported) if reported else None,
+                )
+            )
         return [
             SessionRecord(
                 id=row["id"],
@@ -697,6 +756,8 @@ class History:
                 planned_s=row["planned_s"],
                 worked_s=row["worked_s"],
                 source=row["source"],
+                simulated=bool(row["simulated"]),
+                time_scale=row["time_scale"],
                 host=row["host"],
                 pid=row["pid"],
                 muscles=muscles[row["id"]],
@@ -706,7 +767,9 @@ class History:
             for row in rows
         ]
 
-    def export_csv(self, file: IO[str], since: datetime | None = None) -> int:
+    def export_csv(
+        self, file: IO[str], since: datetime | None = None, *, simulated: bool | None = None
+    ) -> int:
         """Write one CSV row per session and muscle side (one row for a session with none).
 
         Returns the number of rows written, the header aside.
@@ -714,7 +777,7 @@ class History:
         writer = csv.writer(file)
         writer.writerow(CSV_COLUMNS)
         count = 0
-        for record in self.sessions(since):
+        for record in self.sessions(since, simulated=simulated):
             common = [
                 record.id,
                 record.started_at.isoformat(),
@@ -730,6 +793,7 @@ class History:
                 "" if record.planned_s is None else record.planned_s,
                 record.worked_s,
                 record.source,
+                int(record.simulated),
                 len(record.safety_stops),
                 len(record.pain_reports),
             ]
@@ -758,6 +822,7 @@ CSV_COLUMNS = (
     "planned_s",
     "session_worked_s",
     "source",
+    "simulated",
     "safety_stops",
     "pain_reports",
     "muscle",
