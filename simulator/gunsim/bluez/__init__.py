@@ -14,8 +14,8 @@ from gunsim.bluez.fake import (
     FakeBluez,
     Peripheral,
     RadioFaults,
-    advertised_name,
 )
+from gunsim.radio import advertised_name
 
 __all__ = [
     "ABORT_BY_LOCAL",

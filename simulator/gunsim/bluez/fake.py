@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from dbus_fast import BusType, DBusError, RequestNameReply
 from dbus_fast.aio import MessageBus
 
-from gunctl.specs.models import DeviceSpec, hex_to_bytes
+from gunctl.specs.models import DeviceSpec
 from gunsim.bluez.objects import (
     ADAPTER_PATH,
     ERROR_DOES_NOT_EXIST,
@@ -53,13 +53,18 @@ from gunsim.bluez.objects import (
     GattService,
 )
 from gunsim.device import LinkRefused, SimDevice
+from gunsim.radio import (
+    BATTERY,
+    CCCD_UUID,
+    COMMAND,
+    TELEMETRY,
+    advertised_name,
+    gatt_table,
+    manufacturer_data,
+    random_mac,
+)
 
 BLUEZ_NAME = "org.bluez"
-CCCD_UUID = "00002902-0000-1000-8000-00805f9b34fb"
-
-COMMAND = "command"
-TELEMETRY = "telemetry"
-BATTERY = "battery"
 
 # BlueZ's answers to a Connect that did not work, as bleak and bleak-retry-connector see them
 ABORT_BY_LOCAL = "le-connection-abort-by-local"  # bleak 3.1 itself retries this one
@@ -117,7 +122,7 @@ class Peripheral:
         self.faults = RadioFaults()
         self.refusal_message = CONNECTION_ABORTED  # what BlueZ says when the device refuses
         self.advertised_services = (self.spec.gatt.service,) if advertise_services else ()
-        self.manufacturer_data = _manufacturer_data(self.spec, self.address)
+        self.manufacturer_data = manufacturer_data(self.spec, self.address)
         if not advertise_manufacturer_data:
             self.manufacturer_data = {}
         self.iface = Device(self)
@@ -129,42 +134,19 @@ class Peripheral:
     # -- GATT layout ---------------------------------------------------------
 
     def _build_gatt(self) -> None:
-        gatt = self.spec.gatt
-        command_flags: list[str] = []
-        kinds = {m.with_response for m in self.spec.commands.values()}
-        if True in kinds:
-            command_flags.append("write")
-        if False in kinds:
-            command_flags.append("write-without-response")
-        services: list[tuple[str, list[tuple[str, str, list[str]]]]] = [
-            (
-                gatt.service,
-                [
-                    (TELEMETRY, gatt.telemetry, ["notify"]),
-                    (COMMAND, gatt.command, command_flags),
-                ],
-            )
-        ]
-        if gatt.battery is not None:
-            services.append(
-                (gatt.battery.service, [(BATTERY, gatt.battery.characteristic, ["read", "notify"])])
-            )
-        handle = 0x000A
-        for service_uuid, chars in services:
-            service_path = f"{self.path}/service{handle:04x}"
-            self._gatt.append((service_path, GattService(service_uuid, self.path)))
-            handle += 1
-            for role, uuid, flags in chars:
-                char_path = f"{service_path}/char{handle:04x}"
-                char = GattCharacteristic(self, role, uuid, service_path, flags, handle + 1)
-                self._chars[role] = char
+        for service in gatt_table(self.spec):
+            service_path = f"{self.path}/service{service.handle:04x}"
+            self._gatt.append((service_path, GattService(service.uuid, self.path)))
+            for c in service.characteristics:
+                char_path = f"{service_path}/char{c.handle:04x}"
+                char = GattCharacteristic(
+                    self, c.role, c.uuid, service_path, list(c.flags), c.value_handle
+                )
+                self._chars[c.role] = char
                 self._gatt.append((char_path, char))
-                handle += 2
-                if "notify" in flags:
-                    desc_path = f"{char_path}/desc{handle:04x}"
+                if c.cccd_handle is not None:
+                    desc_path = f"{char_path}/desc{c.cccd_handle:04x}"
                     self._gatt.append((desc_path, GattDescriptor(CCCD_UUID, char_path, char)))
-                    handle += 1
-            handle += 1
 
     @property
     def characteristic_paths(self) -> dict[str, str]:
@@ -288,15 +270,6 @@ class Peripheral:
         self.iface.emit_properties_changed({"RSSI": self.rssi})
 
 
-def _manufacturer_data(spec: DeviceSpec, address: str) -> dict[int, bytes]:
-    """The spec's manufacturer data (its prefix, then the last two address bytes)."""
-    if not spec.identity.manufacturer_data:
-        return {}
-    entry = spec.identity.manufacturer_data[0]
-    prefix = hex_to_bytes(entry.prefix) if entry.prefix else b""
-    return {entry.company_id: prefix + bytes.fromhex(address.replace(":", ""))[-2:]}
-
-
 class FakeBluez:
     """``org.bluez`` on one bus: an adapter and the peripherals added to it."""
 
@@ -357,7 +330,7 @@ class FakeBluez:
         mtu: int = 247,
     ) -> Peripheral:
         """Make ``device`` a peripheral; its address and name default to believable ones."""
-        address = address or _mac(len(self.peripherals) + 1, self.rng)
+        address = address or random_mac(len(self.peripherals) + 1, self.rng)
         peripheral = Peripheral(
             self,
             device,
@@ -411,21 +384,3 @@ class FakeBluez:
                 if not peripheral.connected:
                     peripheral.announce(self.rng)
             await asyncio.sleep(self.advertise_period_s)
-
-
-def advertised_name(spec: DeviceSpec, address: str) -> str:
-    """A name the spec recognises: the first exact one, or a wildcard filled from the address."""
-    names = spec.identity.names
-    for name in names:
-        if "*" not in name:
-            return name
-    if names:
-        return names[0].replace("*", address.replace(":", "")[-4:], 1).replace("*", "")
-    return f"gun-{address.replace(':', '')[-4:]}"
-
-
-def _mac(index: int, rng: random.Random) -> str:
-    # A static random address: the top two bits of the first byte are set.
-    head = 0xC0 | rng.randrange(0x40)
-    tail = [rng.randrange(256) for _ in range(4)]
-    return ":".join(f"{b:02X}" for b in [head, *tail, index & 0xFF])
