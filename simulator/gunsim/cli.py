@@ -51,6 +51,55 @@ def list_specs() -> None:
         click.echo(f"{name}\t{spec.title}")
 
 
+def _spec(name_or_file: str) -> DeviceSpec:
+    """A shipped family by name, or a spec file by path."""
+    from pathlib import Path
+
+    from gunctl.datafile import InvalidFileError
+    from gunctl.specs.loader import load_spec
+
+    try:
+        if name_or_file.endswith((".yaml", ".yml")):
+            return load_spec(Path(name_or_file))
+        return get_spec(name_or_file)
+    except KeyError as exc:
+        raise click.BadParameter(str(exc.args[0]), param_hint="FAMILY") from exc
+    except InvalidFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="FAMILY") from exc
+
+
+@main.command()
+@click.argument("family")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    required=True,
+    help="The capture file to write (btsnoop).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--hold", type=float, default=2.0, show_default=True, help="Seconds per setpoint.")
+@click.option("--scale", type=float, default=20.0, show_default=True, help="Time speed-up.")
+@click.option(
+    "--btmon", is_flag=True, help="Write the Linux btmon datalink instead of Android's HCI H4."
+)
+def record(family: str, output: str, seed: int, hold: float, scale: float, btmon: bool) -> None:
+    """Record a simulated FAMILY session (a name, or a spec file) as a btsnoop capture."""
+    from pathlib import Path
+
+    from gunctl.capture.btsnoop import Datalink
+    from gunsim.record import simulate, write_capture
+
+    spec = _spec(family)
+    frames = asyncio.run(simulate(spec, seed=seed, hold_s=hold, scale=scale))
+    datalink = Datalink.MONITOR if btmon else Datalink.H4
+    try:
+        records = write_capture(Path(output), frames, datalink)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
+    click.echo(f"{output}: {records} records, {len(frames)} ATT PDUs of {spec.name}")
+
+
 def parse_fault(text: str) -> tuple[float, Fault]:
     """``AT:KIND[:key=value,...]`` -> (seconds, fault)."""
     parts = text.split(":", 2)

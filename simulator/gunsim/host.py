@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from gunctl.clock import Clock
 from gunctl.links.base import Endpoint, Notification
@@ -24,6 +25,15 @@ from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 from gunsim.device import SimDevice
 
 
+@dataclass(frozen=True)
+class Written:
+    """A frame the host wrote, and when."""
+
+    at: float  # clock seconds
+    data: bytes
+    with_response: bool
+
+
 class Host:
     """What a controller does, minus the control: write commands, keep alive, listen.
 
@@ -38,6 +48,7 @@ class Host:
         self.link = SimLink(device)
         self.clock: Clock = device.clock
         self.notes: list[Notification] = []
+        self.sent: list[Written] = []  # every frame written, in order
         self.last: Command = Stop()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -52,9 +63,9 @@ class Host:
     async def send(self, command: Command) -> None:
         self.last = command
         data = self.codec.encode_command(command)
-        await self.link.write(
-            Endpoint.COMMAND, data, with_response=self.codec.with_response(command)
-        )
+        with_response = self.codec.with_response(command)
+        self.sent.append(Written(self.clock.now(), data, with_response))
+        await self.link.write(Endpoint.COMMAND, data, with_response=with_response)
 
     async def run_at(self, ppm: int) -> None:
         """Ask for a speed (continuous) or the level with that ppm (discrete)."""

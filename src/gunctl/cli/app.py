@@ -16,7 +16,8 @@ from gunctl import __version__
 # name -> ("module:attribute" of a click command, one-line help); imported only when used
 _COMMANDS = {
     "run": ("gunctl.cli.run:run", "Run a protocol (e.g. glute) on a gun, with a live display."),
-    "specs": ("gunctl.cli.specs:specs", "List, show and validate firmware specs."),
+    "specs": ("gunctl.cli.specs:specs", "List, show, validate, draft and check firmware specs."),
+    "capture": ("gunctl.cli.capture:capture", "Read Bluetooth captures (btsnoop, btmon)."),
     "history": ("gunctl.cli.history:history", "List past sessions and export them as CSV."),
     "profiles": ("gunctl.cli.profiles:profiles", "List, show and validate muscles and protocols."),
     "scan": ("gunctl.cli.ble:scan", "List BLE devices nearby and the spec each one matches."),

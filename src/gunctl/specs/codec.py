@@ -8,17 +8,15 @@ method either becomes a message or raises DecodeError, never anything else.
 
 from __future__ import annotations
 
-import binascii
 import functools
-import operator
 import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from crc import Calculator, Crc8
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from gunctl.specs.checksums import checksum
 from gunctl.specs.messages import (
     BOOLEAN_ATTRIBUTES,
     COMMAND_ADAPTER,
@@ -31,7 +29,6 @@ from gunctl.specs.messages import (
     Status,
 )
 from gunctl.specs.models import (
-    ChecksumKind,
     CommandKind,
     DeviceSpec,
     FieldSpec,
@@ -64,22 +61,6 @@ class DecodeError(ValueError):
 
 class EncodeError(ValueError):
     """A message this spec cannot carry, or a value outside what its fields hold."""
-
-
-# The crc package calls CRC-8/SMBUS (poly 0x07, init 0) "CCITT".
-_CRC8 = Calculator(Crc8.CCITT.value, optimized=True)
-
-
-def checksum(kind: ChecksumKind, data: bytes) -> int:
-    if kind is ChecksumKind.SUM8:
-        return sum(data) & 0xFF
-    if kind is ChecksumKind.XOR8:
-        return functools.reduce(operator.xor, data, 0)
-    if kind is ChecksumKind.CRC16_CCITT:
-        # CRC-16/CCITT-FALSE is the standard library's crc_hqx with init 0xFFFF; it is
-        # C code, and this is the checksum of every 25 Hz telemetry frame.
-        return binascii.crc_hqx(data, 0xFFFF)
-    return int(_CRC8.checksum(data))
 
 
 _STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}
@@ -231,8 +212,9 @@ class Codec:
 
     def _checksum_bytes(self, frame: bytes) -> bytes:
         assert self.spec.frame.checksum is not None
-        kind = self.spec.frame.checksum.kind
-        return checksum(kind, self._covered(frame)).to_bytes(kind.size, self.spec.frame.byte_order)
+        spec = self.spec.frame.checksum
+        order = spec.byte_order or self.spec.frame.byte_order
+        return checksum(spec.kind, self._covered(frame)).to_bytes(spec.kind.size, order)
 
     def _unframe(self, data: bytes, header: bytes) -> tuple[int, bytes]:
         layout = self._layout

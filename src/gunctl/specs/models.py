@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from gunctl.datafile import DataModel
 from gunctl.heads import Head
+from gunctl.specs.checksums import ChecksumKind as ChecksumKind
 
 
 def _uuid(value: object) -> object:
@@ -76,22 +77,12 @@ class Gatt(DataModel):
     battery: BatteryService | None = None  # the standard Battery Service, when the device has it
 
 
-class ChecksumKind(StrEnum):
-    SUM8 = "sum8"  # sum of the covered bytes, modulo 256
-    XOR8 = "xor8"  # xor of the covered bytes
-    CRC8 = "crc8"  # CRC-8/SMBUS: poly 0x07, init 0x00
-    CRC16_CCITT = "crc16-ccitt"  # CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF
-
-    @property
-    def size(self) -> int:
-        return 2 if self is ChecksumKind.CRC16_CCITT else 1
-
-
 class Checksum(DataModel):
     kind: ChecksumKind
     start: int = Field(ge=0)  # first covered byte
     # last covered byte is the end of the frame, the checksum itself excluded
     # when it trails the frame
+    byte_order: Literal["big", "little"] | None = None  # defaults to the frame's
 
 
 class Part(StrEnum):
