@@ -334,6 +334,7 @@ class Daemon:
                     side=side,
                     user_cap=cap,
                     owned_heads=self.settings.heads,
+                    blocked=await asyncio.to_thread(device.supervisor.exposure.pain_blocks),
                 )
             except PlanError as exc:
                 raise CommandError("refused", str(exc)) from None
@@ -383,6 +384,7 @@ class Daemon:
                 "intensity_cap": cap,
                 "steps": len(plan.steps),
                 "planned_s": round(plan.planned_s, 1),
+                "skipped": [str(s) for s in plan.skipped],
             }
 
     async def _session(self, slot: DeviceSlot, command: SessionCommand) -> dict[str, Any]:

@@ -62,12 +62,19 @@ def env(tmp_path: Path, folder: Path) -> dict[str, str]:
     }
 
 
+NEW_YORK_LATER = {"GUNCTL_TEST_NOW": "2030-01-15T22:00:00", "TZ": "America/New_York"}
+
+
 def run(
-    tmp_path: Path, folder: Path, *args: str, timeout: float = 60
+    tmp_path: Path,
+    folder: Path,
+    *args: str,
+    timeout: float = 60,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [GUNCTL, "run", *args, "--sim", "--time-scale", SCALE],
-        env=env(tmp_path, folder),
+        env={**env(tmp_path, folder), **(env_extra or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -126,20 +133,28 @@ def test_unknown_protocol_is_invalid_input(tmp_path: Path) -> None:
     assert "did you mean 'glute'" in result.stderr
 
 
-def spawn(tmp_path: Path, folder: Path, *args: str) -> pexpect.spawn:
+def spawn(
+    tmp_path: Path, folder: Path, *args: str, now: str | None = None, fitted: bool = True
+) -> pexpect.spawn:
+    """``gunctl run quick`` in a terminal, past the warning signs, the ball head fitted.
+
+    ``now`` sets the wall clock (local time in New York) through GUNCTL_TEST_NOW.
+    """
+    when = {"GUNCTL_TEST_NOW": now, "TZ": "America/New_York"} if now else {}
     child = pexpect.spawn(
         GUNCTL,
         ["--log-level", "info", "run", "quick", "--sim", "--time-scale", SCALE, *args],
-        env=env(tmp_path, folder),
+        env={**env(tmp_path, folder), **when},
         dimensions=(50, 120),
         encoding="utf-8",
         timeout=30,
     )
     child.expect("Do any of these apply to you now")
     child.sendline("n")
-    child.expect("head change")
-    child.send("\r")  # the ball head is on
-    child.expect("hold")
+    if fitted:
+        child.expect("head change")
+        child.send("\r")  # the ball head is on
+        child.expect("hold")
     return child
 
 
@@ -174,6 +189,57 @@ def test_pain_key_stops_at_once_and_ends_that_muscle(tmp_path: Path) -> None:
         ("gluteus-maximus", "left")
     ]
     assert record["status"] == "aborted"
+
+
+def test_a_pain_stop_blocks_that_side_until_midnight_local_time(tmp_path: Path) -> None:
+    """Pain at 18:00 in New York; 21:00 the same evening is already the next day in UTC."""
+    folder = profiles(tmp_path)
+    child = spawn(tmp_path, folder, now="2030-01-15T18:00:00")
+    child.send("p")  # on gluteus-maximus left
+    child.expect("paused, motor stopped")
+    child.send("q")
+    child.expect(pexpect.EOF)
+    child.close()
+
+    evening = spawn(tmp_path, folder, now="2030-01-15T21:00:00", fitted=False)
+    evening.expect("skipped: gluteus-maximus left, sharp pain at 18:00")
+    evening.expect("Fit the BULLET head")  # straight to the piriformis: the ball step is gone
+    evening.send("\r")
+    evening.expect(pexpect.EOF)
+    evening.close()
+    assert evening.exitstatus == 0
+
+    tomorrow = spawn(tmp_path, folder, now="2030-01-16T00:30:00", fitted=False)
+    before_start = tomorrow.expect(["skipped:", "head change"])
+    assert before_start == 1, "the block outlived the day"
+    tomorrow.send("\r")
+    tomorrow.expect("gluteus.maximus · left")
+    tomorrow.send("q")
+    tomorrow.expect(pexpect.EOF)
+
+    first, evening_run, next_day = history(tmp_path, folder)
+    assert [(p["muscle"], p["side"]) for p in first["pain_reports"]] == [
+        ("gluteus-maximus", "left")
+    ]
+    assert [m["muscle"] for m in evening_run["muscles"]] == ["piriformis"]
+    assert evening_run["status"] == "completed"
+    assert next_day["muscles"][0]["muscle"] == "gluteus-maximus"
+
+
+def test_nothing_left_today_refuses_the_start(tmp_path: Path) -> None:
+    folder = profiles(tmp_path)
+    child = spawn(tmp_path, folder, "--side", "left", now="2030-01-15T09:00:00")
+    child.send("p")
+    child.expect("Fit the BULLET head")  # on to the piriformis, paused
+    child.send("\r")
+    child.send(" ")  # resume, then pain there too
+    child.expect("hold")
+    child.send("p")  # the last step: the session ends there
+    child.expect(pexpect.EOF)
+    result = run(tmp_path, folder, "quick", "--yes", env_extra=NEW_YORK_LATER)
+    assert result.returncode == 3, result.stderr
+    assert "nothing of quick is left to run today" in result.stderr
+    assert "piriformis left, sharp pain at 09:0" in result.stderr
 
 
 def test_ctrl_c_in_a_hold_stops_the_motor_first(tmp_path: Path) -> None:

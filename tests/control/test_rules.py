@@ -59,6 +59,9 @@ class StaticExposure:
     def exposure_s(self, muscle: str, side: str) -> float:
         return self.seconds
 
+    def pain_blocks(self) -> dict[tuple[str, str], str]:
+        return {}
+
 
 def inject(fault: Any, hold_s: float = 1.0) -> Callable[[Rig], Awaitable[None]]:
     async def act(rig: Rig) -> None:

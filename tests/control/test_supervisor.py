@@ -157,3 +157,27 @@ async def test_reordered_and_duplicated_frames_never_overwrite_newer_telemetry(r
     assert rig.supervisor.link_stats.out_of_order == 4 + 3  # and each copy
     assert seen_seq == sorted(seen_seq)  # what the rules see never goes back in time
     assert not rig.of("safety_stop")
+
+
+class PainToday:
+    """An exposure with the left piriformis blocked by a pain stop earlier today."""
+
+    def exposure_s(self, muscle: str, side: str) -> float:
+        return 0.0
+
+    def pain_blocks(self) -> dict[tuple[str, str], str]:
+        return {("piriformis", "left"): "sharp pain at 14:02"}
+
+
+async def test_a_plan_with_a_side_blocked_today_is_refused_and_a_plan_without_it_runs(
+    rig_factory,
+) -> None:
+    rig = await rig_factory("gunctl-open", exposure=PainToday())
+    with pytest.raises(RequestError, match=r"piriformis left is blocked until tomorrow \(sharp"):
+        await rig.start(plan_for("glute", "gunctl-open"))
+    assert not rig.supervisor.running
+    plan = plan_for("glute", "gunctl-open", blocked=PainToday().pain_blocks())
+    assert [str(s) for s in plan.skipped] == ["piriformis left, sharp pain at 14:02"]
+    assert ("piriformis", "left") not in {(s.muscle, s.side) for s in plan.steps}
+    await rig.start(plan)
+    assert rig.supervisor.running

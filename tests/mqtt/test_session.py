@@ -48,3 +48,40 @@ async def test_two_guns_complete_a_session_each(
     assert {s.source for s in sessions} == {"mqtt"}
     assert {s.simulated for s in sessions} == {True}  # kept apart from a person's sessions
     assert {s.status for s in sessions} == {"completed"}
+
+
+def _pain_today(data_dir: Path, muscle: str) -> None:
+    """A simulated session earlier today that ended on a pain stop on ``muscle`` (left)."""
+    from gunctl.control.events import PainReported
+
+    with History(data_dir / "history.sqlite3") as history:
+        sid = history.begin(device=f"earlier-{muscle}", protocol="tiny", simulated=True)
+        history.record(
+            PainReported(
+                at=1.0, device=f"earlier-{muscle}", step_index=0, muscle=muscle, side="left"
+            ),
+            sid,
+        )
+
+
+async def test_a_start_skips_a_side_blocked_by_pain_today_and_refuses_when_none_is_left(
+    broker: Broker, make_settings: Callable[..., ServeSettings], tmp_path: Path
+) -> None:
+    _pain_today(tmp_path, "piriformis")
+    settings = make_settings(devices={"sim": 1})
+    async with running(settings, tmp_path) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            started = await watcher.command(device_id, {"action": "start", "protocol": "tiny"})
+            assert started["ok"], started
+            assert started["steps"] == 1
+            [skipped] = started["skipped"]
+            assert skipped.startswith("piriformis left, sharp pain at ")
+            await watcher.command(device_id, {"action": "stop"})
+            await watcher.state(device_id, lambda s: not s["running"])
+
+            _pain_today(tmp_path, "gluteus-maximus")
+            refused = await watcher.command(device_id, {"action": "start", "protocol": "tiny"})
+            assert not refused["ok"]
+            assert "nothing of tiny is left to run today" in refused["error"], refused

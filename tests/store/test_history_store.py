@@ -276,6 +276,39 @@ def test_an_older_file_gains_the_simulated_flag_and_keeps_its_sessions(
         assert store.exposure_s("piriformis", "left") == pytest.approx(5.0)
 
 
+def _pain(store: History, at: datetime, muscle: str, side: str, *, simulated: bool = False) -> None:
+    device = f"pain-{at.isoformat()}-{simulated}"
+    sid = store.begin(device=device, protocol="glute", started_at=at, simulated=simulated)
+    store.record(PainReported(at=1.0, device=device, step_index=0, muscle=muscle, side=side), sid)
+    with sqlite3.connect(store.path) as other:  # as if written at ``at``
+        other.execute("UPDATE pain_reports SET reported_at = ?", (at.isoformat(),))
+
+
+def test_a_pain_stop_blocks_its_side_until_local_midnight(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # UTC+9: the local day and the UTC day differ
+    time.tzset()
+    try:
+        pain = datetime(2025, 3, 10, 14, 2).astimezone()  # 14:02 in Tokyo, 05:02 UTC
+        _pain(history, pain, "piriformis", "left")
+        same_evening = datetime(2025, 3, 10, 23, 59).astimezone()  # 14:59 UTC
+        next_morning = datetime(2025, 3, 11, 0, 1).astimezone()  # 15:01 UTC on the 10th
+        assert history.pain_blocks(now=same_evening) == {("piriformis", "left"): pain}
+        assert history.pain_blocks(now=next_morning) == {}  # still the 10th in UTC
+        assert history.pain_blocks(now=same_evening, simulated=True) == {}  # real, not the sim's
+        view = history.exposure(simulated=False)
+        with monkeypatch.context() as m:
+            m.setenv("GUNCTL_TEST_NOW", "2025-03-10T20:00:00")
+            assert view.pain_blocks() == {("piriformis", "left"): "sharp pain at 14:02"}
+            assert history.exposure(simulated=True).pain_blocks() == {}
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_exposure_counts_a_session_still_running(history: History) -> None:
     history.begin(device=DEVICE, protocol="glute")
     history.record(step(0, "piriformis", at=0.0))

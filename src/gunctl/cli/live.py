@@ -54,7 +54,8 @@ class View:
         elif event.type == "warning":
             self.notice = f"⚠ {event.message}"
         elif event.type == "pain_reported":
-            self.notice = f"sharp pain noted: {event.muscle.replace('-', ' ')} is done for today"
+            muscle = event.muscle.replace("-", " ")
+            self.notice = f"sharp pain noted: {muscle} {event.side} is done for today"
         elif event.type == "step_completed":
             self.done_steps += 1
         elif event.type == "safety_stop":

@@ -123,8 +123,8 @@ def run(**kwargs: object) -> None:
     """Run PROTOCOL (e.g. glute) on a gun, with a live display.
 
     Keys: space pauses and resumes, n goes to the next step, p means sharp or
-    shooting pain (stops at once and ends that muscle for today), Enter confirms
-    a head change, q quits. Ctrl-C stops the motor first.
+    shooting pain (stops at once; that muscle side is skipped until midnight),
+    Enter confirms a head change, q quits. Ctrl-C stops the motor first.
     """
     options = Options(**kwargs)  # type: ignore[arg-type]
     if options.sim == (options.device is not None):
@@ -171,7 +171,7 @@ async def _run(options: Options, keys: bool) -> int:
     from gunctl.heads import Head
     from gunctl.links.base import LinkError
     from gunctl.profiles.loader import load_catalogue
-    from gunctl.profiles.plan import PlanError, exposure_checks, make_plan
+    from gunctl.profiles.plan import BlockedToday, PlanError, exposure_checks, make_plan
     from gunctl.store.history import History
 
     err = sys.stderr
@@ -221,7 +221,11 @@ async def _run(options: Options, keys: bool) -> int:
                 side=options.side,  # type: ignore[arg-type]
                 user_cap=options.intensity_cap,
                 owned_heads=None if options.heads is None else {Head(h) for h in options.heads},
+                blocked=exposure.pain_blocks(),
             )
+        except BlockedToday as exc:
+            click.echo(f"gunctl: refused: {exc}", err=True)
+            return EXIT_SAFETY
         except PlanError as exc:
             click.echo(f"gunctl: {exc}", err=True)
             return EXIT_INVALID
@@ -269,6 +273,7 @@ def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
     )
     lines = [
         to_text(table),
+        *(f"skipped: {skipped} (a pain stop blocks it until midnight)" for skipped in plan.skipped),
         f"About {duration(plan.planned_s)}. Heads: {', '.join(h.value for h in plan.heads)}.",
     ]
     lines.append(

@@ -46,14 +46,22 @@ BATTERY_POLL_S = 30.0
 
 
 class Exposure(Protocol):
-    """Seconds a muscle side was worked in the 48 hours before now."""
+    """What the past allows: seconds a muscle side was worked in the 48 hours before
+    now, and the muscle sides a pain stop has blocked for the rest of the day."""
 
     def exposure_s(self, muscle: str, side: str) -> float: ...
+
+    def pain_blocks(self) -> Mapping[tuple[str, str], str]:
+        """(muscle, side) -> why it is blocked today, e.g. "sharp pain at 14:02"."""
+        ...
 
 
 class NoExposure:
     def exposure_s(self, muscle: str, side: str) -> float:
         return 0.0
+
+    def pain_blocks(self) -> Mapping[tuple[str, str], str]:
+        return {}
 
 
 # -- requests ------------------------------------------------------------------
@@ -242,6 +250,13 @@ class Supervisor:
                 raise RequestError("a session is already running on this device")
             if request.plan.spec != self.spec.name:
                 raise RequestError(f"the plan is for {request.plan.spec}, not {self.spec.name}")
+            blocked = self.exposure.pain_blocks()
+            for step in request.plan.steps:
+                if (reason := blocked.get((step.muscle, step.side))) is not None:
+                    raise RequestError(
+                        f"{step.muscle} {step.side} is blocked until tomorrow ({reason}); "
+                        "make the plan with make_plan(blocked=...) to skip it"
+                    )
             self._start(request.plan)
             return
         if request.kind in ("stop", "pain"):

@@ -27,6 +27,21 @@ class PlanError(ValueError):
     """The protocol cannot be run safely on this device by this person."""
 
 
+class BlockedToday(PlanError):
+    """Every step left is on a muscle side that a pain stop has blocked for today."""
+
+
+class Skipped(DataModel):
+    """A muscle side left out of a plan, and why."""
+
+    muscle: str
+    side: str
+    reason: str  # e.g. "sharp pain at 14:02"
+
+    def __str__(self) -> str:
+        return f"{self.muscle} {self.side}, {self.reason}"
+
+
 class PlannedStep(DataModel):
     index: int  # position in the plan
     protocol_step: int  # position of the step in the protocol file
@@ -55,6 +70,7 @@ class Plan(DataModel):
     spec: str
     user_cap: float
     steps: list[PlannedStep] = Field(min_length=1)
+    skipped: list[Skipped] = []  # muscle sides left out today
 
     @property
     def planned_s(self) -> float:
@@ -73,12 +89,32 @@ def make_plan(
     side: Literal["left", "right", "both"] = "both",
     user_cap: float = 1.0,
     owned_heads: Collection[Head] | None = None,
+    blocked: Mapping[tuple[str, str], str] | None = None,
 ) -> Plan:
+    """Resolve ``protocol`` for one device and person, leaving out ``blocked`` muscle sides.
+
+    ``blocked`` maps (muscle, side) to why it may not be worked today (the
+    pain blocks from the history); its steps are skipped, and if none are
+    left the plan is refused with ``BlockedToday``.
+    """
     if not 0 < user_cap <= 1:
         raise PlanError(f"the intensity cap must be above 0 and at most 1, not {user_cap:g}")
     holds = protocol.expanded(side)
     if not holds:
         raise PlanError(f"{protocol.name} has no steps on the {side} side")
+    blocked = blocked or {}
+    skipped = [
+        Skipped(muscle=m, side=s, reason=blocked[(m, s)])
+        for m, s in dict.fromkeys((h.muscle, h.side) for h in holds)
+        if (m, s) in blocked
+    ]
+    holds = [h for h in holds if (h.muscle, h.side) not in blocked]
+    if not holds:
+        raise BlockedToday(
+            f"nothing of {protocol.name} is left to run today: "
+            f"{'; '.join(str(s) for s in skipped)}. A pain stop blocks that muscle side "
+            "until midnight; if the pain persists, see a professional."
+        )
     if owned_heads is not None:
         needed = dict.fromkeys(hold.head for hold in holds)
         missing = [h.value for h in needed if h not in owned_heads]
@@ -124,7 +160,12 @@ def make_plan(
             )
         )
     return Plan(
-        protocol=protocol.name, title=protocol.title, spec=spec.name, user_cap=user_cap, steps=steps
+        protocol=protocol.name,
+        title=protocol.title,
+        spec=spec.name,
+        user_cap=user_cap,
+        steps=steps,
+        skipped=skipped,
     )
 
 

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from datetime import time as dtime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -302,6 +303,12 @@ class ExposureView:
 
     def exposure_s(self, muscle: str, side: str) -> float:
         return self.history.exposure_s(muscle, side, simulated=self.simulated)
+
+    def pain_blocks(self) -> dict[Key, str]:
+        return {
+            key: f"sharp pain at {at.astimezone():%H:%M}"
+            for key, at in self.history.pain_blocks(simulated=self.simulated).items()
+        }
 
 
 class History:
@@ -670,6 +677,29 @@ class History:
                 (muscle, side, int(simulated), _iso(end - EXPOSURE_WINDOW), _iso(end)),
             ).fetchone()
         return float(total)
+
+    def pain_blocks(
+        self, *, simulated: bool = False, now: datetime | None = None
+    ) -> dict[Key, datetime]:
+        """Muscle sides with a pain stop today, each with the time of its latest one.
+
+        A pain stop blocks its muscle side until the next calendar day in local
+        time (midnight of the system's time zone, after ``now``). Real
+        sessions block real ones; simulated sessions, at any time scale, block
+        simulated ones. Reports from before their time was kept count from
+        the start of their session.
+        """
+        today = _utc(now).astimezone().date()
+        midnight = datetime.combine(today, dtime()).astimezone()  # local, with that day's offset
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT p.muscle, p.side, MAX(COALESCE(p.reported_at, s.started_at)) "
+                "FROM pain_reports AS p JOIN sessions AS s ON s.id = p.session_id "
+                "WHERE s.simulated = ? AND COALESCE(p.reported_at, s.started_at) >= ? "
+                "GROUP BY p.muscle, p.side",
+                (int(simulated), _iso(midnight)),
+            ).fetchall()
+        return {(m, s): datetime.fromisoformat(at) for m, s, at in rows}
 
     def exposure(self, *, simulated: bool) -> ExposureView:
         """The exposure a Supervisor reads: real sessions', or simulated sessions'."""
