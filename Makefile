@@ -10,6 +10,7 @@ demo: bootstrap
 	.venv/bin/gunctl run glute --sim --yes --time-scale 10 </dev/null
 
 test: bootstrap
+	@scripts/bootstrap-ha >/dev/null
 	.venv/bin/pytest -q
 
 lint: bootstrap

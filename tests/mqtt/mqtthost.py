@@ -171,6 +171,7 @@ class Seen:
     payload: bytes
     retain: bool
     properties: Any = None
+    qos: int = 0
 
     def json(self) -> Any:
         return json.loads(self.payload)
@@ -265,7 +266,9 @@ class Watcher:
                 if isinstance(message.payload, bytes)
                 else str(message.payload).encode()
             )
-            self.seen.append(Seen(message.topic.value, payload, message.retain, message.properties))
+            self.seen.append(
+                Seen(message.topic.value, payload, message.retain, message.properties, message.qos)
+            )
             async with self._arrived:
                 self._arrived.notify_all()
 

@@ -131,7 +131,7 @@ async def test_discovery_payload_follows_home_assistant(
             config: dict[str, Any] = watcher.on(topics.discovery(device_id))[-1].json()
             state = watcher.on(topics.state(device_id))[-1].json()
 
-    assert set(config) == {"dev", "o", "cmps", "qos"}
+    assert set(config) == {"dev", "o", "cmps"}
     assert config["o"] == {"name": "gunctl", "sw_version": __version__}
     dev = config["dev"]
     assert set(dev) <= DEVICE_KEYS
@@ -152,6 +152,7 @@ async def test_discovery_payload_follows_home_assistant(
         )
         assert component["unique_id"].startswith(f"gunctl_{device_id}_")
         assert component["availability_mode"] == "all"
+        assert component["qos"] == 1, key
         assert component["availability"] == [
             {
                 "topic": topics.bridge_state,

@@ -23,6 +23,7 @@ from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
 
 ORIGIN = {"name": "gunctl", "sw_version": __version__}
 INTENSITY_MIN, INTENSITY_STEP = 0.05, 0.05
+QOS = 1  # commands from Home Assistant, and its subscriptions to gunctl's state
 
 
 def _press(action: str) -> str:
@@ -175,6 +176,9 @@ def device_config(
         component["unique_id"] = f"gunctl_{device_id}_{key}"
         component["availability"] = availability
         component["availability_mode"] = "all"
+        # Home Assistant does not pass a device-level "qos" down to the entities: each
+        # needs its own, or every command (Stop included) is sent at QoS 0.
+        component["qos"] = QOS
     device: dict[str, Any] = {
         "identifiers": [f"gunctl_{device_id}"],
         "name": f"Massage gun {device_id}",
@@ -183,4 +187,4 @@ def device_config(
     }
     if firmware:
         device["sw_version"] = firmware
-    return {"dev": device, "o": dict(ORIGIN), "cmps": components, "qos": 1}
+    return {"dev": device, "o": dict(ORIGIN), "cmps": components}
