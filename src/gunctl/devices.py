@@ -1,7 +1,8 @@
 """A connected device with its Supervisor running: what `run` and `serve` both drive.
 
 ``connect_sim`` starts an in-process simulated gun; ``connect_ble`` finds a
-real (or fake-BlueZ) gun over bleak. Either way the caller gets a ``Device``
+real (or fake-BlueZ) gun over bleak, through the local adapter or through
+ESPHome Bluetooth proxies. Either way the caller gets a ``Device``
 whose Supervisor is already supervising, and hands it requests; closing it
 stops the motor first, then lets go of the link.
 """
@@ -21,6 +22,7 @@ from gunctl.specs.models import DeviceSpec
 
 if TYPE_CHECKING:
     from gunctl.links.ble import BleakLink
+    from gunctl.links.proxy import Proxies
     from gunsim import SimDevice
 
 DEFAULT_SIM_SPEC = "gunctl-open"  # the family that reports everything, for the richest demo
@@ -118,11 +120,22 @@ async def connect_ble(
     spec_name: str | None = None,
     timeout: float = 10.0,
     exposure: Exposure | None = None,
+    proxies: Proxies | None = None,
     **options: Any,
 ) -> Device:
-    """Find a gun over BLE, connect through bleak, and supervise it."""
+    """Find a gun over BLE, connect through bleak, and supervise it.
+
+    With ``proxies`` the gun is reached through the ESPHome Bluetooth proxies
+    that hear it, otherwise through the local adapter.
+    """
     from gunctl.links.ble import open_ble_link
 
-    link, spec = await open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
+    link: BleakLink
+    if proxies is not None:
+        link, spec = await proxies.open_link(
+            address_or_name, spec_name, clock=clock, timeout=timeout
+        )
+    else:
+        link, spec = await open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
     await link.connect()
     return _supervise(link.address, spec, link, clock, None, ble=link, exposure=exposure, **options)

@@ -19,6 +19,7 @@ from gunsim import SimDevice
 from gunsim.bluez import BOOTSTRAP_HINT, BusUnavailableError, FakeBluez, private_bus_sync
 
 from blehost import Guns
+from proxyhost import House
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +64,13 @@ async def guns(system_bus: str) -> AsyncIterator[Guns]:
         await fake.aclose()
         for device in devices + guns.extra:
             await device.aclose()
+
+
+@pytest.fixture
+async def house() -> AsyncIterator[House]:
+    """Fake ESPHome proxies and guns, made by the test; all switched off after it."""
+    made = House()
+    try:
+        yield made
+    finally:
+        await made.aclose()

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
 from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from bleak_retry_connector import (
     BleakClientWithServiceCache,
@@ -234,7 +235,21 @@ async def open_ble_link(
     address or name advertises within ``timeout``, ``NoSpecError`` when no spec
     recognises it, and ``KeyError`` for an unknown ``spec_name``.
     """
-    from gunctl.links.scan import NoSpecError, advertisement, find_advertised
+    from gunctl.links.scan import find_advertised
+
+    device, adv = await find_advertised(address_or_name, timeout)
+    spec = pick_spec(device, adv, spec_name, specs)
+    return BleakLink(device, spec, clock=clock, rssi=adv.rssi), spec
+
+
+def pick_spec(
+    device: BLEDevice,
+    adv: AdvertisementData,
+    spec_name: str | None = None,
+    specs: Iterable[DeviceSpec] | None = None,
+) -> DeviceSpec:
+    """The spec named, or the one the advertisement matches; NoSpecError when none does."""
+    from gunctl.links.scan import NoSpecError, advertisement
     from gunctl.specs.matching import match
 
     if specs is None:
@@ -242,18 +257,15 @@ async def open_ble_link(
 
         specs = load_specs().values()
     candidates = list(specs)
-    device, adv = await find_advertised(address_or_name, timeout)
     if spec_name is not None:
         by_name = {s.name: s for s in candidates}
         if spec_name not in by_name:
             raise KeyError(f"no firmware spec named {spec_name!r}")
-        spec = by_name[spec_name]
-    else:
-        hit = match(advertisement(device, adv), candidates)
-        if hit is None:
-            raise NoSpecError(
-                f"{device.name or device.address} matches no firmware spec; "
-                "name one, or record it with `gunctl probe`"
-            )
-        spec = hit.spec
-    return BleakLink(device, spec, clock=clock, rssi=adv.rssi), spec
+        return by_name[spec_name]
+    hit = match(advertisement(device, adv), candidates)
+    if hit is None:
+        raise NoSpecError(
+            f"{device.name or device.address} matches no firmware spec; "
+            "name one, or record it with `gunctl probe`"
+        )
+    return hit.spec

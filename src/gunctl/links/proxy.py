@@ -1,0 +1,362 @@
+"""Guns through ESPHome Bluetooth proxies, with bleak-esphome and habluetooth unmodified.
+
+An ESPHome Bluetooth proxy is an ESP32 board somewhere in the house that relays
+Bluetooth LE over the network: it reports the advertisements it hears and holds
+a few connections (3 by default) on behalf of a host. ``bleak-esphome`` turns
+each proxy into a scanner and a bleak backend for ``habluetooth``'s manager,
+and habluetooth's ``BleakClient`` routes a connection to the proxy that hears
+the gun best and has a free slot. gunctl adds nothing to that engine; it
+starts it and reads it:
+
+- ``Proxies`` sets up the manager and one API connection per configured proxy
+  (``ProxyConfig``: address and optional encryption key). aioesphomeapi keeps
+  each connection up, reconnecting after a proxy reboots.
+- ``heard()`` merges what every proxy hears: per gun, which proxy heard it and
+  how well; ``states()`` says each proxy's slots.
+- ``open_link()`` finds a gun and returns an unconnected ``ProxiedLink``: an
+  ordinary ``BleakLink`` whose bleak client is habluetooth's. A gun that is
+  heard only by proxies with no free slot is refused at once with
+  ``OutOfSlotsError`` naming them, rather than waiting out a timeout.
+
+When a proxy reboots or drops off the network, bleak-esphome ends every
+connection it held, so the link reports ``lost`` as any Bluetooth link does
+and the Supervisor's lost-link stop applies unchanged; a write that meets the
+reset connection first counts as the same loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aioesphomeapi.core import (
+    BluetoothConnectionDroppedError,
+    ConnectionNotEstablishedAPIError,
+    PingFailedAPIError,
+    SocketAPIError,
+)
+from aioesphomeapi.noise import decode_noise_psk
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak_esphome import APIConnectionManager
+from habluetooth import (
+    BaseHaScanner,
+    BluetoothManager,
+    BluetoothServiceInfoBleak,
+    HaBleakClientWrapper,
+    set_manager,
+)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from gunctl.clock import Clock
+from gunctl.links.base import ConnectError, LinkError
+from gunctl.links.ble import BleakLink, pick_spec
+from gunctl.specs.models import DeviceSpec
+
+_ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
+POLL_S = 0.1  # how often a search looks again at what the proxies have heard
+
+
+class ProxyConfig(BaseModel):
+    """One ESPHome Bluetooth proxy: where it is, and its API encryption key if it has one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(min_length=1)  # host name or IP; ESPHome's API port is 6053
+    key: SecretStr | None = None  # api: encryption: key: from the proxy's YAML (base64)
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                decode_noise_psk(value.get_secret_value())
+            except ValueError:
+                raise ValueError(
+                    "must be the proxy's API encryption key: 32 bytes in base64, "
+                    "as in its YAML (api: encryption: key:)"
+                ) from None
+        return value
+
+    @classmethod
+    def parse(cls, text: str) -> ProxyConfig:
+        """``HOST`` or ``HOST,KEY``, as given on a command line."""
+        address, _, key = text.partition(",")
+        return cls(address=address.strip(), key=SecretStr(key.strip()) if key.strip() else None)
+
+
+class ProxyError(ConnectError):
+    """A proxy could not be used (unreachable, wrong key, or none configured)."""
+
+
+class OutOfSlotsError(ConnectError):
+    """Every proxy that hears the gun holds as many connections as it can."""
+
+
+@dataclass(frozen=True)
+class ProxyState:
+    name: str  # the proxy's ESPHome name and Bluetooth MAC, or its address while unreachable
+    address: str | None  # as configured, when known
+    reachable: bool
+    slots: int | None = None
+    free: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "address": self.address,
+            "reachable": self.reachable,
+            "slots": self.slots,
+            "free": self.free,
+        }
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """One proxy's view of one gun."""
+
+    source: str  # the proxy's name
+    rssi: int
+    free: int | None  # the proxy's free connection slots
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A device as all proxies together hear it; ``sources`` strongest first."""
+
+    device: BLEDevice
+    advertisement: AdvertisementData
+    sources: tuple[Hearing, ...]
+
+    @property
+    def rssi(self) -> int:
+        return self.sources[0].rssi
+
+
+class _Manager(BluetoothManager):
+    """habluetooth's manager for a program that asks it what it heard, rather than being told."""
+
+    def _discover_service_info(self, service_info: BluetoothServiceInfoBleak) -> None:
+        pass
+
+
+class Proxies:
+    """The proxies gunctl reaches guns through, for as long as the ``async with`` lasts.
+
+    habluetooth keeps one manager per process; a ``Proxies`` owns it while open,
+    so only one is open at a time.
+    """
+
+    def __init__(self, configs: Sequence[ProxyConfig], *, start_timeout: float = 5.0) -> None:
+        if not configs:
+            raise ProxyError("no proxies configured")
+        self.configs = list(configs)
+        self.start_timeout = start_timeout
+        self._manager: _Manager | None = None
+        self._connections: list[APIConnectionManager] = []
+        self._starting: list[asyncio.Task[None]] = []
+        self._names: dict[str, str] = {}  # scanner source (MAC) -> configured address
+
+    async def __aenter__(self) -> Proxies:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        """Connect to every proxy, waiting up to ``start_timeout`` for them all.
+
+        A proxy that does not answer in time is not an error here: aioesphomeapi
+        keeps trying, and ``states()`` shows it unreachable until it answers.
+        """
+        manager = _Manager()
+        set_manager(manager)
+        await manager.async_setup()
+        self._manager = manager
+        for config in self.configs:
+            key = config.key.get_secret_value() if config.key is not None else None
+            connection = APIConnectionManager({"address": config.address, "noise_psk": key})
+            self._connections.append(connection)
+            self._starting.append(
+                asyncio.create_task(self._start_one(config, connection), name=config.address)
+            )
+        await asyncio.wait(self._starting, timeout=self.start_timeout)
+
+    async def _start_one(self, config: ProxyConfig, connection: APIConnectionManager) -> None:
+        before = {s.source for s in self.scanners()}
+        await connection.start()
+        for scanner in self.scanners():
+            if scanner.source not in before:
+                self._names.setdefault(scanner.source, config.address)
+
+    async def aclose(self) -> None:
+        for task in self._starting:
+            task.cancel()
+        await asyncio.gather(*self._starting, return_exceptions=True)
+        await asyncio.gather(*(c.stop() for c in self._connections), return_exceptions=True)
+        if self._manager is not None:
+            self._manager.async_stop()
+            self._manager = None
+
+    # -- what the proxies hear -------------------------------------------------------
+
+    @property
+    def manager(self) -> BluetoothManager:
+        if self._manager is None:
+            raise ProxyError("the proxies are not started")
+        return self._manager
+
+    def scanners(self) -> list[BaseHaScanner]:
+        """The proxies that are connected now, as habluetooth's scanners."""
+        if self._manager is None:
+            return []
+        return [s for s in self._manager.async_current_scanners() if s.connectable]
+
+    def states(self) -> list[ProxyState]:
+        """Every configured proxy: its slots when reachable."""
+        states = []
+        for scanner in self.scanners():
+            allocations = scanner.get_allocations()
+            states.append(
+                ProxyState(
+                    name=scanner.name,
+                    address=self._names.get(scanner.source),
+                    reachable=True,
+                    slots=allocations.slots if allocations else None,
+                    free=allocations.free if allocations else None,
+                )
+            )
+        seen = {s.address for s in states}
+        states += [
+            ProxyState(name=c.address, address=c.address, reachable=False)
+            for c in self.configs
+            if c.address not in seen
+        ]
+        return states
+
+    def heard(self) -> list[Heard]:
+        """Every device some proxy hears, with each proxy's signal; strongest first."""
+        manager = self.manager
+        found = []
+        for device in manager.async_discovered_devices(True):
+            heard = self.hearing(device.address)
+            if heard is not None:
+                found.append(heard)
+        return sorted(found, key=lambda h: -h.rssi)
+
+    def hearing(self, address: str) -> Heard | None:
+        """How the proxies hear one address now; None when none does."""
+        paths = sorted(
+            self.manager.async_scanner_devices_by_address(address, True),
+            key=lambda p: -p.advertisement.rssi,
+        )
+        if not paths:
+            return None
+        hearings = []
+        for path in paths:
+            allocations = path.scanner.get_allocations()
+            free = allocations.free if allocations else None
+            hearings.append(Hearing(path.scanner.name, path.advertisement.rssi, free))
+        best = paths[0]
+        return Heard(best.ble_device, best.advertisement, tuple(hearings))
+
+    async def find(self, address_or_name: str, timeout: float) -> Heard:
+        """The gun with this address or advertised name, once some proxy hears it."""
+        from gunctl.links.scan import DeviceNotFoundError
+
+        wanted = address_or_name.strip()
+        by_address = bool(_ADDRESS.match(wanted))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for heard in self.heard():
+                if (
+                    heard.device.address.upper() == wanted.upper()
+                    if by_address
+                    else wanted in (heard.advertisement.local_name, heard.device.name)
+                ):
+                    return heard
+            if loop.time() >= deadline:
+                raise DeviceNotFoundError(
+                    f"no device {wanted!r} heard within {timeout:g} s by {self._describe()}"
+                )
+            await asyncio.sleep(POLL_S)
+
+    def _describe(self) -> str:
+        states = self.states()
+        up = [s.name for s in states if s.reachable]
+        down = [s.name for s in states if not s.reachable]
+        text = f"proxies {', '.join(up)}" if up else "any proxy"
+        return text + (f" (unreachable: {', '.join(down)})" if down else "")
+
+    async def open_link(
+        self,
+        address_or_name: str,
+        spec_name: str | None = None,
+        *,
+        clock: Clock,
+        timeout: float = 10.0,
+        specs: Iterable[DeviceSpec] | None = None,
+    ) -> tuple[ProxiedLink, DeviceSpec]:
+        """Find a gun through the proxies and work out its spec; the link is not connected."""
+        heard = await self.find(address_or_name, timeout)
+        spec = pick_spec(heard.device, heard.advertisement, spec_name, specs)
+        return ProxiedLink(self, heard.device, spec, clock=clock, rssi=heard.rssi), spec
+
+
+class ProxiedLink(BleakLink):
+    """A BleakLink whose bleak client is habluetooth's, so it connects through a proxy."""
+
+    def __init__(
+        self, proxies: Proxies, ble_device: BLEDevice, spec: DeviceSpec, *, clock: Clock, rssi: int
+    ) -> None:
+        super().__init__(
+            ble_device, spec, clock=clock, client_class=HaBleakClientWrapper, rssi=rssi
+        )
+        self.proxies = proxies
+
+    @property
+    def source(self) -> str | None:
+        """The proxy holding the connection, while connected."""
+        for scanner in self.proxies.scanners():
+            allocations = scanner.get_allocations()
+            if allocations and self.address.upper() in allocations.allocated:
+                return str(scanner.name)
+        return None
+
+    async def connect(self) -> None:
+        heard = self.proxies.hearing(self.address)
+        if heard is not None and all(h.free == 0 for h in heard.sources):
+            names = ", ".join(f"{h.source} (no free slot)" for h in heard.sources)
+            raise OutOfSlotsError(
+                f"{self.name} ({self.address}) is heard only by proxies with every "
+                f"connection slot in use: {names}; disconnect another device from one of "
+                "them, or raise its connection_slots"
+            )
+        await super().connect()
+
+    def _error(self, operation: str, exc: BaseException) -> LinkError:
+        # A write can meet the proxy's connection reset before bleak-esphome has
+        # told bleak that the device went: it is the same loss of the link.
+        if _proxy_gone(exc) and self.connected:
+            self._life.close("lost")
+        return super()._error(operation, exc)
+
+
+# What aioesphomeapi raises when the API connection to the proxy, and so every
+# Bluetooth link it held, is gone
+_GONE = (
+    ConnectionError,
+    SocketAPIError,
+    ConnectionNotEstablishedAPIError,
+    PingFailedAPIError,
+    BluetoothConnectionDroppedError,
+)
+
+
+def _proxy_gone(exc: BaseException) -> bool:
+    return isinstance(exc, _GONE) or isinstance(exc.__cause__, _GONE)

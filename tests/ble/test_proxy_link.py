@@ -1,0 +1,189 @@
+"""Guns through fake ESPHome proxies, with bleak-esphome, habluetooth and bleak unmodified.
+
+Each fake proxy listens on a loopback address of its own and speaks the ESPHome
+native API with aioesphomeapi's message definitions; gunctl's side is the same
+``Proxies`` and ``connect_ble`` a user runs. Real time, short plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import time
+
+import pytest
+
+from gunctl.control.supervisor import Start
+from gunctl.devices import connect_ble
+from gunctl.links.proxy import OutOfSlotsError, ProxiedLink
+from gunctl.specs.loader import load_specs
+from gunctl.specs.messages import SetLevel, SetSpeed
+
+from blehost import SHORT, Watch, eventually, is_stop, short_plan
+from proxyhost import House, reaching
+
+pytestmark = [pytest.mark.ble, pytest.mark.proxy]
+
+SPECS = load_specs()
+FAMILIES = [pytest.param(name, id=name) for name in SPECS]
+
+
+async def test_two_proxies_are_merged_showing_who_hears_each_gun_and_how_well(
+    house: House,
+) -> None:
+    hall = await house.proxy("hall", slots=3)
+    bedroom = await house.proxy("bedroom", slots=5)
+    shared = await house.gun(SPECS["theragun-gen4"])
+    lonely = await house.gun(SPECS["basic-5level"])
+    near = hall.add(shared, rssi=-80)
+    bedroom.add(shared, address=near.address, rssi=-48)
+    far = bedroom.add(lonely, rssi=-70)
+
+    async with reaching(hall, bedroom) as proxies:
+        heard = {h.device.address: h for h in proxies.heard()}
+        states = {s.name.split(" ")[0]: s for s in proxies.states()}
+
+    assert set(heard) == {near.address, far.address}
+    both = heard[near.address]
+    assert [h.source.split(" ")[0] for h in both.sources] == ["bedroom", "hall"]
+    assert all(abs(h.rssi - want) <= 2 for h, want in zip(both.sources, (-48, -80), strict=True))
+    assert both.advertisement.local_name == near.name
+    assert [h.source.split(" ")[0] for h in heard[far.address].sources] == ["bedroom"]
+    assert (states["hall"].slots, states["hall"].free) == (3, 3)
+    assert (states["bedroom"].slots, states["bedroom"].free) == (5, 5)
+    assert states["hall"].address == hall.address
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_session_runs_to_completion_through_a_proxy(house: House, family: str) -> None:
+    key = base64.b64encode(os.urandom(32)).decode() if family == "gunctl-open" else None
+    proxy = await house.proxy("hall", psk=key)
+    gun = await house.gun(SPECS[family])
+    proxied = proxy.add(gun, rssi=-60)
+    plan = short_plan(gun.spec)
+    step = plan.steps[0]
+    async with reaching(proxy) as proxies:
+        device = await connect_ble(
+            proxied.address, clock=house.clock, timeout=SHORT, proxies=proxies
+        )
+        assert isinstance(device.ble, ProxiedLink)
+        assert (device.ble.source or "").startswith("hall")
+        assert proxy.free == proxy.slots - 1
+        watch = Watch(device, gun)
+        try:
+            await device.supervisor.request(Start(plan))
+            end = await watch.end(plan.planned_s + SHORT)
+            assert end.type == "session_completed", end
+            assert watch.of("safety_stop") == []
+        finally:
+            await watch.close()
+            await device.aclose()
+        await eventually(lambda: proxy.free == proxy.slots)
+
+    received = [record.command for record in gun.commands]
+    if gun.spec.discrete:
+        assert max(c.level for c in received if isinstance(c, SetLevel)) == step.level
+    else:
+        assert max(c.ppm for c in received if isinstance(c, SetSpeed)) == step.ppm
+    motion = [c for c in received if isinstance(c, SetSpeed | SetLevel) or is_stop(c)]
+    assert is_stop(motion[-1])
+    assert not gun.state.running
+    assert not gun.rejected
+    assert proxy.notified > 0  # telemetry came back through the proxy
+    if gun.spec.gatt.battery is not None:
+        assert proxy.counters.reads >= 1
+
+
+async def test_a_proxy_rebooting_mid_hold_ends_the_session_with_the_motor_stopped(
+    house: House,
+) -> None:
+    proxy = await house.proxy("hall")
+    gun = await house.gun(SPECS["gunctl-open"])
+    proxied = proxy.add(gun)
+    plan = short_plan(gun.spec, hold_s=30.0)
+    async with reaching(proxy) as proxies:
+        device = await connect_ble(
+            proxied.address, clock=house.clock, timeout=SHORT, proxies=proxies
+        )
+        watch = Watch(device, gun)
+        try:
+            await device.supervisor.request(Start(plan))
+            await watch.until("step_started")
+            await eventually(lambda: gun.state.running and gun.state.speed_ppm > 1000)
+
+            rebooted_at = house.clock.now()
+            proxy.reboot(down_s=0.5)
+            stop = await watch.until("safety_stop", 1.0)
+            end = await watch.end(1.0)
+            after = watch.arrived[watch.events.index(stop)] - rebooted_at
+            print(f"\nproxy reboot: link_lost safety stop {after * 1000:.1f} ms after it")
+            assert stop.rule == "link_lost"
+            assert (end.type, end.reason) == ("session_aborted", "link_lost")
+            await asyncio.wait_for(device.task, 1.0)
+            assert device.supervisor.ended == "link lost"
+            await eventually(lambda: not gun.state.running)
+            assert gun.link_endings[-1][1] == "timeout"  # the radio went; nobody said goodbye
+        finally:
+            await watch.close()
+            await device.aclose()
+
+        # The proxy comes back and hears the gun again; nothing restarts by itself.
+        await eventually(lambda: proxies.hearing(proxied.address) is not None, 10.0)
+        assert not gun.connected
+        assert not gun.state.running
+
+
+async def test_out_of_slots_is_a_clear_error_naming_the_proxy(house: House) -> None:
+    proxy = await house.proxy("hall", slots=1)
+    first = proxy.add(await house.gun(SPECS["gunctl-open"]))
+    second = proxy.add(await house.gun(SPECS["theragun-gen4"]))
+    async with reaching(proxy) as proxies:
+        holder, _ = await proxies.open_link(first.address, clock=house.clock, timeout=SHORT)
+        await holder.connect()
+        try:
+            await eventually(lambda: proxy.free == 0)
+            await eventually(lambda: proxies.hearing(second.address) is not None)
+            late, _ = await proxies.open_link(second.address, clock=house.clock, timeout=SHORT)
+            started = time.monotonic()
+            with pytest.raises(OutOfSlotsError, match=r"hall .*no free slot") as caught:
+                await late.connect()
+            assert time.monotonic() - started < 1.0  # refused at once, not timed out
+            assert second.address in str(caught.value)
+        finally:
+            await holder.disconnect()
+
+
+async def test_a_gun_heard_by_two_proxies_connects_through_the_stronger_with_a_free_slot(
+    house: House,
+) -> None:
+    strong = await house.proxy("hall", slots=1)
+    weak = await house.proxy("bedroom", slots=3)
+    gun = await house.gun(SPECS["gunctl-open"])
+    other = await house.gun(SPECS["theragun-gen4"])
+    target = strong.add(gun, rssi=-45)
+    weak.add(gun, address=target.address, rssi=-85)
+    blocker = strong.add(other, rssi=-50)
+    async with reaching(strong, weak) as proxies:
+        link, _ = await proxies.open_link(target.address, clock=house.clock, timeout=SHORT)
+        await link.connect()
+        try:
+            assert (link.source or "").startswith("hall")
+            assert target.address in strong.links
+        finally:
+            await link.disconnect()
+        await eventually(lambda: strong.free == 1 and gun.connected is False)
+
+        # The strong proxy's only slot taken: the weaker one carries the gun.
+        held, _ = await proxies.open_link(blocker.address, clock=house.clock, timeout=SHORT)
+        await held.connect()
+        await eventually(lambda: strong.free == 0)
+        await eventually(lambda: proxies.hearing(target.address) is not None)
+        link, _ = await proxies.open_link(target.address, clock=house.clock, timeout=SHORT)
+        await link.connect()
+        try:
+            assert (link.source or "").startswith("bedroom")
+            assert target.address in weak.links
+        finally:
+            await link.disconnect()
+            await held.disconnect()
