@@ -86,6 +86,7 @@ async def simulate(
         host = Host(device)
         await host.connect()
         opened = clock.now()
+        await clock.sleep(0.05)  # let the host's listener subscribe before anything is asked
         if CommandKind.VERSION_REQUEST in spec.commands:
             await host.send(VersionRequest())
         host.start_keepalive()

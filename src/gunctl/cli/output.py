@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -46,6 +46,6 @@ def report_problems(problems: Sequence[Problem], as_json: bool) -> None:
         click.echo(str(problem), err=True)
 
 
-def fail_invalid(error: InvalidFileError, as_json: bool) -> None:
+def fail_invalid(error: InvalidFileError, as_json: bool) -> NoReturn:
     report_problems(error.problems, as_json)
     sys.exit(EXIT_INVALID)

@@ -97,6 +97,148 @@ def validate_specs(files: tuple[Path, ...], as_json: bool) -> None:
     emit(result, as_json, lambda r: "\n".join(f"{f}: ok" for f in r["files"]))
 
 
+@specs.command("draft")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--output", "-o", type=click.Path(path_type=Path, dir_okay=False), help="Write the YAML here."
+)
+@click.option("--name", help="The family's name (default: the output file's name, or draft).")
+@click.option(
+    "--mark",
+    "marks",
+    multiple=True,
+    metavar="T=WHAT",
+    help="What you did at T seconds into the capture: 12.5=speed:2400, 20=level:3, 31=stop.",
+)
+@json_option
+def draft_spec(
+    file: Path, output: Path | None, name: str | None, marks: tuple[str, ...], as_json: bool
+) -> None:
+    """Draft a spec from a capture (FILE): layout, checksum, frame kinds, golden vectors.
+
+    Exits 1 when the capture's frames cannot be laid out (no constant header:
+    encrypted or rolling-code frames look like this).
+    """
+    from gunctl.capture import Capture
+    from gunctl.capture.draft import Mark, check_file, draft_spec
+    from gunctl.capture.frames import gather
+    from gunctl.capture.specfile import render
+    from gunctl.cli.capture import records_or_fail
+
+    try:
+        parsed = [Mark.parse(m) for m in marks]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--mark") from exc
+    family = _family_name(name or (output.stem if output else "draft"))
+    source = Capture(file)
+    frames = gather(records_or_fail(source), source.reader.tables)
+    draft = draft_spec(frames, family, file.name, parsed)
+    text = render(draft) if draft.spec is not None else None
+    problems = check_file(family, text) if text is not None else []
+    if text is not None and output is not None:
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"gunctl: cannot write {output}: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_INVALID)
+    result = {**draft.as_json(), "problems": problems, "output": str(output) if output else None}
+    if as_json:
+        emit({**result, "yaml": text if output is None else None}, True, str)
+    else:
+        for line in draft.findings:
+            click.echo(f"found: {line}", err=True)
+        for line in draft.warnings + problems:
+            click.echo(f"note: {line}", err=True)
+        if text is not None and output is None:
+            click.echo(text, nl=False)
+        elif text is not None:
+            click.echo(
+                f"{output}: drafted; check it with `gunctl specs validate {output}`", err=True
+            )
+    if text is None or problems:
+        sys.exit(1)
+
+
+@specs.command("check")
+@click.argument("spec_ref", metavar="SPEC")
+@click.option(
+    "--capture",
+    "capture_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="A btsnoop or btmon capture of the device.",
+)
+@json_option
+def check_spec(spec_ref: str, capture_file: Path, as_json: bool) -> None:
+    """Replay every frame of a capture through SPEC (a name or a file), both ways.
+
+    Exits 1 when a frame the spec claims (its header, an opcode it knows) does
+    not decode or does not encode back to the same bytes, or when no frame of
+    the capture is the spec's.
+    """
+    from gunctl.capture import Capture
+    from gunctl.capture.replay import replay
+    from gunctl.cli.capture import records_or_fail
+
+    spec = _load_one(spec_ref, as_json)
+    coverage = replay(spec, records_or_fail(Capture(capture_file)))
+    emit(coverage.as_json(), as_json, _coverage_text)
+    if not coverage.ok:
+        sys.exit(1)
+
+
+def _load_one(ref: str, as_json: bool) -> DeviceSpec:
+    """A spec by file path (``*.yaml``) or by the name of a shipped one."""
+    from gunctl.datafile import InvalidFileError
+    from gunctl.specs.loader import get_spec, load_spec
+
+    try:
+        return load_spec(Path(ref)) if ref.endswith((".yaml", ".yml")) else get_spec(ref)
+    except InvalidFileError as exc:
+        fail_invalid(exc, as_json)
+    except KeyError as exc:
+        click.echo(f"gunctl: {exc.args[0]}", err=True)
+        sys.exit(EXIT_INVALID)
+
+
+def _coverage_text(result: dict[str, Any]) -> str:
+    from rich.console import Group
+    from rich.table import Table
+
+    table = Table(
+        "direction", "decoded as", "frames", title=f"{result['spec']}: coverage", box=None
+    )
+    for direction, kinds in result["kinds"].items():
+        for kind, n in kinds.items():
+            table.add_row(direction, kind, str(n))
+    lines: list[Any] = [table]
+    for direction, outcomes in result["outcomes"].items():
+        shown = ", ".join(f"{n} {outcome}" for outcome, n in outcomes.items())
+        lines.append(f"{direction}: {shown}")
+    for direction, reasons in result["refused"].items():
+        for reason, n in reasons.items():
+            lines.append(f"[red]refused[/]: {n} {direction} frames, {reason}")
+    for example in result["examples"]:
+        lines.append(f"  at {example['t']:.3f} s: {example['value']} ({example['reason']})")
+    for direction, opcodes in result["unknown_opcodes"].items():
+        for opcode, n in opcodes.items():
+            lines.append(f"unknown kind: {n} {direction} frames with opcode {opcode}")
+    if not result["outcomes"]:
+        lines.append("no write or notification of the capture is on this spec's characteristics")
+    elif result["unseen_kinds"]:
+        lines.append("not in the capture: " + ", ".join(result["unseen_kinds"]))
+    lines.append("ok" if result["ok"] else "[red]FAILED[/]: the spec does not explain this capture")
+    return to_text(Group(*lines))
+
+
+def _family_name(text: str) -> str:
+    """A spec name (lowercase letters, digits, dashes) made from ``text``."""
+    import re
+
+    name = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return name or "draft"
+
+
 def _unit(field: FieldSpec) -> str:
     for suffix, unit in (("_ppm", "ppm"), ("_a", "A"), ("_n", "N"), ("_c", "°C"), ("_pct", "%")):
         if field.name.endswith(suffix):

@@ -54,8 +54,9 @@ class DecodeFailure(StrEnum):
 class DecodeError(ValueError):
     """Bytes that are not a valid frame of this spec; ``reason`` says which check failed."""
 
-    def __init__(self, reason: DecodeFailure, detail: str) -> None:
+    def __init__(self, reason: DecodeFailure, detail: str, opcode: int | None = None) -> None:
         self.reason = reason
+        self.opcode = opcode  # the frame's opcode, for an unknown one
         super().__init__(f"{reason.value}: {detail}")
 
 
@@ -256,7 +257,7 @@ class Codec:
         one with more matching constants is the more specific meaning.
         """
         if not candidates:
-            raise DecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode 0x{opcode:02x}")
+            raise DecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode 0x{opcode:02x}", opcode)
         fitting = [
             (sum(f.const is not None for f in m.fields), k, m)
             for k, m in candidates
