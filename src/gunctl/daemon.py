@@ -6,8 +6,11 @@ until the link is lost, and connects again after a back-off that doubles up to
 a cap, with jitter so that several daemons do not retry in step. A gun that
 comes back is stopped and idle: nothing resumes on its own.
 
-:meth:`Daemon.execute` is the only way a command reaches a gun, whatever sent
-it (the MQTT ``set`` topic, Home Assistant's buttons, select and number). It
+:meth:`Daemon.submit` is the only way a command reaches a gun, whatever sent
+it (the MQTT ``set`` and ``stop`` topics, Home Assistant's buttons, select and
+number, ``stop_all``). Each gun's commands go through its :class:`~gunctl.lane.Lane`,
+which runs them in arrival order except that a stop wins (see that module), and
+then through :meth:`Daemon.execute`. It
 hands requests to the Supervisor, which stays the only writer to the device:
 nothing here can raise a setpoint. A start is planned with ``make_plan`` under
 the lowest of the command's intensity cap and the configured one, so no MQTT
@@ -20,6 +23,8 @@ about session events and links coming and going.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -33,6 +38,7 @@ from gunctl.control.events import Event, SafetyStop, SessionStarted, Subscriptio
 from gunctl.control.supervisor import RequestError, Simple, Start
 from gunctl.datafile import suggest
 from gunctl.devices import Device
+from gunctl.lane import Lane, Result
 from gunctl.mqtt.commands import (
     CommandError,
     DeviceCommand,
@@ -48,6 +54,8 @@ from gunctl.specs.models import DeviceSpec
 from gunctl.store.history import History, follow
 
 log = structlog.get_logger("gunctl.daemon")
+
+FOLLOWER_WAIT_S = 2.0  # the longest a start waits for the last session's end to be written
 
 SimpleKind = Literal["pause", "resume", "skip", "confirm_head", "stop", "pain"]
 _SIMPLE: dict[str, SimpleKind] = {
@@ -118,8 +126,7 @@ class DeviceSlot:
     fault: bool = False  # the last session ended in a safety stop
     last_safety_stop: SafetyStop | None = None
     connects: int = 0
-    stops: int = 0  # bumped by every stop, so a start that raced a stop does not go ahead
-    start_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    lane: Lane = field(init=False)  # set by the Daemon, which runs its commands
     follower: asyncio.Task[Any] | None = None
     task: asyncio.Task[None] | None = None
 
@@ -164,6 +171,8 @@ class Daemon:
             self.slots[device_id] = DeviceSlot(
                 device_id, "ble", address, None, selected=Selection(intensity_cap=default_cap)
             )
+        for device_id, slot in self.slots.items():
+            slot.lane = Lane(functools.partial(self.execute, device_id), device_id)
 
     @property
     def protocols(self) -> list[str]:
@@ -270,8 +279,21 @@ class Daemon:
 
     # -- commands ------------------------------------------------------------------
 
-    async def execute(self, device_id: str, command: DeviceCommand) -> dict[str, Any]:
-        """Carry out ``command`` on ``device_id``; return details, or raise CommandError."""
+    def submit(self, device_id: str, command: DeviceCommand) -> asyncio.Future[Result]:
+        """Queue ``command`` on the gun's lane: a stop wins, the rest run in order.
+
+        The future ends with the command's result, or with its CommandError.
+        """
+        slot = self.slots.get(device_id)
+        if slot is None:
+            raise CommandError("unknown_device", f"no gun {device_id!r} is served here")
+        return slot.lane.submit(command)
+
+    async def execute(self, device_id: str, command: DeviceCommand) -> Result:
+        """Carry out ``command`` on ``device_id`` now; return details, or raise CommandError.
+
+        Commands from outside go through :meth:`submit`, which orders them.
+        """
         slot = self.slots.get(device_id)
         if slot is None:
             raise CommandError("unknown_device", f"no gun {device_id!r} is served here")
@@ -301,6 +323,7 @@ class Daemon:
         return {"selected": slot.selected.as_dict()}
 
     async def _start(self, slot: DeviceSlot, command: StartCommand) -> dict[str, Any]:
+        stops = slot.lane.stops
         if not self.settings.red_flags_acknowledged:
             raise CommandError(
                 "red_flags_not_acknowledged",
@@ -308,38 +331,49 @@ class Daemon:
                 "set red_flags_acknowledged = true in the gunctl serve configuration "
                 "(or GUNCTL_RED_FLAGS_ACKNOWLEDGED=true).",
             )
-        async with slot.start_lock:
-            device = slot.device
-            if device is None or not device.connected:
-                raise CommandError("offline", f"{slot.device_id} is not connected")
-            supervisor = device.supervisor
-            if supervisor.running:
-                raise CommandError(
-                    "busy", f"a session is already running on {slot.device_id}; stop it first"
-                )
-            name = command.protocol or slot.selected.protocol
-            if name is None:
-                raise CommandError(
-                    "invalid", 'no protocol given, and none selected: add "protocol"'
-                )
-            protocol = self.catalogue.protocols[self._protocol(name)]
-            side = command.side or slot.selected.side
-            asked = command.intensity_cap or slot.selected.intensity_cap
-            cap = min(asked, self.settings.intensity_cap)
-            try:
-                plan = make_plan(
-                    protocol,
-                    self.catalogue.muscles,
-                    device.spec,
-                    side=side,
-                    user_cap=cap,
-                    owned_heads=self.settings.heads,
-                    blocked=await asyncio.to_thread(device.supervisor.exposure.pain_blocks),
-                )
-            except PlanError as exc:
-                raise CommandError("refused", str(exc)) from None
-            stops = slot.stops
-            subscription = supervisor.bus.subscribe()  # before Start: no event may be missed
+        device = slot.device
+        if device is None or not device.connected:
+            raise CommandError("offline", f"{slot.device_id} is not connected")
+        supervisor = device.supervisor
+        if supervisor.running:
+            raise CommandError(
+                "busy", f"a session is already running on {slot.device_id}; stop it first"
+            )
+        name = command.protocol or slot.selected.protocol
+        if name is None:
+            raise CommandError("invalid", 'no protocol given, and none selected: add "protocol"')
+        protocol = self.catalogue.protocols[self._protocol(name)]
+        side = command.side or slot.selected.side
+        asked = command.intensity_cap or slot.selected.intensity_cap
+        cap = min(asked, self.settings.intensity_cap)
+        try:
+            plan = make_plan(
+                protocol,
+                self.catalogue.muscles,
+                device.spec,
+                side=side,
+                user_cap=cap,
+                owned_heads=self.settings.heads,
+                blocked=await asyncio.to_thread(device.supervisor.exposure.pain_blocks),
+            )
+        except PlanError as exc:
+            raise CommandError("refused", str(exc)) from None
+        if slot.follower is not None and not slot.follower.done():
+            # the last session's end is still being written: a new row now would close it
+            # as interrupted and lose how it really ended
+            await asyncio.wait({slot.follower}, timeout=FOLLOWER_WAIT_S)
+        if slot.lane.stops != stops or slot.device is not device:
+            raise CommandError("cancelled", "a stop arrived before the session began", command.id)
+        subscription = supervisor.bus.subscribe()  # before Start: no event may be missed
+        try:
+            await supervisor.request(Start(plan))  # handed over at once: nothing awaits before
+        except RequestError as exc:
+            subscription.close()
+            raise CommandError("refused", str(exc)) from None
+        # The row is written once the Supervisor took the session, so a refused start
+        # leaves none; every session begins at a head change, so the motor is still
+        # stopped, and the next command for this gun waits for this one to finish.
+        try:
             session_id = await asyncio.to_thread(
                 self.history.begin,
                 device=supervisor.device_id,
@@ -352,45 +386,43 @@ class Daemon:
                 simulated=device.simulated,
                 time_scale=self.clock.scale,
             )
-            try:
-                if slot.stops != stops or slot.device is not device:
-                    raise RequestError("a stop arrived before the session began")
-                await supervisor.request(Start(plan))
-            except RequestError as exc:
-                subscription.close()
-                await asyncio.to_thread(self.history.interrupt, session_id, f"not started: {exc}")
-                raise CommandError("refused", str(exc)) from None
+        except Exception as exc:
+            subscription.close()
+            log.error("history_begin_failed", device=slot.device_id, error=str(exc))
+            with contextlib.suppress(RequestError):
+                await supervisor.request(Simple("stop"))
+            raise CommandError(
+                "refused", f"the session could not be recorded, so it was stopped: {exc}"
+            ) from None
 
-            def progress() -> dict[tuple[str, str], float]:
-                session = supervisor.session
-                return dict(session.worked) if session is not None else {}
+        def progress() -> dict[tuple[str, str], float]:
+            session = supervisor.session
+            return dict(session.worked) if session is not None else {}
 
-            slot.follower = asyncio.create_task(
-                follow(self.history, subscription, session_id, progress=progress),
-                name=f"history {slot.device_id}",
-            )
-            log.info(
-                "session_requested",
-                device=slot.device_id,
-                protocol=plan.protocol,
-                side=side,
-                intensity_cap=cap,
-                session=session_id,
-            )
-            return {
-                "session": session_id,
-                "protocol": plan.protocol,
-                "side": side,
-                "intensity_cap": cap,
-                "steps": len(plan.steps),
-                "planned_s": round(plan.planned_s, 1),
-                "skipped": [str(s) for s in plan.skipped],
-            }
+        slot.follower = asyncio.create_task(
+            follow(self.history, subscription, session_id, progress=progress),
+            name=f"history {slot.device_id}",
+        )
+        log.info(
+            "session_requested",
+            device=slot.device_id,
+            protocol=plan.protocol,
+            side=side,
+            intensity_cap=cap,
+            session=session_id,
+        )
+        return {
+            "session": session_id,
+            "protocol": plan.protocol,
+            "side": side,
+            "intensity_cap": cap,
+            "steps": len(plan.steps),
+            "planned_s": round(plan.planned_s, 1),
+            "skipped": [str(s) for s in plan.skipped],
+        }
 
     async def _session(self, slot: DeviceSlot, command: SessionCommand) -> dict[str, Any]:
         kind = _SIMPLE[command.action]
-        if kind in ("stop", "pain"):
-            slot.stops += 1
         device = slot.device
         if device is None or not device.connected:
             raise CommandError("offline", f"{slot.device_id} is not connected")
@@ -407,18 +439,18 @@ class Daemon:
         return {}
 
     async def stop_all(self) -> list[str]:
-        """Stop every connected gun at once; return the ids of those stopped."""
-        slots = [s for s in self.slots.values() if s.connected]
+        """Stop every gun at once, each through its lane; return the ids of those stopped."""
+        slots = list(self.slots.values())  # an offline gun's waiting commands are cancelled too
         results = await asyncio.gather(
-            *(self._session(s, SessionCommand(action="stop")) for s in slots),
+            *(s.lane.submit(SessionCommand(action="stop")) for s in slots),
             return_exceptions=True,
         )
         stopped = []
         for slot, outcome in zip(slots, results, strict=True):
-            if isinstance(outcome, BaseException):
-                log.error("stop_failed", device=slot.device_id, error=str(outcome))
-            else:
+            if not isinstance(outcome, BaseException):
                 stopped.append(slot.device_id)
+            elif slot.connected:
+                log.error("stop_failed", device=slot.device_id, error=str(outcome))
         return stopped
 
     # -- closing -------------------------------------------------------------------
@@ -427,6 +459,8 @@ class Daemon:
         """Stop every motor, end every Supervisor, close the history."""
         self._closing = True
         await self.stop_all()
+        for slot in self.slots.values():
+            await slot.lane.aclose()
         followers = [s.follower for s in self.slots.values() if s.follower is not None]
         for slot in self.slots.values():
             if slot.device is not None:

@@ -41,6 +41,10 @@ BAD: list[tuple[str, Any, str, str]] = [
         "intensity_cap",
     ),
     ("cap not a number", {"action": "start", "intensity_cap": "max"}, "invalid", "intensity_cap"),
+    ("cap a boolean", {"action": "start", "intensity_cap": True}, "invalid", "intensity_cap"),
+    ("cap a string", {"action": "start", "intensity_cap": "0.25"}, "invalid", "intensity_cap"),
+    ("id a boolean", {"action": "start", "protocol": "tiny", "id": True}, "invalid", "id"),
+    ("nested deeply", b"[" * 3000 + b"]" * 1000, "not_json", "nested too deeply"),
     ("unknown side", {"action": "start", "protocol": "tiny", "side": "middle"}, "invalid", "side"),
     ("unknown protocol", {"action": "start", "protocol": "glutes"}, "unknown_protocol", "'glutes'"),
     ("select unknown", {"action": "select", "protocol": "nope"}, "unknown_protocol", "'nope'"),
@@ -71,6 +75,8 @@ async def test_bad_commands_are_refused_counted_and_change_nothing(
                 assert words in result["error"], (what, result["error"])
                 if not isinstance(payload, bytes) and "action" in payload and reason != "invalid":
                     assert result["id"] == what
+                if not isinstance(payload, bytes) and payload.get("action") in ("start", "select"):
+                    assert result["action"] == payload["action"], (what, result)
                 assert not slot.device.supervisor.running, what  # type: ignore[union-attr]
             assert slot.device is not None
             assert slot.device.sim is not None
@@ -104,6 +110,36 @@ async def test_bad_commands_are_refused_counted_and_change_nothing(
             assert stop["ok"]
             await watcher.state(device_id, lambda s: not s["running"])
             assert watcher.events(device_id)[-1] == "session_aborted"
+
+
+async def test_a_stop_with_stray_fields_still_stops_and_says_what_it_ignored(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            for stop in (
+                {"action": "stop", "speed": 0, "id": "s1"},
+                {"action": "pain_stop", "id": {"not": "an id"}},
+                {"action": "stop", "id": "x" * 500},
+            ):
+                assert (await watcher.command(device_id, {"action": "start", "protocol": "long"}))[
+                    "ok"
+                ]
+                assert (await watcher.command(device_id, {"action": "confirm_head"}))["ok"]
+                since = len(watcher.seen)
+                await watcher.client.publish(topics.set(device_id), json.dumps(stop), qos=1)
+                result = (await watcher.first(topics.result(device_id), since)).json()
+                assert result["ok"], result
+                assert result["action"] == stop["action"]
+                assert result["ignored"] == (["speed"] if "speed" in stop else ["id"])
+                assert supervisor.driver.setpoint.stopped
+                if stop["action"] == "stop":
+                    await watcher.state(device_id, lambda s: not s["running"])
+                else:
+                    assert (await watcher.command(device_id, {"action": "stop"}))["ok"]
 
 
 async def test_a_device_nobody_serves_gets_one_answer(

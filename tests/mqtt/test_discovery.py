@@ -182,11 +182,11 @@ async def test_discovery_payload_follows_home_assistant(
 
     # what Home Assistant would send is a command gunctl takes
     for key in ("start", "stop", "confirm_head", "pain_stop"):
-        assert parse_device_command(components[key]["payload_press"].encode()).action == key
+        assert parse_device_command(components[key]["payload_press"].encode()).command.action == key
     rendered = components["protocol"]["command_template"].replace("{{ value }}", "tiny")
-    assert parse_device_command(rendered.encode()).protocol == "tiny"  # type: ignore[union-attr]
+    assert parse_device_command(rendered.encode()).command.protocol == "tiny"  # type: ignore[union-attr]
     rendered = number["command_template"].replace("{{ value }}", "0.35")
-    assert parse_device_command(rendered.encode()).intensity_cap == 0.35  # type: ignore[union-attr]
+    assert parse_device_command(rendered.encode()).command.intensity_cap == 0.35  # type: ignore[union-attr]
 
 
 async def test_home_assistant_buttons_drive_the_gun(

@@ -13,10 +13,11 @@ Outgoing messages go through one outbox drained by one sender task, in order.
 Session events and results produced while the broker is away wait there (up to
 a bound) and go out after the reconnect; telemetry is not queued.
 
-Incoming commands: each device has a lane that runs its commands one after
-another, in arrival order, except ``stop`` and ``pain_stop``, which go to the
-gun at once. Every command gets a result on ``<device>/result`` and, under
-MQTT 5, on the message's response topic with its correlation data.
+Incoming commands are parsed here and handed to :meth:`Daemon.submit`, whose
+per-gun lane runs them in arrival order with a stop winning over everything
+that arrived before it (:mod:`gunctl.lane`). Every command gets a result on
+``<device>/result`` and, under MQTT 5, on the message's response topic with its
+correlation data.
 
 Several daemons may share a broker. Each acts only on its own devices. To
 answer a command for a device nobody serves, every daemon also listens to
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ from gunctl.mqtt.commands import (
     REASONS,
     CommandError,
     DeviceCommand,
+    Received,
     parse_bridge_command,
     parse_device_command,
 )
@@ -60,7 +63,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("gunctl.mqtt")
 
 OUTBOX_MAX = 2000  # events and results kept while the broker is away
-IMMEDIATE = ("stop", "pain_stop")  # never wait behind another command
 STATE_COALESCE_S = 0.05
 DEVICE_LIST_WAIT_S = 1.0
 
@@ -111,8 +113,6 @@ class Bridge:
         self._state_wake = asyncio.Event()
         self._known: set[str] = set()  # devices with a retained availability, anyone's
         self._bridges: set[str] = set()  # nodes whose bridge state is online
-        self._lanes: dict[str, asyncio.Queue[tuple[aiomqtt.Message, DeviceCommand]]] = {}
-        self._workers: list[asyncio.Task[None]] = []
         self._running: set[asyncio.Task[Any]] = set()
         self._listed = False
         self._firmware: dict[str, str | None] = {}
@@ -179,9 +179,9 @@ class Bridge:
                     await asyncio.wait_for(self._stopping.wait(), delay)
         self._client = None
         self.connected.clear()
-        for task in [*self._workers, *self._running]:
+        for task in self._running:
             task.cancel()
-        await asyncio.gather(*self._workers, *self._running, return_exceptions=True)
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def flushed(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far has gone to the broker."""
@@ -462,11 +462,12 @@ class Bridge:
                 or min(self._bridges | {self.settings.node_id}) != self.settings.node_id
             ):
                 return  # another daemon's device, or another daemon answers for strangers
+            action: str | None
             try:
-                parsed = parse_device_command(payload)
-                command_id, action = parsed.id, parsed.action
+                command = parse_device_command(payload).command
+                command_id, action = command.id, command.action
             except CommandError as exc:
-                command_id, action = exc.command_id, None
+                command_id, action = exc.command_id, exc.action
             error = CommandError(
                 "unknown_device",
                 f"no gunctl instance serves a device {device_id!r} "
@@ -475,68 +476,76 @@ class Bridge:
             self._refuse(device_id, message, command_id, action, error)
             return
         try:
-            command = parse_device_command(payload)
+            received = parse_device_command(payload)
         except CommandError as exc:
-            self._refuse(device_id, message, exc.command_id, None, exc)
+            self._refuse(device_id, message, exc.command_id, exc.action, exc)
             return
-        if command.action in IMMEDIATE:
-            self._spawn(self._execute(device_id, message, command))
-            return
-        lane = self._lanes.get(device_id)
-        if lane is None:
-            lane = self._lanes[device_id] = asyncio.Queue()
-            self._workers.append(asyncio.create_task(self._lane(lane), name=f"lane {device_id}"))
-        lane.put_nowait((message, command))
+        self._take(device_id, message, received)
 
-    async def _lane(self, lane: asyncio.Queue[tuple[aiomqtt.Message, DeviceCommand]]) -> None:
-        while True:
-            message, command = await lane.get()
-            device_id = self.topics.device_of(message.topic.value, "set")
-            assert device_id is not None
-            await self._execute(device_id, message, command)
-
-    async def _execute(
-        self, device_id: str, message: aiomqtt.Message, command: DeviceCommand
-    ) -> None:
+    def _take(self, device_id: str, message: aiomqtt.Message, received: Received[Any]) -> None:
+        """Hand a parsed command to the gun's lane; answer when it is done."""
         self.commands += 1
         self._diagnostics_dirty = True
-        try:
-            extra = await self.daemon.execute(device_id, command)
-        except CommandError as exc:
-            self._refuse(device_id, message, command.id, command.action, exc)
+        done = self.daemon.submit(device_id, received.command)
+        done.add_done_callback(functools.partial(self._answer, device_id, message, received))
+
+    def _answer(
+        self,
+        device_id: str,
+        message: aiomqtt.Message,
+        received: Received[DeviceCommand],
+        done: asyncio.Future[dict[str, Any]],
+    ) -> None:
+        command = received.command
+        if done.cancelled():
             return
-        except Exception as exc:
-            log.exception("command_failed", device=device_id, action=command.action)
-            self._refuse(
-                device_id,
-                message,
+        exc = done.exception()
+        if exc is None:
+            log.info("command_done", device=device_id, action=command.action, id=command.id)
+            body = payloads.result(
                 command.id,
-                command.action,
-                CommandError("refused", f"internal error: {exc}"),
+                device=device_id,
+                action=command.action,
+                ignored=received.ignored,
+                **done.result(),
             )
+            self._reply(self.topics.result(device_id), message, body)
+            self._mark(device_id)
             return
-        log.info("command_done", device=device_id, action=command.action, id=command.id)
-        body = payloads.result(command.id, device=device_id, action=command.action, **extra)
-        self._reply(self.topics.result(device_id), message, body)
+        if not isinstance(exc, CommandError):
+            log.error("command_failed", device=device_id, action=command.action, error=repr(exc))
+            exc = CommandError("refused", f"internal error: {exc}")
+        self._refuse(device_id, message, command.id, command.action, exc, received.ignored)
         self._mark(device_id)
 
     async def _bridge_command(self, message: aiomqtt.Message, payload: bytes) -> None:
         node = self.settings.node_id
         try:
-            command = parse_bridge_command(payload)
+            received = parse_bridge_command(payload)
         except CommandError as exc:
             self._count(exc, None)
             body = payloads.result(
-                exc.command_id, device=None, action=None, error=exc.message, reason=exc.reason
+                exc.command_id,
+                device=None,
+                action=exc.action,
+                error=exc.message,
+                reason=exc.reason,
             )
             self._reply(self.topics.bridge_result, message, {**body, "node": node})
             return
+        command = received.command
         self.commands += 1
         self._diagnostics_dirty = True
         self._state_wake.set()
         stopped = await self.daemon.stop_all()
         log.warning("stop_all", node=node, stopped=stopped, topic=message.topic.value)
-        body = payloads.result(command.id, device=None, action=command.action, stopped=stopped)
+        body = payloads.result(
+            command.id,
+            device=None,
+            action=command.action,
+            stopped=stopped,
+            ignored=received.ignored,
+        )
         self._reply(self.topics.bridge_result, message, {**body, "node": node})
 
     def _count(self, exc: CommandError, device_id: str | None) -> None:
@@ -552,10 +561,16 @@ class Bridge:
         command_id: str | int | None,
         action: str | None,
         exc: CommandError,
+        ignored: tuple[str, ...] = (),
     ) -> None:
         self._count(exc, device_id)
         body = payloads.result(
-            command_id, device=device_id, action=action, error=exc.message, reason=exc.reason
+            command_id,
+            device=device_id,
+            action=action,
+            error=exc.message,
+            reason=exc.reason,
+            ignored=ignored,
         )
         self._reply(self.topics.result(device_id), message, body)
 

@@ -2,9 +2,16 @@
 
 A device command is a JSON object with an ``action``; the models are a union
 discriminated on it, and every model forbids fields it does not know, so a
-misspelt key is refused rather than ignored. Parsing never raises anything but
+misspelt key is refused rather than ignored. Numbers are strict: ``true`` or
+``"0.25"`` is not a number. Parsing never raises anything but
 :class:`CommandError`, which carries a short machine-readable ``reason`` (counted
 per reason by the bridge) and a message written for a person.
+
+Stopping is lenient and starting is strict: a JSON object whose ``action`` is
+``stop`` or ``pain_stop`` stops, whatever else it carries (unknown fields, an
+``id`` that is not a short string or an integer); what was ignored is returned
+with the command, for the result to say. Refusing a stop over a stray field
+would leave a motor running for a typing mistake.
 
 Every way into a device (``<device>/set``, Home Assistant's buttons, select and
 number, which publish to that same topic) goes through :func:`parse_device_command`
@@ -14,9 +21,10 @@ and then through one executor, ``gunctl.daemon.Daemon.execute``.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
 
 MAX_PAYLOAD = 4096  # bytes; anything longer is refused unread
 
@@ -30,22 +38,32 @@ Reason = Literal[
     "red_flags_not_acknowledged",  # starts are refused until the config says the flags were read
     "offline",  # the device's link is down
     "refused",  # the plan or the Supervisor refused it; the message says why
+    "cancelled",  # a stop for the same gun arrived after it and before it ran
+    "retained",  # published with the retain flag: it would run again on every reconnect
 ]
 REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
 
 Side = Literal["left", "right", "both"]
-CommandId = Annotated[str, Field(max_length=128)] | int
-IntensityCap = Annotated[float, Field(gt=0.0, le=1.0)]
+CommandId = Annotated[str, Field(max_length=128, strict=True)] | StrictInt
+IntensityCap = Annotated[float, Field(gt=0.0, le=1.0, strict=True)]
+STOPS = ("stop", "pain_stop")
 
 
 class CommandError(Exception):
     """A command refused before or while it was carried out."""
 
-    def __init__(self, reason: Reason, message: str, command_id: CommandId | None = None) -> None:
+    def __init__(
+        self,
+        reason: Reason,
+        message: str,
+        command_id: CommandId | None = None,
+        action: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason: Reason = reason
         self.message = message
         self.command_id = command_id
+        self.action = action  # when the payload named a known one
 
 
 class _Command(BaseModel):
@@ -95,17 +113,52 @@ T = TypeVar("T")
 
 _DEVICE: TypeAdapter[DeviceCommand] = TypeAdapter(DeviceCommand)
 _BRIDGE: TypeAdapter[BridgeCommand] = TypeAdapter(BridgeCommand)
+_ID: TypeAdapter[CommandId] = TypeAdapter(CommandId)
 
 
-def parse_device_command(payload: bytes) -> DeviceCommand:
-    return _parse(payload, _DEVICE, DEVICE_ACTIONS)
+@dataclass(frozen=True)
+class Received(Generic[T]):
+    """A command read from a payload, and the fields a lenient stop passed over."""
+
+    command: T
+    ignored: tuple[str, ...] = ()
 
 
-def parse_bridge_command(payload: bytes) -> BridgeCommand:
-    return _parse(payload, _BRIDGE, BRIDGE_ACTIONS)
+def parse_device_command(payload: bytes) -> Received[DeviceCommand]:
+    data = _object(payload)
+    if data.get("action") in STOPS:
+        command_id, ignored = _lenient(data)
+        stop = SessionCommand(action=data["action"], id=command_id)
+        return Received(stop, ignored)
+    return Received(_validate(data, _DEVICE, DEVICE_ACTIONS))
 
 
-def _parse(payload: bytes, adapter: TypeAdapter[T], actions: tuple[str, ...]) -> T:
+def parse_bridge_command(payload: bytes) -> Received[BridgeCommand]:
+    data = _object(payload)
+    if data.get("action") in BRIDGE_ACTIONS:
+        command_id, ignored = _lenient(data)
+        return Received(StopAllCommand(action="stop_all", id=command_id), ignored)
+    return Received(_validate(data, _BRIDGE, BRIDGE_ACTIONS))
+
+
+def _lenient(data: dict[str, Any]) -> tuple[CommandId | None, tuple[str, ...]]:
+    """The id of a stop if it is a valid one, and the names of the fields passed over."""
+    ignored = sorted(str(key)[:40] for key in data if key not in ("action", "id"))
+    command_id = _id_of(data)
+    if "id" in data and command_id is None:
+        ignored.append("id")
+    return command_id, tuple(ignored)
+
+
+def _id_of(data: dict[str, Any]) -> CommandId | None:
+    try:
+        return _ID.validate_python(data.get("id"))
+    except ValidationError:
+        return None
+
+
+def _object(payload: bytes) -> dict[str, Any]:
+    """The payload as a JSON object, or CommandError; cheap checks first."""
     if len(payload) > MAX_PAYLOAD:
         raise CommandError(
             "too_large", f"the payload is {len(payload)} bytes; the most accepted is {MAX_PAYLOAD}"
@@ -114,19 +167,25 @@ def _parse(payload: bytes, adapter: TypeAdapter[T], actions: tuple[str, ...]) ->
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise CommandError("not_json", f"the payload is not JSON: {exc}") from None
+    except RecursionError:  # a few thousand brackets fit in MAX_PAYLOAD
+        raise CommandError("not_json", "the JSON is nested too deeply") from None
     if not isinstance(data, dict):
         raise CommandError(
             "not_json", f"the payload must be a JSON object, not {type(data).__name__}"
         )
-    command_id = data.get("id") if isinstance(data.get("id"), str | int) else None
+    return data
+
+
+def _validate(data: dict[str, Any], adapter: TypeAdapter[T], actions: tuple[str, ...]) -> T:
+    command_id = _id_of(data)
     action = data.get("action")
     if action not in actions:
-        shown = "no action" if action is None else f"unknown action {action!r}"
+        shown = "no action" if action is None else f"unknown action {str(action)[:40]!r}"
         raise CommandError("invalid", f"{shown}; expected one of: {', '.join(actions)}", command_id)
     try:
         return adapter.validate_python(data)
     except ValidationError as exc:
-        raise CommandError("invalid", describe(exc), command_id) from None
+        raise CommandError("invalid", describe(exc), command_id, str(action)) from None
 
 
 def describe(exc: ValidationError) -> str:

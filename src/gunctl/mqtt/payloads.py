@@ -118,9 +118,13 @@ def result(
     action: str | None,
     error: str | None = None,
     reason: str | None = None,
+    ignored: tuple[str, ...] = (),
     **extra: Any,
 ) -> dict[str, Any]:
-    """A ``<device>/result`` message: ``ok`` with details, or ``ok: false`` with why."""
+    """A ``<device>/result`` message: ``ok`` with details, or ``ok: false`` with why.
+
+    ``ignored`` names the fields a lenient stop passed over.
+    """
     body: dict[str, Any] = {
         "id": command_id,
         "ok": error is None,
@@ -130,5 +134,7 @@ def result(
     if error is not None:
         body["error"] = error
         body["reason"] = reason
+    if ignored:
+        body["ignored"] = list(ignored)
     body.update(extra)
     return body
