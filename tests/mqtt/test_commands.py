@@ -122,8 +122,8 @@ async def test_a_stop_with_stray_fields_still_stops_and_says_what_it_ignored(
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             for stop in (
                 {"action": "stop", "speed": 0, "id": "s1"},
-                {"action": "pain_stop", "id": {"not": "an id"}},
                 {"action": "stop", "id": "x" * 500},
+                {"action": "pain_stop", "id": {"not": "an id"}},  # last: it blocks the muscle
             ):
                 assert (await watcher.command(device_id, {"action": "start", "protocol": "long"}))[
                     "ok"
