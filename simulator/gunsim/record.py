@@ -13,7 +13,7 @@ and the disconnection. The same spec, seed and plan give the same bytes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,10 +172,10 @@ def _acl(pdu: bytes, sent: bool) -> Iterator[bytes]:
         yield struct.pack("<HH", CONNECTION | boundary << 12, len(chunk)) + chunk
 
 
-def write_capture(path: Path, frames: list[Frame], datalink: Datalink = Datalink.H4) -> int:
-    """Write ``frames`` as a btsnoop file; returns the number of records written."""
+def write_capture(path: Path, frames: Iterable[Frame], datalink: Datalink = Datalink.H4) -> int:
+    """Write ``frames`` (in time order) as a btsnoop file; returns the records written."""
     base = EPOCH_OFFSET_US + START_UNIX * 1_000_000
-    records = 0
+    records, last = 0, 0.0
     with path.open("wb") as stream:
         out = BtsnoopWriter(stream, datalink)
         connected = struct.pack("<BBHBB", 0x01, 0x00, CONNECTION, 0x00, 0x00) + PEER
@@ -185,7 +185,8 @@ def write_capture(path: Path, frames: list[Frame], datalink: Datalink = Datalink
             for packet in _acl(frame.pdu, frame.sent):
                 out.write(base + round(frame.at * 1e6), PacketType.ACL, frame.sent, packet)
                 records += 1
-        end = base + round(((frames[-1].at if frames else 0) + 0.1) * 1e6)
+            last = frame.at
+        end = base + round((last + 0.1) * 1e6)
         gone = struct.pack("<BHB", 0x00, CONNECTION, 0x16)
         out.write(end, PacketType.EVENT, False, bytes([0x05, len(gone)]) + gone)
     return records + 2

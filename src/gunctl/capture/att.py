@@ -16,6 +16,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from gunctl.capture.btsnoop import EPOCH_OFFSET_US, HciPacket, PacketType
 from gunctl.specs.models import Direction
@@ -69,9 +70,8 @@ def short_uuid(number: int) -> str:
     return uuid_text(number.to_bytes(2, "little"))
 
 
-@dataclass(frozen=True, slots=True)
-class AttRecord:
-    """One ATT write, notification or indication."""
+class AttRecord(NamedTuple):
+    """One ATT write, notification or indication (a tuple: captures hold millions)."""
 
     t: float  # seconds since the first packet of the capture
     connection: int  # the HCI connection handle
@@ -102,6 +102,11 @@ class GattTable:
     characteristics: dict[int, str] = field(default_factory=dict)  # value handle -> uuid
     properties: dict[int, int] = field(default_factory=dict)  # value handle -> property bits
     descriptors: dict[int, str] = field(default_factory=dict)  # handle -> uuid
+    uuids: dict[int, str] = field(default_factory=dict)  # both of the above, for lookups
+
+    def name(self, handle: int, uuid: str, characteristic: bool) -> None:
+        (self.characteristics if characteristic else self.descriptors)[handle] = uuid
+        self.uuids[handle] = uuid
 
     def service_of(self, handle: int) -> str | None:
         return next((u for s, e, u in self.services if s <= handle <= e), None)
@@ -125,14 +130,15 @@ class AttReader:
         self._first_us: int | None = None
 
     def records(self, packets: Iterable[HciPacket]) -> Iterator[AttRecord]:
+        acl, event = PacketType.ACL, PacketType.EVENT
         for packet in packets:
             if self._first_us is None:
                 self._first_us = packet.time_us
-            if packet.type is PacketType.ACL:
+            if packet.type is acl:
                 record = self._acl(packet)
                 if record is not None:
                     yield record
-            elif packet.type is PacketType.EVENT:
+            elif packet.type is event:
                 self._event(packet.data)
 
     def started_at_unix(self) -> float | None:
@@ -165,9 +171,17 @@ class AttReader:
         if len(data) < 4:
             self.skipped += 1
             return None
-        handle = int.from_bytes(data[0:2], "little") & 0x0FFF
+        handle = (data[0] | data[1] << 8) & 0x0FFF
         boundary = data[1] >> 4 & 0x3
-        conn = self._connection(handle)
+        conn = self.connections.get(handle) or self._connection(handle)
+        if boundary != 0x1 and len(data) >= 8:
+            length = data[4] | data[5] << 8
+            if len(data) - 8 >= length:  # the usual case: a whole L2CAP frame in one packet
+                if conn.pending:
+                    conn.pending.pop(packet.sent, None)
+                if data[6] != ATT_CID or data[7] != 0 or length < 1:
+                    return None
+                return self._att(packet, handle, conn, data[8 : 8 + length])
         fragment = data[4:]
         if boundary == 0x1:  # a continuation
             buffer = conn.pending.get(packet.sent)
@@ -198,17 +212,16 @@ class AttReader:
             return None
         if len(pdu) < 3:
             return None
-        handle = int.from_bytes(pdu[1:3], "little")
-        assert self._first_us is not None
+        handle = pdu[1] | pdu[2] << 8
         return AttRecord(
-            t=(packet.time_us - self._first_us) / 1e6,
-            connection=connection,
-            direction=Direction.HOST if packet.sent else Direction.DEVICE,
-            op=op,
-            handle=handle,
-            uuid=conn.gatt.characteristics.get(handle) or conn.gatt.descriptors.get(handle),
-            value=pdu[3:],
-            offset=packet.offset,
+            (packet.time_us - (self._first_us or 0)) / 1e6,
+            connection,
+            _DIRECTIONS[packet.sent],
+            op,
+            handle,
+            conn.gatt.uuids.get(handle),
+            pdu[3:],
+            packet.offset,
         )
 
     def _discovery(self, conn: _Connection, opcode: int, pdu: bytes) -> None:
@@ -221,7 +234,7 @@ class AttReader:
                 entry = pdu[at : at + size]
                 value_handle = int.from_bytes(entry[3:5], "little")
                 gatt.properties[value_handle] = entry[2]
-                gatt.characteristics[value_handle] = uuid_text(entry[5:])
+                gatt.name(value_handle, uuid_text(entry[5:]), characteristic=True)
         elif opcode == READ_BY_GROUP_RSP and len(pdu) > 2 and pdu[1] in (6, 20):
             size = pdu[1]
             for at in range(2, len(pdu) - size + 1, size):
@@ -233,7 +246,8 @@ class AttReader:
                 handle = int.from_bytes(pdu[at : at + 2], "little")
                 uuid = uuid_text(pdu[at + 2 : at + size])
                 if handle not in gatt.characteristics and uuid not in _DECLARATION_UUIDS:
-                    gatt.descriptors[handle] = uuid
+                    gatt.name(handle, uuid, characteristic=False)
 
 
 _DECLARATION_UUIDS = {short_uuid(n) for n in _DECLARATIONS}
+_DIRECTIONS = {True: Direction.HOST, False: Direction.DEVICE}  # by "sent by the host"

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 MAGIC = b"btsnoop\0"
 VERSION = 1
@@ -32,6 +31,7 @@ _RECORD_HEADER = struct.Struct(">IIIIq")
 EPOCH_OFFSET_US = 0x00DCDDB30F2F8000
 # No HCI packet is longer than an ACL packet with a 16-bit length plus its header
 MAX_PACKET = 0xFFFF + 5
+_CHUNK = 1 << 20
 
 
 class Datalink(IntEnum):
@@ -60,6 +60,7 @@ _MONITOR_OPCODES = {
     18: (PacketType.ISO, True),
     19: (PacketType.ISO, False),
 }
+_H4_TYPES = {t.value: t for t in PacketType}
 _MONITOR_BY_PACKET = {value: opcode for opcode, value in _MONITOR_OPCODES.items()}
 
 
@@ -72,9 +73,12 @@ class CaptureError(ValueError):
         super().__init__(f"offset {offset}: {message}")
 
 
-@dataclass(frozen=True, slots=True)
-class HciPacket:
-    """One HCI packet from a capture, without its H4 type byte."""
+class HciPacket(NamedTuple):
+    """One HCI packet from a capture, without its H4 type byte.
+
+    A named tuple rather than a dataclass: a capture holds millions of them,
+    and a tuple is the cheapest immutable record Python builds.
+    """
 
     offset: int  # where its record starts in the file
     time_us: int  # microseconds since 0000-01-01, as btsnoop stores it
@@ -106,29 +110,42 @@ def read_packets(stream: BinaryIO) -> Iterator[HciPacket]:
             f"(1002: Android HCI H4, 2001: Linux btmon)",
         )
     monitor = datalink == Datalink.MONITOR
-    offset = _FILE_HEADER.size
-    read = stream.read
-    unpack = _RECORD_HEADER.unpack
+    base = _FILE_HEADER.size  # file offset of buf[0]
+    buf, at = b"", 0  # a window of the file, read in large chunks; at: the next record in it
+    unpack = _RECORD_HEADER.unpack_from
     while True:
-        header = read(24)
-        if not header:
-            return
-        if len(header) < 24:
-            raise CaptureError(offset, f"record header cut short ({len(header)} of 24 bytes)")
-        original, included, flags, _drops, time_us = unpack(header)
+        if len(buf) - at < 24:
+            base, buf, at = base + at, _refill(stream, buf, at, 24), 0
+            if not buf:
+                return
+            if len(buf) < 24:
+                raise CaptureError(base, f"record header cut short ({len(buf)} of 24 bytes)")
+        offset = base + at
+        original, included, flags, _drops, time_us = unpack(buf, at)
         if included > original or included > MAX_PACKET:
             raise CaptureError(
                 offset, f"record lengths cannot be right (included {included}, original {original})"
             )
-        data = read(included)
-        if len(data) < included:
-            raise CaptureError(
-                offset, f"record cut short ({len(data)} of {included} bytes): the file is truncated"
-            )
-        packet = _packet(offset, monitor, flags, time_us, data, included < original)
-        offset += 24 + included
+        end = at + 24 + included
+        if end > len(buf):
+            base, buf, at = offset, _refill(stream, buf, at, 24 + included), 0
+            end = 24 + included
+            if end > len(buf):
+                have = len(buf) - 24
+                raise CaptureError(
+                    offset, f"record cut short ({have} of {included} bytes): the file is truncated"
+                )
+        packet = _packet(offset, monitor, flags, time_us, buf[at + 24 : end], included < original)
+        at = end
         if packet is not None:
             yield packet
+
+
+def _refill(stream: BinaryIO, buf: bytes, at: int, need: int) -> bytes:
+    """The unread rest of ``buf`` and a chunk more of the file (more if ``need`` asks)."""
+    rest = buf[at:]
+    more = stream.read(max(_CHUNK, need - len(rest)))
+    return rest + more if more else rest
 
 
 def _packet(
@@ -141,10 +158,9 @@ def _packet(
         return HciPacket(offset, time_us, kind[0], kind[1], data, cut)
     if not data:
         raise CaptureError(offset, "empty record: an H4 packet needs at least its type byte")
-    try:
-        kind_ = PacketType(data[0])
-    except ValueError:
-        raise CaptureError(offset, f"unknown HCI packet type 0x{data[0]:02x}") from None
+    kind_ = _H4_TYPES.get(data[0])
+    if kind_ is None:
+        raise CaptureError(offset, f"unknown HCI packet type 0x{data[0]:02x}")
     return HciPacket(offset, time_us, kind_, not flags & 1, data[1:], cut)
 
 

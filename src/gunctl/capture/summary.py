@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gunctl.capture.att import AttRecord
+from gunctl.capture.att import AttOp, AttRecord
+from gunctl.specs.models import Direction
 
 MAX_LENGTHS = 8  # distinct lengths listed before the summary gives a range only
 
@@ -22,7 +23,7 @@ class Characteristic:
     handle: int
     direction: str
     uuid: str | None
-    ops: set[str] = field(default_factory=set)
+    ops: set[AttOp] = field(default_factory=set)
     count: int = 0
     shortest: int = 0
     longest: int = 0
@@ -33,17 +34,21 @@ class Characteristic:
 
     def add(self, record: AttRecord) -> None:
         value = record.value
+        size = len(value)
         if self.count == 0:
-            self.prefix, self.shortest, self.longest = value, len(value), len(value)
+            self.prefix, self.shortest, self.longest = value, size, size
             self.first_t = record.t
-        else:
+        elif not value.startswith(self.prefix):
             self.prefix = _common(self.prefix, value)
-            self.shortest = min(self.shortest, len(value))
-            self.longest = max(self.longest, len(value))
-        if len(self.lengths) <= MAX_LENGTHS:
-            self.lengths.add(len(value))
-        self.uuid = self.uuid or record.uuid
-        self.ops.add(record.op.value)
+        if size not in self.lengths:
+            self.shortest = min(self.shortest, size)
+            self.longest = max(self.longest, size)
+            if len(self.lengths) <= MAX_LENGTHS:
+                self.lengths.add(size)
+        if record.op not in self.ops:
+            self.ops.add(record.op)
+        if self.uuid is None:
+            self.uuid = record.uuid
         self.count += 1
         self.last_t = record.t
 
@@ -54,7 +59,7 @@ class Characteristic:
             "handle": self.handle,
             "uuid": self.uuid,
             "direction": self.direction,
-            "ops": sorted(self.ops),
+            "ops": sorted(op.value for op in self.ops),
             "count": self.count,
             "lengths": None if many else sorted(self.lengths),
             "shortest": self.shortest,
@@ -77,13 +82,15 @@ class Summary:
     """Feed records with ``add``; ``rows`` lists characteristics in order of first sight."""
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[int, int, str], Characteristic] = {}
+        self._by_key: dict[tuple[int, int, Direction], Characteristic] = {}
 
     def add(self, record: AttRecord) -> None:
-        key = (record.connection, record.handle, record.direction.value)
+        key = (record.connection, record.handle, record.direction)
         row = self._by_key.get(key)
         if row is None:
-            row = self._by_key[key] = Characteristic(*key, uuid=record.uuid)
+            row = self._by_key[key] = Characteristic(
+                record.connection, record.handle, record.direction.value, record.uuid
+            )
         row.add(record)
 
     def add_all(self, records: Iterable[AttRecord]) -> Summary:

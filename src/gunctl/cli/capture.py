@@ -104,7 +104,7 @@ def _table(summary: Summary) -> str:
             f"0x{row.handle:04x}",
             row.uuid or "-",
             row.direction,
-            ",".join(sorted(row.ops)),
+            ",".join(sorted(op.value for op in row.ops)),
             str(row.count),
             shown,
             row.prefix.hex(" ") or "-",
