@@ -42,9 +42,7 @@ def make_capture(path: Path, records: int) -> int:
     """A btsnoop file of about ``records`` records; returns how many it holds."""
     session = asyncio.run(simulate(get_spec("gunctl-open"), scale=50.0))
     period = session[-1].at + 0.1
-    repeated = (
-        Frame(f.at + n * period, f.sent, f.pdu) for n in itertools.count() for f in session
-    )
+    repeated = (Frame(f.at + n * period, f.sent, f.pdu) for n in itertools.count() for f in session)
     return write_capture(path, itertools.islice(repeated, records - 2))
 
 
