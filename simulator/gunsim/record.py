@@ -36,21 +36,15 @@ from gunctl.specs.models import CommandKind, DeviceSpec
 from gunsim.device import SimDevice
 from gunsim.host import Host
 from gunsim.person import RandomPerson
+from gunsim.radio import COMMAND, TELEMETRY, gatt_table
 
 CONNECTION = 0x0040
 ACL_MTU = 27  # LE ACL data bytes per packet without data length extension
 START_UNIX = 1_767_225_600  # 2026-01-01: fixed, so a recording is reproducible
 PEER = bytes.fromhex("5566778899AA")  # the simulated gun's address, little-endian
 
-# The GATT table a simulated gun serves: handles of the vendor service
-SERVICE, COMMAND_DECL, COMMAND_VALUE, TELEMETRY_DECL, TELEMETRY_VALUE, TELEMETRY_CCCD = range(
-    0x10, 0x16
-)
-BATTERY_SERVICE, BATTERY_DECL, BATTERY_VALUE = 0x20, 0x21, 0x22
-# characteristic properties
-_WRITE_PROPS = 0x0C  # write, write without response
-_NOTIFY_PROPS = 0x10
-_READ_NOTIFY_PROPS = 0x12
+# characteristic properties, by BlueZ's flag names
+_PROPERTIES = {"read": 0x02, "write-without-response": 0x04, "write": 0x08, "notify": 0x10}
 _WRITE_RSP = 0x13
 _READ_BY_GROUP_REQ = 0x10
 _FIND_INFO_REQ = 0x04
@@ -97,15 +91,16 @@ async def simulate(
                 await host.tick()
         await host.close()
     frames = list(_discovery(spec))
+    command_handle, telemetry_handle, _ = _value_handles(spec)
     for written in host.sent:
         at = written.at - opened + 1.0  # discovery takes the first second
-        handle = struct.pack("<H", COMMAND_VALUE)
+        handle = struct.pack("<H", command_handle)
         op = WRITE_REQ if written.with_response else WRITE_CMD
         frames.append(Frame(at, True, bytes([op]) + handle + written.data))
         if written.with_response:
             frames.append(Frame(at + 0.0075, False, bytes([_WRITE_RSP])))
     for note in host.notes:
-        pdu = bytes([NOTIFY]) + struct.pack("<H", TELEMETRY_VALUE) + note.data
+        pdu = bytes([NOTIFY]) + struct.pack("<H", telemetry_handle) + note.data
         frames.append(Frame(note.received_at - opened + 1.0, False, pdu))
     frames.sort(key=lambda f: f.at)
     return frames
@@ -119,47 +114,47 @@ def _uuid_bytes(uuid: str) -> bytes:
     return raw[::-1]
 
 
+def _value_handles(spec: DeviceSpec) -> tuple[int, int, int]:
+    """The command value, telemetry value and telemetry notification-switch handles."""
+    chars = {c.role: c for s in gatt_table(spec) for c in s.characteristics}
+    command, telemetry = chars[COMMAND], chars[TELEMETRY]
+    assert telemetry.cccd_handle is not None
+    return command.value_handle, telemetry.value_handle, telemetry.cccd_handle
+
+
 def _discovery(spec: DeviceSpec) -> Iterator[Frame]:
-    """What a GATT client does after connecting, and what the gun answers."""
-    services = [(SERVICE, TELEMETRY_CCCD, spec.gatt.service)]
-    characteristics = [
-        (COMMAND_DECL, _WRITE_PROPS, COMMAND_VALUE, spec.gatt.command),
-        (TELEMETRY_DECL, _NOTIFY_PROPS, TELEMETRY_VALUE, spec.gatt.telemetry),
-    ]
-    if spec.gatt.battery is not None:
-        services.append((BATTERY_SERVICE, BATTERY_VALUE, spec.gatt.battery.service))
-        characteristics.append(
-            (BATTERY_DECL, _READ_NOTIFY_PROPS, BATTERY_VALUE, spec.gatt.battery.characteristic)
-        )
+    """What a GATT client does after connecting, and what the gun answers.
+
+    The handles are those every simulated radio serves (``gunsim.radio``).
+    """
     t = 0.05
     yield Frame(t, True, bytes([_MTU_REQ]) + struct.pack("<H", 247))
     yield Frame(t + 0.01, False, bytes([_MTU_RSP]) + struct.pack("<H", 247))
-    for start, end, uuid in services:  # one response per service: entry sizes may differ
+    table = gatt_table(spec)
+    for service in table:  # one response per service: entry sizes may differ
         t += 0.05
-        raw = _uuid_bytes(uuid)
-        yield Frame(
-            t,
-            True,
-            bytes([_READ_BY_GROUP_REQ]) + struct.pack("<HHH", start, 0xFFFF, PRIMARY_SERVICE),
-        )
-        entry = struct.pack("<HH", start, end) + raw
+        last = max(max(c.value_handle, c.cccd_handle or 0) for c in service.characteristics)
+        request = struct.pack("<HHH", service.handle, 0xFFFF, PRIMARY_SERVICE)
+        yield Frame(t, True, bytes([_READ_BY_GROUP_REQ]) + request)
+        entry = struct.pack("<HH", service.handle, last) + _uuid_bytes(service.uuid)
         yield Frame(t + 0.01, False, bytes([READ_BY_GROUP_RSP, len(entry)]) + entry)
-    for decl, props, value, uuid in characteristics:
+    for char in (c for s in table for c in s.characteristics):
         t += 0.05
-        yield Frame(
-            t, True, bytes([READ_BY_TYPE_REQ]) + struct.pack("<HHH", decl, 0xFFFF, CHARACTERISTIC)
-        )
-        entry = struct.pack("<HBH", decl, props, value) + _uuid_bytes(uuid)
+        request = struct.pack("<HHH", char.handle, 0xFFFF, CHARACTERISTIC)
+        yield Frame(t, True, bytes([READ_BY_TYPE_REQ]) + request)
+        props = sum(_PROPERTIES[f] for f in char.flags)
+        entry = struct.pack("<HBH", char.handle, props, char.value_handle)
+        entry += _uuid_bytes(char.uuid)
         yield Frame(t + 0.01, False, bytes([READ_BY_TYPE_RSP, len(entry)]) + entry)
+        if char.cccd_handle is not None:
+            t += 0.05
+            span = struct.pack("<HH", char.cccd_handle, char.cccd_handle)
+            yield Frame(t, True, bytes([_FIND_INFO_REQ]) + span)
+            found = struct.pack("<HH", char.cccd_handle, CCCD)
+            yield Frame(t + 0.01, False, bytes([FIND_INFO_RSP, 1]) + found)
+    _, _, cccd = _value_handles(spec)
     t += 0.05
-    yield Frame(
-        t, True, bytes([_FIND_INFO_REQ]) + struct.pack("<HH", TELEMETRY_CCCD, TELEMETRY_CCCD)
-    )
-    yield Frame(
-        t + 0.01, False, bytes([FIND_INFO_RSP, 1]) + struct.pack("<HH", TELEMETRY_CCCD, CCCD)
-    )
-    t += 0.05
-    yield Frame(t, True, bytes([WRITE_REQ]) + struct.pack("<H", TELEMETRY_CCCD) + b"\x01\x00")
+    yield Frame(t, True, bytes([WRITE_REQ]) + struct.pack("<H", cccd) + b"\x01\x00")
     yield Frame(t + 0.01, False, bytes([_WRITE_RSP]))
 
 

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from gunctl.capture import AttOp, Capture, CaptureError
+from gunctl.capture.att import short_uuid
 from gunctl.capture.btsnoop import Datalink, read_packets
 from gunctl.specs.codec import Codec
 from gunctl.specs.models import DeviceSpec, Direction
+from gunsim.radio import gatt_table
 from gunsim.record import ACL_MTU
 
 from capturehost import FAMILIES, record
@@ -53,13 +55,22 @@ def test_btmon_captures_read_as_android_ones(
     assert [r.as_json() for r in Capture(btmon).records()] == h4
 
 
-def test_connection_and_gatt_discovery_are_remembered(captures: dict[str, Path]) -> None:
-    source = Capture(captures["gunctl-open"])
+def test_connection_and_gatt_discovery_are_remembered(
+    captures: dict[str, Path], family_specs: dict[str, DeviceSpec]
+) -> None:
+    spec = family_specs["basic-5level"]
+    source = Capture(captures["basic-5level"])
     first = next(iter(source.records()))
     table = source.table(first.connection)
     assert source.reader.peers[first.connection] == "AA:99:88:77:66:55"
-    assert table.service_of(0x12) == "6e400001-b5a3-f393-e0a9-e50e24dcca9e"
-    assert table.properties[0x14] & 0x10  # notify
+    served = {c.role: c for s in gatt_table(spec) for c in s.characteristics}
+    for role, uuid in (("command", spec.gatt.command), ("telemetry", spec.gatt.telemetry)):
+        handle = served[role].value_handle
+        assert table.characteristics[handle] == uuid
+        assert table.service_of(handle) == spec.gatt.service
+    assert table.properties[served["telemetry"].value_handle] == 0x10  # notify
+    assert table.properties[served["command"].value_handle] == 0x04  # write without response
+    assert table.service_of(served["battery"].value_handle) == short_uuid(0x180F)
 
 
 def _header(datalink: int = 1002, version: int = 1) -> bytes:

@@ -35,7 +35,7 @@ def test_json_gives_one_object_per_record_then_the_summary(captures: dict[str, P
 def test_text_lists_records_and_the_table(captures: dict[str, Path]) -> None:
     result = run(str(captures["theragun-gen4"]))
     assert result.exit_code == 0
-    assert "write     0x0012 0000ffe2-0000-1000-8000-00805f9b34fb  aa 10 10 00" in result.output
+    assert "write     0x000f 0000ffe2-0000-1000-8000-00805f9b34fb  aa 10 10 00" in result.output
     assert "0000ffe2-0000-1000-8000-00805f9b34fb" in result.output
     assert "ATT records" in result.output
     assert "constant start" in result.output

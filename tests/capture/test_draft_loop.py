@@ -14,7 +14,7 @@ from gunctl.capture import Capture
 from gunctl.cli.app import cli
 from gunctl.specs.codec import Codec
 from gunctl.specs.models import DeviceSpec, Direction, Part, hex_to_bytes
-from gunsim.record import COMMAND_VALUE, TELEMETRY_VALUE, Frame, write_capture
+from gunsim.record import Frame, write_capture
 
 from capturehost import DATA, FAMILIES
 
@@ -111,11 +111,12 @@ def test_a_wrong_spec_fails_on_the_frames_it_claims(
 
 
 def _capture_of(path: Path, host: list[bytes], device: list[bytes]) -> Path:
+    """Writes to handle 0x12 and notifications on 0x14, with no GATT discovery."""
     frames = [
-        Frame(i * 0.1, True, bytes([0x52]) + struct.pack("<H", COMMAND_VALUE) + f)
+        Frame(i * 0.1, True, bytes([0x52]) + struct.pack("<H", 0x12) + f)
         for i, f in enumerate(host)
     ] + [
-        Frame(i * 0.1 + 0.05, False, bytes([0x1B]) + struct.pack("<H", TELEMETRY_VALUE) + f)
+        Frame(i * 0.1 + 0.05, False, bytes([0x1B]) + struct.pack("<H", 0x14) + f)
         for i, f in enumerate(device)
     ]
     write_capture(path, sorted(frames, key=lambda f: f.at))
