@@ -4,7 +4,8 @@ Sources, strongest first: command-line flags, environment variables, the TOML
 file, the defaults below. Every setting has a variable: top-level ones are
 ``GUNCTL_<NAME>`` (``GUNCTL_NODE_ID``), those in a table are
 ``GUNCTL_<TABLE>_<NAME>`` (``GUNCTL_MQTT_PASSWORD_FILE``, ``GUNCTL_DEVICES_SIM``);
-lists are JSON (``GUNCTL_DEVICES_BLE='["C4:5A:11:20:3B:7E"]'``).
+lists are JSON (``GUNCTL_DEVICES_BLE='["C4:5A:11:20:3B:7E"]'``,
+``GUNCTL_PROXIES='["hall-proxy.local", "bedroom-proxy.local,KEY"]'``).
 
 Example file::
 
@@ -23,6 +24,10 @@ Example file::
 
     [devices]
     ble = ["C4:5A:11:20:3B:7E"]
+
+    [[proxies]]                     # ESPHome Bluetooth proxies the guns are reached through
+    address = "hall-proxy.local"
+    key = "base64 API encryption key from the proxy's YAML"   # leave out if it has none
 
 Everything is checked before anything connects; a bad value is reported with
 the name of its setting. The password is read from a file, so that it is
@@ -53,6 +58,7 @@ from pydantic_settings import (
 )
 
 from gunctl.heads import Head
+from gunctl.links.proxy_config import ProxyConfig
 from gunctl.mqtt.topics import BASE, SEGMENT, valid_id
 
 
@@ -162,6 +168,7 @@ class ServeSettings(BaseSettings):
     node_id: str = Field(default_factory=default_node_id)
     mqtt: MqttSettings = MqttSettings()
     devices: DevicesSettings = DevicesSettings()
+    proxies: list[ProxyConfig] = []  # with any, BLE guns are reached through them
     telemetry_hz: float = Field(5.0, gt=0.0, le=25.0)
     state_interval_s: float = Field(2.0, gt=0.0, le=60.0)  # state while a session runs
     intensity_cap: float = Field(1.0, gt=0.0, le=1.0)  # the most any MQTT start may ask for

@@ -28,7 +28,7 @@ import functools
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
@@ -52,6 +52,9 @@ from gunctl.redflags import SUMMARY
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 from gunctl.store.history import History, follow
+
+if TYPE_CHECKING:
+    from gunctl.links.proxy import Proxies
 
 log = structlog.get_logger("gunctl.daemon")
 
@@ -156,6 +159,8 @@ class Daemon:
         self.slots: dict[str, DeviceSlot] = {}
         self._closing = False
         self._link_changed = asyncio.Event()
+        self.proxies: Proxies | None = None
+        self._proxies_lock = asyncio.Lock()
         default_cap = settings.intensity_cap
         for n in range(1, settings.devices.sim + 1):
             device_id = sim_device_id(settings.node_id, n)
@@ -207,7 +212,21 @@ class Daemon:
                 exposure=self.history.exposure(simulated=True),
             )
         exposure = self.history.exposure(simulated=self.clock.scale != 1.0)
-        return await connect_ble(slot.target, clock=self.clock, exposure=exposure)
+        proxies = await self._proxies()
+        return await connect_ble(slot.target, clock=self.clock, exposure=exposure, proxies=proxies)
+
+    async def _proxies(self) -> Proxies | None:
+        """The configured ESPHome proxies, started on first use and kept for the daemon's life."""
+        if not self.settings.proxies:
+            return None
+        async with self._proxies_lock:
+            if self.proxies is None:
+                from gunctl.links.proxy import Proxies
+
+                proxies = Proxies(self.settings.proxies)
+                await proxies.start()
+                self.proxies = proxies
+        return self.proxies
 
     async def _keep_connected(self, slot: DeviceSlot) -> None:
         failures = 0
@@ -476,4 +495,6 @@ class Daemon:
         for task in followers:
             task.cancel()
         await asyncio.gather(*followers, return_exceptions=True)
+        if self.proxies is not None:
+            await self.proxies.aclose()
         self.history.close()

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gunctl.clock import Clock
-from gunctl.links.proxy import Proxies, ProxyConfig
+from gunctl.links.proxy import Proxies
+from gunctl.links.proxy_config import ProxyConfig
 from gunctl.specs.models import DeviceSpec
 from gunsim import SimDevice
 from gunsim.esphome import FakeProxy

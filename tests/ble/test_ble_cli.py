@@ -7,59 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from gunctl.resources import shipped
-
-from blehost import Guns
+from blehost import Guns, gunctl, quick_profiles
 
 pytestmark = [pytest.mark.ble, pytest.mark.slow]
-
-# One short hold. Profile files hold a point for 30 s at the least, which is too
-# long for a test in real time, so the test's own muscles.yaml lets this muscle
-# be held for as little as 2 s; every other limit stays as shipped.
-QUICK = """\
-name: quick
-title: Quick check
-description: One short hold, for tests over the fake BlueZ.
-steps:
-  - {muscle: gluteus-maximus, side: left, head: ball, intensity: 0.4, hold_s: 3,
-     ramp_s: 0.5, rest_s: 0, placement: Middle of the buttock.}
-"""
-
-
-def quick_profiles(tmp_path: Path) -> Path:
-    folder = tmp_path / "profiles"
-    (folder / "protocols").mkdir(parents=True)
-    (folder / "protocols" / "quick.yaml").write_text(QUICK)
-    yaml = YAML()
-    muscle = dict(yaml.load(shipped("profiles") / "muscles.yaml")["muscles"]["gluteus-maximus"])
-    muscle["hold_s"] = {"min": 2, "max": 90}
-    with (folder / "muscles.yaml").open("w") as f:
-        yaml.dump({"muscles": {"gluteus-maximus": muscle}}, f)
-    return folder
-
-
-async def gunctl(*args: str, **env: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from gunctl.cli.app import main; main()",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},  # os.environ carries DBUS_SYSTEM_BUS_ADDRESS to the fake
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_probe_lists_the_gatt_table_and_seeds_a_spec(guns: Guns) -> None:

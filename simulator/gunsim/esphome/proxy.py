@@ -19,6 +19,8 @@ connected it.
 Slots are counted as ESPHome counts them (``connection_slots``, 3 by default):
 a connect with none free is answered with a failed connection at once, and
 every change is sent to subscribers as ``BluetoothConnectionsFreeResponse``.
+``occupy(n)`` stands for other clients (Home Assistant, another gunctl
+node) holding slots.
 
 Faults, as a proxy in a house shows them:
 
@@ -250,6 +252,7 @@ class FakeProxy:
         self.counters = ProxyCounters()
         self.notified = 0
         self.silent = False
+        self.busy = 0  # slots held by other clients (Home Assistant, another gunctl)
         self._server: asyncio.Server | None = None
         self._restart: asyncio.Task[None] | None = None
 
@@ -322,7 +325,12 @@ class FakeProxy:
 
     @property
     def free(self) -> int:
-        return self.slots - len(self.links)
+        return max(0, self.slots - len(self.links) - self.busy)
+
+    def occupy(self, count: int) -> None:
+        """Other clients hold ``count`` slots (0 frees them again)."""
+        self.busy = count
+        self._slots_changed()
 
     # -- faults --------------------------------------------------------------
 
@@ -453,7 +461,8 @@ class FakeProxy:
         return api_pb2.BluetoothConnectionsFreeResponse(
             free=self.free,
             limit=self.slots,
-            allocated=[link.address for link in self.links.values()],
+            allocated=[link.address for link in self.links.values()]
+            + [0xF00000000000 + n for n in range(self.busy)],
         )
 
     def _slots_changed(self) -> None:

@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gunctl.cli.output import EXIT_INVALID, EXIT_UNREACHABLE, emit, json_option, to_text
+from gunctl.cli.proxies import opened, proxy_option
 
 if TYPE_CHECKING:
     from bleak import BleakClient
+
+    from gunctl.links.proxy import Proxies, ProxyState
+    from gunctl.links.proxy_config import ProxyConfig
+    from gunctl.links.scan import Found
 
 # Standard services a vendor protocol never lives in
 _STANDARD_SERVICES = {
@@ -53,31 +58,75 @@ def _unreachable(message: str) -> None:
     show_default=True,
     help="Seconds to listen for advertisements.",
 )
+@proxy_option
 @json_option
-def scan(timeout: float, as_json: bool) -> None:
-    """List BLE devices nearby and the firmware spec each one matches."""
+def scan(timeout: float, proxies: list[ProxyConfig], as_json: bool) -> None:
+    """List BLE devices nearby and the firmware spec each one matches.
+
+    With proxies, what they hear is merged with the local adapter's (if there
+    is one), each device showing who heard it and how well, and the proxies are
+    listed with their free connection slots.
+    """
     from gunctl.links.scan import BluetoothUnavailableError
-    from gunctl.links.scan import scan as do_scan
 
     try:
-        found = asyncio.run(do_scan(timeout))
+        found, states = asyncio.run(_scan(timeout, proxies))
     except BluetoothUnavailableError as exc:
         _unreachable(str(exc))
     rows = [f.as_dict() for f in found]
+    if not proxies:
+        emit(rows, as_json, _render_found)
+        return
+    result = {"devices": rows, "proxies": [s.as_dict() for s in states]}
+    emit(result, as_json, lambda r: _render_proxies(r["proxies"]) + "\n\n" + _render_found(rows))
 
-    def render(rows: list[dict[str, Any]]) -> str:
-        from rich.table import Table
 
-        if not rows:
-            return "no devices heard"
-        table = Table("address", "name", "RSSI", "spec", "matched by", box=None)
-        for r in rows:
-            table.add_row(
-                r["address"], r["name"] or "-", str(r["rssi"]), r["spec"] or "-", r["match"] or "-"
-            )
-        return to_text(table)
+async def _scan(timeout: float, configs: list[ProxyConfig]) -> tuple[list[Found], list[ProxyState]]:
+    from gunctl.links.scan import BluetoothUnavailableError, merge
+    from gunctl.links.scan import scan as local_scan
 
-    emit(rows, as_json, render)
+    if not configs:
+        return await local_scan(timeout), []
+    async with opened(configs) as proxies:
+        assert proxies is not None
+        local = asyncio.create_task(local_scan(timeout))
+        await asyncio.sleep(timeout)
+        try:
+            heard_here = await local
+        except BluetoothUnavailableError:
+            heard_here = []  # no adapter here: the proxies are the radios
+        return merge(heard_here, proxies.found()), proxies.states()
+
+
+def _render_found(rows: list[dict[str, Any]]) -> str:
+    from rich.table import Table
+
+    if not rows:
+        return "no devices heard"
+    table = Table("address", "name", "RSSI", "spec", "matched by", "heard by", box=None)
+    for r in rows:
+        heard_by = ", ".join(f"{h['source']} ({h['rssi']})" for h in r["sources"])
+        table.add_row(
+            r["address"],
+            r["name"] or "-",
+            str(r["rssi"]),
+            r["spec"] or "-",
+            r["match"] or "-",
+            heard_by or "-",
+        )
+    return to_text(table)
+
+
+def _render_proxies(rows: list[dict[str, Any]]) -> str:
+    from rich.table import Table
+
+    table = Table("proxy", "address", "slots", "free", box=None)
+    for r in rows:
+        if r["reachable"]:
+            table.add_row(r["name"], r["address"] or "-", str(r["slots"]), str(r["free"]))
+        else:
+            table.add_row(r["name"], r["address"] or "-", "unreachable", "-")
+    return to_text(table)
 
 
 @click.command()
@@ -96,8 +145,11 @@ def scan(timeout: float, as_json: bool) -> None:
     show_default=True,
     help="Seconds to look for the device.",
 )
+@proxy_option
 @json_option
-def probe(address: str, seconds: float, timeout: float, as_json: bool) -> None:
+def probe(
+    address: str, seconds: float, timeout: float, proxies: list[ProxyConfig], as_json: bool
+) -> None:
     """Connect to ADDRESS (or an advertised name) and dump its GATT table and notifications."""
     from gunctl.links.base import ConnectError
 
@@ -105,13 +157,22 @@ def probe(address: str, seconds: float, timeout: float, as_json: bool) -> None:
         click.echo("gunctl: give a device address or name", err=True)
         sys.exit(EXIT_INVALID)
     try:
-        result = asyncio.run(_probe(address, seconds, timeout))
+        result = asyncio.run(_probe(address, seconds, timeout, proxies))
     except ConnectError as exc:
         _unreachable(str(exc))
     emit(result, as_json, _render_probe)
 
 
-async def _probe(address: str, seconds: float, timeout: float) -> dict[str, Any]:
+async def _probe(
+    address: str, seconds: float, timeout: float, configs: list[ProxyConfig]
+) -> dict[str, Any]:
+    async with opened(configs) as proxies:
+        return await _probe_through(address, seconds, timeout, proxies)
+
+
+async def _probe_through(
+    address: str, seconds: float, timeout: float, proxies: Proxies | None
+) -> dict[str, Any]:
     from bleak.exc import BleakError
     from bleak_retry_connector import (
         BleakClientWithServiceCache,
@@ -120,14 +181,20 @@ async def _probe(address: str, seconds: float, timeout: float) -> dict[str, Any]
     )
 
     from gunctl.links.base import ConnectError
+    from gunctl.links.proxy import PROXY_CLIENT
     from gunctl.links.scan import find_advertised
 
-    device, adv = await find_advertised(address, timeout)
+    client_class: type[BleakClient] = BleakClientWithServiceCache
+    if proxies is None:
+        device, adv = await find_advertised(address, timeout)
+    else:
+        heard = await proxies.find(address, timeout)
+        device, adv, client_class = heard.device, heard.advertisement, PROXY_CLIENT
     errors: tuple[type[Exception], ...] = (BleakError, TimeoutError, EOFError, OSError)
     try:
         await close_stale_connections_by_address(device.address)
         client = await establish_connection(
-            BleakClientWithServiceCache, device, device.name or device.address, max_attempts=2
+            client_class, device, device.name or device.address, max_attempts=2
         )
     except errors as exc:
         raise ConnectError(f"cannot connect to {device.address}: {exc}") from exc

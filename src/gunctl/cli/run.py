@@ -27,10 +27,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gunctl.cli.output import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, to_text
+from gunctl.cli.proxies import opened, proxy_option
 
 if TYPE_CHECKING:
     from gunctl.control.events import Event
     from gunctl.devices import Device
+    from gunctl.links.proxy import Proxies
+    from gunctl.links.proxy_config import ProxyConfig
     from gunctl.profiles.plan import ExposureCheck, Plan
     from gunctl.store.history import History
 
@@ -61,6 +64,7 @@ class Options:
     yes: bool
     profiles: Path | None
     seed: int
+    proxies: list[ProxyConfig]
 
 
 def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -119,6 +123,7 @@ def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     help="A folder of your own muscles.yaml and protocols/ that override the shipped ones.",
 )
 @click.option("--seed", type=int, default=0, help="Seed for the simulated gun and person.")
+@proxy_option
 def run(**kwargs: object) -> None:
     """Run PROTOCOL (e.g. glute) on a gun, with a live display.
 
@@ -129,6 +134,8 @@ def run(**kwargs: object) -> None:
     options = Options(**kwargs)  # type: ignore[arg-type]
     if options.sim == (options.device is not None):
         raise click.UsageError("choose one of --sim (the simulator) or --device ADDRESS_OR_NAME")
+    if options.sim and options.proxies:
+        raise click.UsageError("--proxy reaches real guns: use it with --device, not --sim")
     if options.device is not None and options.time_scale != 1.0:
         raise click.UsageError(
             "--time-scale is only for the simulator: a real session runs in real time"
@@ -142,7 +149,7 @@ def run(**kwargs: object) -> None:
         )
     if not _screen(options, keys):
         sys.exit(EXIT_INVALID)
-    sys.exit(asyncio.run(_run(options, keys)))
+    sys.exit(asyncio.run(_run_through_proxies(options, keys)))
 
 
 def _screen(options: Options, keys: bool) -> bool:
@@ -164,7 +171,12 @@ def _screen(options: Options, keys: bool) -> bool:
     return True
 
 
-async def _run(options: Options, keys: bool) -> int:
+async def _run_through_proxies(options: Options, keys: bool) -> int:
+    async with opened(options.proxies) as proxies:
+        return await _run(options, keys, proxies)
+
+
+async def _run(options: Options, keys: bool, proxies: Proxies | None) -> int:
     from gunctl.clock import Clock
     from gunctl.datafile import InvalidFileError, suggest
     from gunctl.devices import connect_ble, connect_sim
@@ -203,7 +215,11 @@ async def _run(options: Options, keys: bool) -> int:
         else:
             assert options.device is not None
             device = await connect_ble(
-                options.device, clock=clock, spec_name=options.spec, exposure=exposure
+                options.device,
+                clock=clock,
+                spec_name=options.spec,
+                exposure=exposure,
+                proxies=proxies,
             )
     except KeyError as exc:
         click.echo(f"gunctl: {exc.args[0]}", err=True)

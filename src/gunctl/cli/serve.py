@@ -61,6 +61,14 @@ _file = click.Path(dir_okay=False, path_type=Path)
     help="BLE address of a gun; repeat for more [GUNCTL_DEVICES_BLE, JSON list].",
 )
 @click.option(
+    "--proxy",
+    "proxies",
+    multiple=True,
+    metavar="HOST[,KEY]",
+    allow_from_autoenv=False,
+    help="ESPHome Bluetooth proxy to reach the guns through; repeat for more [GUNCTL_PROXIES].",
+)
+@click.option(
     "--node-id", allow_from_autoenv=False, help="This instance's id in topics [GUNCTL_NODE_ID]."
 )
 @click.option(
@@ -79,6 +87,7 @@ def serve(
     sim: int | None,
     sim_spec: str | None,
     devices: tuple[str, ...],
+    proxies: tuple[str, ...],
     node_id: str | None,
     time_scale: float | None,
 ) -> None:
@@ -104,6 +113,7 @@ def serve(
                 "tls_ca": mqtt_tls_ca,
             },
             devices={"sim": sim, "sim_spec": sim_spec, "ble": devices},
+            proxies=proxies,
         )
     except ConfigError as exc:
         click.echo(f"gunctl serve: {exc}", err=True)

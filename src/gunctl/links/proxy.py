@@ -38,7 +38,6 @@ from aioesphomeapi.core import (
     PingFailedAPIError,
     SocketAPIError,
 )
-from aioesphomeapi.noise import decode_noise_psk
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak_esphome import APIConnectionManager
@@ -49,43 +48,19 @@ from habluetooth import (
     HaBleakClientWrapper,
     set_manager,
 )
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gunctl.clock import Clock
 from gunctl.links.base import ConnectError, LinkError
 from gunctl.links.ble import BleakLink, pick_spec
+from gunctl.links.proxy_config import ProxyConfig
+from gunctl.links.scan import Found, Hearing, recognise, sort_found
 from gunctl.specs.models import DeviceSpec
 
 _ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 POLL_S = 0.1  # how often a search looks again at what the proxies have heard
-
-
-class ProxyConfig(BaseModel):
-    """One ESPHome Bluetooth proxy: where it is, and its API encryption key if it has one."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    address: str = Field(min_length=1)  # host name or IP; ESPHome's API port is 6053
-    key: SecretStr | None = None  # api: encryption: key: from the proxy's YAML (base64)
-
-    @field_validator("key")
-    @classmethod
-    def _key(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            try:
-                decode_noise_psk(value.get_secret_value())
-            except ValueError:
-                raise ValueError(
-                    "must be the proxy's API encryption key: 32 bytes in base64, "
-                    "as in its YAML (api: encryption: key:)"
-                ) from None
-        return value
-
-    @classmethod
-    def parse(cls, text: str) -> ProxyConfig:
-        """``HOST`` or ``HOST,KEY``, as given on a command line."""
-        address, _, key = text.partition(",")
-        return cls(address=address.strip(), key=SecretStr(key.strip()) if key.strip() else None)
+# habluetooth's BleakClient: connects through whichever proxy hears the device best and has a
+# free slot
+PROXY_CLIENT = HaBleakClientWrapper
 
 
 class ProxyError(ConnectError):
@@ -112,15 +87,6 @@ class ProxyState:
             "slots": self.slots,
             "free": self.free,
         }
-
-
-@dataclass(frozen=True)
-class Hearing:
-    """One proxy's view of one gun."""
-
-    source: str  # the proxy's name
-    rssi: int
-    free: int | None  # the proxy's free connection slots
 
 
 @dataclass(frozen=True)
@@ -248,6 +214,12 @@ class Proxies:
                 found.append(heard)
         return sorted(found, key=lambda h: -h.rssi)
 
+    def found(self, specs: Iterable[DeviceSpec] | None = None) -> list[Found]:
+        """``heard()`` as a scan reports it: each device with the spec it matches."""
+        return sort_found(
+            recognise(h.device, h.advertisement, h.sources, specs) for h in self.heard()
+        )
+
     def hearing(self, address: str) -> Heard | None:
         """How the proxies hear one address now; None when none does."""
         paths = sorted(
@@ -314,9 +286,7 @@ class ProxiedLink(BleakLink):
     def __init__(
         self, proxies: Proxies, ble_device: BLEDevice, spec: DeviceSpec, *, clock: Clock, rssi: int
     ) -> None:
-        super().__init__(
-            ble_device, spec, clock=clock, client_class=HaBleakClientWrapper, rssi=rssi
-        )
+        super().__init__(ble_device, spec, clock=clock, client_class=PROXY_CLIENT, rssi=rssi)
         self.proxies = proxies
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bleak import BleakScanner
 from bleak.backends.device import BLEDevice
@@ -35,16 +35,32 @@ class BluetoothUnavailableError(ConnectError):
     """No BlueZ to talk to (no D-Bus system bus, no adapter, or it is off)."""
 
 
+LOCAL = "local adapter"  # the source name of what this machine's own adapter heard
+
+
+@dataclass(frozen=True)
+class Hearing:
+    """One source's view of one device: the local adapter or an ESPHome proxy."""
+
+    source: str
+    rssi: int
+    free: int | None = None  # a proxy's free connection slots
+
+    def as_dict(self) -> dict[str, object]:
+        return {"source": self.source, "rssi": self.rssi, "free": self.free}
+
+
 @dataclass(frozen=True)
 class Found:
     address: str
     name: str | None
-    rssi: int
+    rssi: int  # the strongest source's
     spec: str | None  # the firmware spec it matched, if any
     match: str | None  # how: exact_name, wildcard_name, manufacturer_data, service
     services: tuple[str, ...] = ()
     manufacturer_data: dict[int, str] = field(default_factory=dict)  # company id -> hex
     device: BLEDevice | None = field(default=None, compare=False, repr=False)
+    sources: tuple[Hearing, ...] = ()  # who heard it, strongest first
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +71,7 @@ class Found:
             "match": self.match,
             "services": list(self.services),
             "manufacturer_data": {f"0x{k:04X}": v for k, v in self.manufacturer_data.items()},
+            "sources": [h.as_dict() for h in self.sources],
         }
 
 
@@ -76,27 +93,57 @@ def _specs(specs: Iterable[DeviceSpec] | None) -> list[DeviceSpec]:
 
 async def scan(timeout: float, specs: Iterable[DeviceSpec] | None = None) -> list[Found]:
     """Every device heard within ``timeout`` seconds; recognised guns first, then by signal."""
-    candidates = _specs(specs)
     try:
         heard = await BleakScanner.discover(timeout=timeout, return_adv=True)
     except (BleakError, OSError) as exc:
         raise BluetoothUnavailableError(f"cannot scan: {exc}") from exc
-    found = []
-    for device, adv in heard.values():
-        ad = advertisement(device, adv)
-        hit: Match | None = match(ad, candidates)
-        found.append(
-            Found(
-                address=device.address,
-                name=ad.name,
-                rssi=adv.rssi,
-                spec=hit.spec.name if hit else None,
-                match=hit.kind.value if hit else None,
-                services=ad.services,
-                manufacturer_data={k: v.hex() for k, v in ad.manufacturer_data.items()},
-                device=device,
-            )
-        )
+    candidates = _specs(specs)
+    found = [
+        recognise(device, adv, (Hearing(LOCAL, adv.rssi),), candidates)
+        for device, adv in heard.values()
+    ]
+    return sort_found(found)
+
+
+def recognise(
+    device: BLEDevice,
+    adv: AdvertisementData,
+    sources: tuple[Hearing, ...],
+    specs: Iterable[DeviceSpec] | None = None,
+) -> Found:
+    """What was heard of one device, and the spec it matches."""
+    ad = advertisement(device, adv)
+    hit: Match | None = match(ad, _specs(specs))
+    return Found(
+        address=device.address,
+        name=ad.name,
+        rssi=max(h.rssi for h in sources),
+        spec=hit.spec.name if hit else None,
+        match=hit.kind.value if hit else None,
+        services=ad.services,
+        manufacturer_data={k: v.hex() for k, v in ad.manufacturer_data.items()},
+        device=device,
+        sources=sources,
+    )
+
+
+def merge(*lists: Iterable[Found]) -> list[Found]:
+    """One entry per address from several sources' scans, every source's hearing kept."""
+    by_address: dict[str, Found] = {}
+    for found in (f for found_list in lists for f in found_list):
+        key = found.address.upper()
+        seen = by_address.get(key)
+        if seen is None:
+            by_address[key] = found
+            continue
+        best, other = (found, seen) if found.rssi > seen.rssi else (seen, found)
+        sources = tuple(sorted(best.sources + other.sources, key=lambda h: -h.rssi))
+        by_address[key] = replace(best, sources=sources)
+    return sort_found(by_address.values())
+
+
+def sort_found(found: Iterable[Found]) -> list[Found]:
+    """Recognised guns first, then by signal."""
     return sorted(found, key=lambda f: (f.spec is None, -f.rssi, f.address))
 
 
@@ -141,10 +188,13 @@ __all__ = [
     "BluetoothUnavailableError",
     "DeviceNotFoundError",
     "Found",
+    "Hearing",
     "NoSpecError",
     "advertisement",
     "find",
     "find_advertised",
+    "merge",
     "open_ble_link",
+    "recognise",
     "scan",
 ]

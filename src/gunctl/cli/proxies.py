@@ -1,0 +1,66 @@
+"""The ``--proxy`` option of ``run``, ``scan`` and ``probe``, and the proxies it opens.
+
+Each ``--proxy HOST[,KEY]`` names an ESPHome Bluetooth proxy and, if its API is
+encrypted, its key. Without the flag, ``GUNCTL_PROXIES`` is read: a JSON list of
+the same strings or of ``{"address": ..., "key": ...}`` tables, the form
+``gunctl serve`` reads from its settings too. A key on the command line shows in
+the process list; the variable keeps it out of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from gunctl.links.proxy import Proxies
+    from gunctl.links.proxy_config import ProxyConfig
+
+ENV = "GUNCTL_PROXIES"
+
+
+def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
+    from pydantic import TypeAdapter, ValidationError
+
+    from gunctl.links.proxy_config import ProxyConfig
+
+    adapter = TypeAdapter(list[ProxyConfig])
+    try:
+        if values:
+            return adapter.validate_python(list(values))
+        text = os.environ.get(ENV, "").strip()
+        return adapter.validate_json(text) if text else []
+    except ValidationError as exc:
+        where = "--proxy" if values else ENV
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise click.BadParameter(f"{where}: {problems}", param_hint="--proxy") from None
+
+
+proxy_option = click.option(
+    "--proxy",
+    "proxies",
+    multiple=True,
+    metavar="HOST[,KEY]",
+    allow_from_autoenv=False,
+    callback=_parse,
+    help=f"Reach guns through this ESPHome Bluetooth proxy; repeat for more [{ENV}, JSON list].",
+)
+
+
+@asynccontextmanager
+async def opened(configs: Sequence[ProxyConfig]) -> AsyncIterator[Proxies | None]:
+    """The proxies started for the ``async with``, or None when none is configured."""
+    if not configs:
+        yield None
+        return
+    from gunctl.links.proxy import Proxies
+
+    async with Proxies(configs) as proxies:
+        yield proxies
