@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -134,9 +135,7 @@ def _render_proxies(rows: list[dict[str, Any]]) -> str:
 @click.option(
     "--seconds",
     type=click.FloatRange(min=0, max=600),
-    default=3.0,
-    show_default=True,
-    help="Seconds to record notifications for.",
+    help="Seconds to record notifications for.  [default: 3, or 60 with --record]",
 )
 @click.option(
     "--timeout",
@@ -145,10 +144,29 @@ def _render_proxies(rows: list[dict[str, Any]]) -> str:
     show_default=True,
     help="Seconds to look for the device.",
 )
+@click.option(
+    "--record",
+    is_flag=True,
+    help="Save the GATT table and notifications as a test fixture "
+    "(FIXTURES/<family>/<model>_<firmware>.json).",
+)
+@click.option(
+    "--fixtures",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("tests/fixtures"),
+    show_default=True,
+    help="Where --record saves fixtures.",
+)
 @proxy_option
 @json_option
 def probe(
-    address: str, seconds: float, timeout: float, proxies: list[ProxyConfig], as_json: bool
+    address: str,
+    seconds: float | None,
+    timeout: float,
+    record: bool,
+    fixtures: Path,
+    proxies: list[ProxyConfig],
+    as_json: bool,
 ) -> None:
     """Connect to ADDRESS (or an advertised name) and dump its GATT table and notifications."""
     from gunctl.links.base import ConnectError
@@ -156,11 +174,25 @@ def probe(
     if not address.strip():
         click.echo("gunctl: give a device address or name", err=True)
         sys.exit(EXIT_INVALID)
+    listen = seconds if seconds is not None else (60.0 if record else 3.0)
     try:
-        result = asyncio.run(_probe(address, seconds, timeout, proxies))
+        result = asyncio.run(_probe(address, listen, timeout, proxies))
     except ConnectError as exc:
         _unreachable(str(exc))
+    if record:
+        result["fixture"] = str(_save_fixture(result, listen, fixtures))
     emit(result, as_json, _render_probe)
+
+
+def _save_fixture(result: dict[str, Any], seconds: float, root: Path) -> Path:
+    from gunctl.capture.fixture import from_probe, write_fixture
+
+    fixture = from_probe(result, result["family"], seconds)
+    try:
+        return write_fixture(fixture, root)
+    except OSError as exc:
+        click.echo(f"gunctl: cannot save the fixture in {root}: {exc.strerror or exc}", err=True)
+        sys.exit(EXIT_INVALID)
 
 
 async def _probe(
@@ -182,7 +214,9 @@ async def _probe_through(
 
     from gunctl.links.base import ConnectError
     from gunctl.links.proxy import PROXY_CLIENT
-    from gunctl.links.scan import find_advertised
+    from gunctl.links.scan import advertisement, find_advertised
+    from gunctl.specs.loader import load_specs
+    from gunctl.specs.matching import match
 
     client_class: type[BleakClient] = BleakClientWithServiceCache
     if proxies is None:
@@ -190,6 +224,7 @@ async def _probe_through(
     else:
         heard = await proxies.find(address, timeout)
         device, adv, client_class = heard.device, heard.advertisement, PROXY_CLIENT
+    hit = match(advertisement(device, adv), load_specs().values())
     errors: tuple[type[Exception], ...] = (BleakError, TimeoutError, EOFError, OSError)
     try:
         await close_stale_connections_by_address(device.address)
@@ -216,6 +251,7 @@ async def _probe_through(
     }
     return {
         "device": advertised,
+        "family": hit.spec.name if hit else None,
         "services": services,
         "notifications": notes,
         "spec": _skeleton(name, adv.service_uuids, adv.manufacturer_data, services),
@@ -359,4 +395,6 @@ def _render_probe(result: dict[str, Any]) -> str:
     parts: list[Any] = [head, gatt, notes]
     if more > 0:
         parts.append(f"... and {more} more (--json has them all)")
+    if "fixture" in result:
+        parts.append(f"fixture saved: {result['fixture']}")
     return to_text(Group(*parts))
