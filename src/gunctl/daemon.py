@@ -457,15 +457,22 @@ class Daemon:
             raise CommandError("refused", str(exc)) from None
         return {}
 
-    async def stop_all(self) -> list[str]:
-        """Stop every gun at once, each through its lane; return the ids of those stopped."""
+    def stop_all(self) -> asyncio.Future[list[str]]:
+        """Stop every gun at once, each through its lane; the future gives the ids stopped.
+
+        The stops are taken here and now, so they are in order with every other
+        command: whatever arrives after this call runs after the stops.
+        """
         slots = list(self.slots.values())  # an offline gun's waiting commands are cancelled too
-        results = await asyncio.gather(
-            *(s.lane.submit(SessionCommand(action="stop")) for s in slots),
-            return_exceptions=True,
-        )
+        stop = SessionCommand(action="stop")
+        outcomes = asyncio.gather(*(s.lane.submit(stop) for s in slots), return_exceptions=True)
+        return asyncio.ensure_future(self._stopped(slots, outcomes))
+
+    async def _stopped(
+        self, slots: list[DeviceSlot], outcomes: asyncio.Future[list[Any]]
+    ) -> list[str]:
         stopped = []
-        for slot, outcome in zip(slots, results, strict=True):
+        for slot, outcome in zip(slots, await outcomes, strict=True):
             if not isinstance(outcome, BaseException):
                 stopped.append(slot.device_id)
             elif slot.connected:

@@ -107,6 +107,7 @@ class Broker:
     port: int
     extra: str = ""  # more configuration lines (TLS, passwords, ACL)
     anonymous: bool = True
+    persistent: bool = False  # keep retained messages across a stop() and start()
     process: subprocess.Popen[bytes] | None = None
     host: str = "127.0.0.1"
 
@@ -121,8 +122,12 @@ class Broker:
             # that cannot read the files in the temporary folder
             f"user {getpass.getuser()}\n"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
-            "persistence false\n"
-            f"log_dest file {self.directory / 'mosquitto.log'}\n"
+            + (
+                f"persistence true\npersistence_location {self.directory}/\n"
+                if self.persistent
+                else "persistence false\n"
+            )
+            + f"log_dest file {self.directory / 'mosquitto.log'}\n"
             "log_type error\nlog_type warning\nlog_type notice\n" + self.extra
         )
         self.process = subprocess.Popen(
@@ -143,6 +148,13 @@ class Broker:
                 )
             time.sleep(0.02)
         raise RuntimeError("mosquitto did not start listening")
+
+    def stop(self) -> None:
+        """End it cleanly: a persistent broker writes its retained messages to disk."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

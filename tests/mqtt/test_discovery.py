@@ -165,8 +165,10 @@ async def test_discovery_payload_follows_home_assistant(
                 "payload_not_available": "offline",
             },
         ]
-        if "command_topic" in component:
-            assert component["command_topic"] == topics.set(device_id), key
+        if "command_topic" in component:  # Stop and Pain go to the stop line's topic
+            stops = key in ("stop", "pain_stop")
+            expected = topics.stop(device_id) if stops else topics.set(device_id)
+            assert component["command_topic"] == expected, key
         if "state_topic" in component:
             assert component["state_topic"] == topics.state(device_id), key
             assert _fields(component["value_template"]) <= set(state), key

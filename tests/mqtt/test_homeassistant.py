@@ -83,7 +83,11 @@ async def test_a_session_started_and_stopped_from_home_assistant(
         topics = service.bridge.topics
         (device_id,) = service.daemon.slots
         async with watching(
-            broker, topics, f"{topics.discovery_prefix}/#", topics.set(device_id)
+            broker,
+            topics,
+            f"{topics.discovery_prefix}/#",
+            topics.set(device_id),
+            topics.stop(device_id),
         ) as watcher:
             config: dict[str, Any] = (await watcher.first(topics.discovery(device_id))).json()
             ids = await _entity_ids(hass, {c["unique_id"] for c in config["cmps"].values()})
@@ -100,7 +104,7 @@ async def test_a_session_started_and_stopped_from_home_assistant(
             since = len(watcher.seen)
             await hass.call("button", "press", entity_id=entity("stop"))
             await hass.until_state(entity("running"), "off")
-            stop = await watcher.first(topics.set(device_id), since=since)
+            stop = await watcher.first(topics.stop(device_id), since=since)  # the stop line
             assert stop.json() == {"action": "stop"}
             # what Home Assistant actually sent: the watcher subscribes at QoS 1, so it
             # receives each command at the QoS Home Assistant published it with

@@ -31,61 +31,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
-from collections import Counter, deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import secrets
+from typing import Any
 
 import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gunctl import __version__
 from gunctl.config import ServeSettings
 from gunctl.control.events import Event
 from gunctl.daemon import Backoff, Daemon, DeviceSlot
 from gunctl.mqtt import discovery, payloads
-from gunctl.mqtt.commands import (
-    REASONS,
-    CommandError,
-    DeviceCommand,
-    Received,
-    parse_bridge_command,
-    parse_device_command,
+from gunctl.mqtt.client import (
+    Subscription,
+    make_client,
+    payload_bytes,
+    subscribe,
+    subscription,
 )
+from gunctl.mqtt.intake import Intake
+from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
+from gunctl.mqtt.stopline import StopLine
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
-
-if TYPE_CHECKING:
-    from aiomqtt.types import PayloadType
 
 log = structlog.get_logger("gunctl.mqtt")
 
-OUTBOX_MAX = 2000  # events and results kept while the broker is away
 STATE_COALESCE_S = 0.05
 DEVICE_LIST_WAIT_S = 1.0
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    payload: PayloadType
-    qos: int = 1
-    retain: bool = False
-    properties: Properties | None = None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
-
-
-def _bytes(payload: PayloadType) -> bytes:
-    if payload is None:
-        return b""
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return str(payload).encode()
 
 
 class Bridge:
@@ -101,19 +74,34 @@ class Bridge:
         self.daemon = daemon
         self.topics = Topics(settings.node_id, mqtt.base_topic, mqtt.discovery_prefix)
         self.backoff = backoff or Backoff(first_s=0.5, cap_s=15.0)
-        self.rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
-        self.commands = 0
         self.connections = 0
         self.connected = asyncio.Event()  # set while connected and announced
-        self._outbox: deque[Outgoing] = deque()
-        self._wake = asyncio.Event()
-        self._drained = asyncio.Event()  # set while the outbox is empty
+        self.outbox = Outbox()
+        self._put = self.outbox.put
+        # one MQTT client id per process: two daemons given the same node id do not
+        # take each other's connection over (see _duplicate)
+        self.instance = secrets.token_hex(4)
+        self.intake = Intake(
+            settings,
+            self.topics,
+            daemon,
+            self.outbox,
+            mark=self._mark,
+            changed=self._counters_changed,
+            answers_for=self._answers_for,
+        )
+        self.stopline = StopLine(
+            settings,
+            self.topics,
+            self.intake,
+            f"gunctl-{settings.node_id}-{self.instance}-stop",
+            self.backoff,
+        )
         self._dirty: set[str] = set()
         self._diagnostics_dirty = True
         self._state_wake = asyncio.Event()
         self._known: set[str] = set()  # devices with a retained availability, anyone's
         self._bridges: set[str] = set()  # nodes whose bridge state is online
-        self._running: set[asyncio.Task[Any]] = set()
         self._listed = False
         self._firmware: dict[str, str | None] = {}
         self._stopping = asyncio.Event()
@@ -132,33 +120,16 @@ class Bridge:
 
     # -- the connection loop -------------------------------------------------------
 
-    def _client_for(self) -> aiomqtt.Client:
-        mqtt = self.settings.mqtt
-        password = mqtt.password()
-        tls = aiomqtt.TLSParameters(ca_certs=str(mqtt.tls_ca)) if mqtt.tls_ca else None
-        protocol = (
-            aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311
-        )
-        return aiomqtt.Client(
-            mqtt.host,
-            mqtt.port,
-            username=mqtt.user,
-            password=password.get_secret_value() if password is not None else None,
-            identifier=f"gunctl-{self.settings.node_id}",
-            protocol=protocol,
-            will=aiomqtt.Will(self.topics.bridge_state, OFFLINE, qos=1, retain=True),
-            keepalive=mqtt.keepalive_s,
-            tls_params=tls,
-            timeout=10.0,
-        )
-
     async def run(self) -> None:
         """Stay connected until :meth:`stop`; then say offline and disconnect."""
         failures = 0
         mqtt = self.settings.mqtt
+        stopline = asyncio.create_task(self.stopline.run(), name="mqtt stop line")
+        will = aiomqtt.Will(self.topics.bridge_state, OFFLINE, qos=1, retain=True)
+        identifier = f"gunctl-{self.settings.node_id}-{self.instance}"
         while not self._stopping.is_set():
             try:
-                async with self._client_for() as client:
+                async with make_client(self.settings, identifier, will) as client:
                     failures = 0
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
@@ -179,13 +150,27 @@ class Bridge:
                     await asyncio.wait_for(self._stopping.wait(), delay)
         self._client = None
         self.connected.clear()
-        for task in self._running:
-            task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        stopline.cancel()
+        await asyncio.gather(stopline, return_exceptions=True)
 
     async def flushed(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far has gone to the broker."""
-        await asyncio.wait_for(self._drained.wait(), timeout)
+        await self.outbox.flushed(timeout)
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Refused commands, by reason."""
+        return self.intake.rejected
+
+    def _counters_changed(self) -> None:
+        self._diagnostics_dirty = True
+        self._state_wake.set()
+
+    def _answers_for(self, device_id: str) -> bool:
+        """Whether this daemon answers for ``device_id``, which it does not serve."""
+        if device_id in self._known:
+            return False  # someone's: they answer
+        return min(self._bridges | {self.settings.node_id}) == self.settings.node_id
 
     def stop(self) -> None:
         """Ask :meth:`run` to publish offline, disconnect and return."""
@@ -197,9 +182,10 @@ class Bridge:
         self._diagnostics_dirty = True
         receiver = asyncio.create_task(self._receive(client), name="mqtt receive")
         tasks = [receiver]
+        lister: asyncio.Task[None] | None = None
         try:
             await client.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
-            await client.subscribe(self._subscriptions())
+            await subscribe(client, self._subscriptions())
             self._announce()
             log.info(
                 "broker_connected",
@@ -209,12 +195,12 @@ class Bridge:
                 connection=self.connections,
             )
             tasks += [
-                asyncio.create_task(self._send(client), name="mqtt send"),
+                asyncio.create_task(self.outbox.send(client), name="mqtt send"),
                 asyncio.create_task(self._states(), name="mqtt state"),
                 asyncio.create_task(self._telemetry(), name="mqtt telemetry"),
             ]
-            if not self._listed:
-                self._spawn(self._list_devices_soon())  # ends by itself: not watched below
+            if not self._listed:  # ends by itself, so not among the tasks watched below
+                lister = asyncio.create_task(self._list_devices_soon(), name="mqtt list")
             self.connected.set()
             stopping: asyncio.Task[Any] = asyncio.create_task(self._stopping.wait())
             done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -231,25 +217,27 @@ class Bridge:
         finally:
             self.connected.clear()
             self._client = None
-            for task in tasks:
+            for task in [*tasks, *([lister] if lister is not None else [])]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _subscriptions(self) -> list[tuple[str, int]]:
+    def _subscriptions(self) -> list[Subscription]:
         t = self.topics
-        own = (
-            [(t.any_set, 1)]
-            if self.settings.mqtt.answer_unknown_devices
-            else [(t.set(d), 1) for d in self.daemon.slots]
-        )
+        if self.settings.mqtt.answer_unknown_devices:
+            commands = [t.any_set]  # which matches <base>/bridge/set too: once is enough
+        else:
+            commands = [t.set(d) for d in self.daemon.slots] + [t.bridge_set_all]
         return [
-            *own,
-            (t.bridge_set_all, 1),
-            (t.bridge_set, 1),
-            (t.any_availability, 1),
-            (t.any_bridge_state, 1),
-            (t.bridge_devices, 1),
-            (t.ha_status, 1),
+            *(subscription(self.settings, c, commands=True) for c in [*commands, t.bridge_set]),
+            *(
+                subscription(self.settings, topic)
+                for topic in (
+                    t.any_availability,
+                    t.any_bridge_state,
+                    t.bridge_devices,
+                    t.ha_status,
+                )
+            ),
         ]
 
     async def _goodbye(self) -> None:
@@ -259,7 +247,7 @@ class Bridge:
             self._put(
                 Outgoing(
                     self.topics.state(slot.device_id),
-                    _json(payloads.device_state(slot)),
+                    as_json(payloads.device_state(slot)),
                     retain=True,
                 )
             )
@@ -269,30 +257,6 @@ class Bridge:
         log.info("bridge_offline", node=self.settings.node_id)
 
     # -- sending -------------------------------------------------------------------
-
-    def _put(self, message: Outgoing) -> None:
-        if len(self._outbox) >= OUTBOX_MAX:
-            self._outbox.popleft()
-        self._outbox.append(message)
-        self._drained.clear()
-        self._wake.set()
-
-    async def _send(self, client: aiomqtt.Client) -> None:
-        while True:
-            while self._outbox:
-                message = self._outbox[0]
-                await client.publish(
-                    message.topic,
-                    message.payload,
-                    qos=message.qos,
-                    retain=message.retain,
-                    properties=message.properties,
-                )
-                if self._outbox and self._outbox[0] is message:
-                    self._outbox.popleft()
-            self._drained.set()
-            self._wake.clear()
-            await self._wake.wait()
 
     def _mark(self, device_id: str) -> None:
         self._dirty.add(device_id)
@@ -317,7 +281,7 @@ class Bridge:
             firmware=firmware,
             protocols=self.daemon.protocols,
         )
-        return Outgoing(self.topics.discovery(slot.device_id), _json(config), retain=True)
+        return Outgoing(self.topics.discovery(slot.device_id), as_json(config), retain=True)
 
     def _announce(self) -> None:
         """Everything retained, again: after a (re)connect, or when Home Assistant comes online."""
@@ -338,6 +302,7 @@ class Bridge:
             self._state_wake.clear()
             if loop.time() >= periodic:
                 periodic = loop.time() + interval
+                self.intake.flush_log()
                 self._dirty.update(d for d, s in self.daemon.slots.items() if s.connected)
                 self._diagnostics_dirty = True
             dirty, self._dirty = self._dirty, set()
@@ -346,11 +311,13 @@ class Bridge:
                 state = payloads.device_state(slot)
                 if state["firmware"] != self._firmware.get(device_id):
                     self._put(self._discovery(slot))
-                self._put(Outgoing(self.topics.state(device_id), _json(state), retain=True))
+                self._put(Outgoing(self.topics.state(device_id), as_json(state), retain=True))
             if self._diagnostics_dirty:
                 self._diagnostics_dirty = False
                 self._put(
-                    Outgoing(self.topics.bridge_diagnostics, _json(self.diagnostics()), retain=True)
+                    Outgoing(
+                        self.topics.bridge_diagnostics, as_json(self.diagnostics()), retain=True
+                    )
                 )
             await asyncio.sleep(STATE_COALESCE_S)
 
@@ -361,14 +328,14 @@ class Bridge:
         while True:
             deadline = max(deadline + period, loop.time())
             await asyncio.sleep(deadline - loop.time())
-            if (
-                len(self._outbox) > 100
-            ):  # the broker is slow or gone: telemetry is not worth queueing
+            if len(self.outbox) > 100:  # the broker is slow or gone: telemetry can wait
                 continue
             for slot in self.daemon.slots.values():
                 values = payloads.telemetry(slot)
                 if values is not None:
-                    self._put(Outgoing(self.topics.telemetry(slot.device_id), _json(values), qos=0))
+                    self._put(
+                        Outgoing(self.topics.telemetry(slot.device_id), as_json(values), qos=0)
+                    )
 
     def diagnostics(self) -> dict[str, Any]:
         return {
@@ -377,7 +344,8 @@ class Bridge:
             "devices": sorted(self.daemon.slots),
             "connected": sorted(d for d, s in self.daemon.slots.items() if s.connected),
             "connections": self.connections,
-            "commands": self.commands,
+            "stop_line_connections": self.stopline.connections,
+            "commands": self.intake.commands,
             "rejected": dict(sorted(self.rejected.items())),
             "updated_at": payloads.now_iso(),
         }
@@ -391,7 +359,7 @@ class Bridge:
             self._put(self._device_list())
 
     def _device_list(self) -> Outgoing:
-        return Outgoing(self.topics.bridge_devices, _json(sorted(self.daemon.slots)), retain=True)
+        return Outgoing(self.topics.bridge_devices, as_json(sorted(self.daemon.slots)), retain=True)
 
     def _prune(self, payload: bytes) -> None:
         try:
@@ -424,15 +392,18 @@ class Bridge:
                 self._dispatch(message)
             except Exception:
                 log.exception("message_failed", topic=message.topic.value)
+            # a burst is already queued here, so the loop would not yield by itself:
+            # give the control loops their turn between two messages
+            await asyncio.sleep(0)
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
         t = self.topics
         topic = message.topic.value
-        payload = _bytes(message.payload)
+        payload = payload_bytes(message.payload)
         if topic in (t.bridge_set_all, t.bridge_set):
-            self._spawn(self._bridge_command(message, payload))
+            self.intake.bridge_command(message, payload)
         elif (device_id := t.device_of(topic, "set")) is not None:
-            self._device_command(device_id, message, payload)
+            self.intake.device_command(device_id, message, payload)
         elif (device_id := t.device_of(topic, "availability")) is not None:
             if payload:
                 self._known.add(device_id)
@@ -449,153 +420,6 @@ class Bridge:
                 self._announce()
         elif topic == t.bridge_devices and message.retain and not self._listed:
             self._prune(payload)
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
-
-    def _device_command(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
-        if device_id not in self.daemon.slots:
-            if (
-                device_id in self._known
-                or min(self._bridges | {self.settings.node_id}) != self.settings.node_id
-            ):
-                return  # another daemon's device, or another daemon answers for strangers
-            action: str | None
-            try:
-                command = parse_device_command(payload).command
-                command_id, action = command.id, command.action
-            except CommandError as exc:
-                command_id, action = exc.command_id, exc.action
-            error = CommandError(
-                "unknown_device",
-                f"no gunctl instance serves a device {device_id!r} "
-                f"(none has published {self.topics.availability(device_id)})",
-            )
-            self._refuse(device_id, message, command_id, action, error)
-            return
-        try:
-            received = parse_device_command(payload)
-        except CommandError as exc:
-            self._refuse(device_id, message, exc.command_id, exc.action, exc)
-            return
-        self._take(device_id, message, received)
-
-    def _take(self, device_id: str, message: aiomqtt.Message, received: Received[Any]) -> None:
-        """Hand a parsed command to the gun's lane; answer when it is done."""
-        self.commands += 1
-        self._diagnostics_dirty = True
-        done = self.daemon.submit(device_id, received.command)
-        done.add_done_callback(functools.partial(self._answer, device_id, message, received))
-
-    def _answer(
-        self,
-        device_id: str,
-        message: aiomqtt.Message,
-        received: Received[DeviceCommand],
-        done: asyncio.Future[dict[str, Any]],
-    ) -> None:
-        command = received.command
-        if done.cancelled():
-            return
-        exc = done.exception()
-        if exc is None:
-            log.info("command_done", device=device_id, action=command.action, id=command.id)
-            body = payloads.result(
-                command.id,
-                device=device_id,
-                action=command.action,
-                ignored=received.ignored,
-                **done.result(),
-            )
-            self._reply(self.topics.result(device_id), message, body)
-            self._mark(device_id)
-            return
-        if not isinstance(exc, CommandError):
-            log.error("command_failed", device=device_id, action=command.action, error=repr(exc))
-            exc = CommandError("refused", f"internal error: {exc}")
-        self._refuse(device_id, message, command.id, command.action, exc, received.ignored)
-        self._mark(device_id)
-
-    async def _bridge_command(self, message: aiomqtt.Message, payload: bytes) -> None:
-        node = self.settings.node_id
-        try:
-            received = parse_bridge_command(payload)
-        except CommandError as exc:
-            self._count(exc, None)
-            body = payloads.result(
-                exc.command_id,
-                device=None,
-                action=exc.action,
-                error=exc.message,
-                reason=exc.reason,
-            )
-            self._reply(self.topics.bridge_result, message, {**body, "node": node})
-            return
-        command = received.command
-        self.commands += 1
-        self._diagnostics_dirty = True
-        self._state_wake.set()
-        stopped = await self.daemon.stop_all()
-        log.warning("stop_all", node=node, stopped=stopped, topic=message.topic.value)
-        body = payloads.result(
-            command.id,
-            device=None,
-            action=command.action,
-            stopped=stopped,
-            ignored=received.ignored,
-        )
-        self._reply(self.topics.bridge_result, message, {**body, "node": node})
-
-    def _count(self, exc: CommandError, device_id: str | None) -> None:
-        self.rejected[exc.reason] += 1
-        self._diagnostics_dirty = True
-        self._state_wake.set()
-        log.warning("command_rejected", device=device_id, reason=exc.reason, error=exc.message)
-
-    def _refuse(
-        self,
-        device_id: str,
-        message: aiomqtt.Message,
-        command_id: str | int | None,
-        action: str | None,
-        exc: CommandError,
-        ignored: tuple[str, ...] = (),
-    ) -> None:
-        self._count(exc, device_id)
-        body = payloads.result(
-            command_id,
-            device=device_id,
-            action=action,
-            error=exc.message,
-            reason=exc.reason,
-            ignored=ignored,
-        )
-        self._reply(self.topics.result(device_id), message, body)
-
-    def _reply(self, topic: str, message: aiomqtt.Message, body: dict[str, Any]) -> None:
-        text = _json(body)
-        self._put(Outgoing(topic, text))
-        properties = message.properties
-        response = getattr(properties, "ResponseTopic", None) if properties is not None else None
-        if not response:
-            return
-        if not self._safe_response_topic(response):
-            log.warning("response_topic_refused", topic=response)
-            return
-        reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        correlation = getattr(properties, "CorrelationData", None)
-        if correlation is not None:
-            reply.CorrelationData = correlation
-        self._put(Outgoing(response, text, properties=reply))
-
-    def _safe_response_topic(self, topic: str) -> bool:
-        """Not a wildcard, and not under gunctl's own or Home Assistant's topics."""
-        if not topic or len(topic) > 256 or "+" in topic or "#" in topic:
-            return False
-        owned = (f"{self.topics.base}/", f"{self.topics.discovery_prefix}/")
-        return not topic.startswith(owned)
 
 
 def _maker(spec: Any) -> str:

@@ -141,6 +141,25 @@ def parse_bridge_command(payload: bytes) -> Received[BridgeCommand]:
     return Received(_validate(data, _BRIDGE, BRIDGE_ACTIONS))
 
 
+def parse_stop(payload: bytes) -> Received[SessionCommand]:
+    """What a stop topic received: a stop, whatever it says.
+
+    ``{"action": "pain_stop"}`` makes it a pain stop; anything else, even a
+    payload that is not JSON or is too large, is a plain stop, with what was
+    passed over named in ``ignored``.
+    """
+    try:
+        data = _object(payload)
+    except CommandError:
+        return Received(SessionCommand(action="stop"), ("payload",))
+    action = data.get("action")
+    command_id, ignored = _lenient(data)
+    if action not in (None, *STOPS):
+        ignored = ("action", *ignored)
+    kind: Literal["stop", "pain_stop"] = "pain_stop" if action == "pain_stop" else "stop"
+    return Received(SessionCommand(action=kind, id=command_id), ignored)
+
+
 def _lenient(data: dict[str, Any]) -> tuple[CommandId | None, tuple[str, ...]]:
     """The id of a stop if it is a valid one, and the names of the fields passed over."""
     ignored = sorted(str(key)[:40] for key in data if key not in ("action", "id"))

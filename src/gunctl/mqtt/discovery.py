@@ -7,10 +7,12 @@ available only while both the bridge and the device's link are online
 (``availability_mode: all``). An empty retained payload on the same topic
 removes the device.
 
-Every control publishes to the one command topic, ``<base>/<device_id>/set``,
-as a JSON command: the buttons with a fixed payload, the select and the number
-through a ``command_template`` that makes a ``select`` command. So Home
-Assistant, mosquitto_pub and any other client are handled by the same code.
+Every control publishes a JSON command: the buttons with a fixed payload, the
+select and the number through a ``command_template`` that makes a ``select``
+command. Start and Head fitted go to the command topic, ``<base>/<device_id>/set``;
+Stop and Pain go to ``<base>/<device_id>/stop``, which a connection of its own
+serves, so that no flood on ``set`` can hold a stop back. Home Assistant,
+mosquitto_pub and any other client are handled by the same code.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 from typing import Any
 
 from gunctl import __version__
+from gunctl.mqtt.commands import STOPS
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
 
 ORIGIN = {"name": "gunctl", "sw_version": __version__}
@@ -59,7 +62,8 @@ def device_config(
         return {
             "p": "button",
             "name": name,
-            "command_topic": command,
+            # the stops go to the stop topic, served by a connection that carries nothing else
+            "command_topic": topics.stop(device_id) if action in STOPS else command,
             "payload_press": _press(action),
             "icon": icon,
         }

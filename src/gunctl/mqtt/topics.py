@@ -8,11 +8,14 @@ With the default base ``gunctl`` and discovery prefix ``homeassistant``::
     gunctl/bridge/<node_id>/set          commands for this node only ({"action": "stop_all"})
     gunctl/bridge/<node_id>/result       the result of each bridge command
     gunctl/bridge/set                    commands for every node
+    gunctl/bridge/<node_id>/stop         stop every gun of this node (the stop line)
+    gunctl/bridge/stop                   stop every gun of every node (the stop line)
     gunctl/<device_id>/availability      retained online/offline: the device's link
     gunctl/<device_id>/state             retained JSON state
     gunctl/<device_id>/telemetry         JSON at the configured rate
     gunctl/<device_id>/event             JSON, one message per session event
     gunctl/<device_id>/set               JSON commands
+    gunctl/<device_id>/stop              any message stops the gun (the stop line)
     gunctl/<device_id>/result            JSON result of every command
     homeassistant/device/<device_id>/config   retained discovery payload
     homeassistant/status                 Home Assistant's own online/offline
@@ -71,6 +74,14 @@ class Topics:
         return f"{self.base}/{BRIDGE}/set"
 
     @property
+    def bridge_stop(self) -> str:
+        return f"{self.base}/{BRIDGE}/{self.node_id}/stop"
+
+    @property
+    def bridge_stop_all(self) -> str:
+        return f"{self.base}/{BRIDGE}/stop"
+
+    @property
     def any_bridge_state(self) -> str:
         return f"{self.base}/{BRIDGE}/+/state"
 
@@ -93,6 +104,9 @@ class Topics:
 
     def set(self, device_id: str) -> str:
         return f"{self.base}/{device_id}/set"
+
+    def stop(self, device_id: str) -> str:
+        return f"{self.base}/{device_id}/stop"
 
     def result(self, device_id: str) -> str:
         return f"{self.base}/{device_id}/result"

@@ -1,0 +1,290 @@
+"""Commands in: read, checked, handed to the gun's lane, answered; refusals counted.
+
+Both broker connections feed this one place: the main one (``set`` topics) and
+the stop line (``stop`` topics, :mod:`gunctl.mqtt.stopline`). Every command gets
+one result on its result topic and, under MQTT 5, on the message's response
+topic with its correlation data.
+
+Refusing is cheap, because anyone allowed to publish can send thousands of bad
+messages: a refusal is parsed once, counted by reason, and answered; the log
+gets the first refusal of a quiet spell in full and then one summary line per
+:data:`LOG_EVERY_S` with the count per reason, never one line per message.
+
+A retained command is never obeyed: the broker would deliver it again on every
+reconnect and after every restart, so a start would run again by itself. It is
+refused (``retained``), counted, and cleared with an empty retained message on
+its topic where the broker lets gunctl publish there. Under MQTT 5 gunctl
+subscribes with "retain as published", so a command published with the retain
+flag is recognised even when it arrives live; under MQTT 3.1.1 only the copy
+the broker keeps is recognised, on the next (re)connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from gunctl.config import ServeSettings
+from gunctl.daemon import Daemon
+from gunctl.mqtt import payloads
+from gunctl.mqtt.commands import (
+    REASONS,
+    CommandError,
+    DeviceCommand,
+    Received,
+    parse_bridge_command,
+    parse_device_command,
+    parse_stop,
+)
+from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
+from gunctl.mqtt.topics import Topics
+
+log = structlog.get_logger("gunctl.mqtt")
+
+LOG_EVERY_S = 10.0  # at most one summary line of refusals this often
+RETAINED = (
+    "a retained command is never obeyed: the broker would deliver it again on every "
+    "reconnect, and it would run again by itself. Publish commands without the retain "
+    "flag. gunctl cleared it from the broker where it was allowed to."
+)
+
+
+class Intake:
+    def __init__(
+        self,
+        settings: ServeSettings,
+        topics: Topics,
+        daemon: Daemon,
+        outbox: Outbox,
+        *,
+        mark: Callable[[str], None],
+        changed: Callable[[], None],
+        answers_for: Callable[[str], bool],
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.daemon = daemon
+        self.outbox = outbox
+        self._mark = mark  # a device's state changed
+        self._changed = changed  # the counters changed
+        self._answers_for = answers_for  # whether this daemon answers for an unknown device
+        self.rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
+        self.commands = 0
+        self._unlogged: Counter[str] = Counter()
+        self._logged_at = -LOG_EVERY_S
+
+    # -- what arrives ----------------------------------------------------------------
+
+    def device_command(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
+        """A message on ``<device>/set``."""
+        if not payload:
+            return  # a retained command being cleared, by us or by someone
+        if device_id not in self.daemon.slots:
+            self._stranger(device_id, message, payload)
+            return
+        result = self.topics.result(device_id)
+        if message.retain:
+            self._retained(result, device_id, message, payload)
+            return
+        try:
+            received = parse_device_command(payload)
+        except CommandError as exc:
+            self.refuse(result, device_id, message, exc.command_id, exc.action, exc)
+            return
+        self._take(device_id, message, received)
+
+    def device_stop(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
+        """A message on ``<device>/stop``: whatever it says, it stops (or pain-stops)."""
+        if not payload:
+            return
+        if message.retain:
+            self._retained(self.topics.result(device_id), device_id, message, payload)
+            return
+        self._take(device_id, message, parse_stop(payload))
+
+    def bridge_command(
+        self, message: aiomqtt.Message, payload: bytes, *, stop_topic: bool = False
+    ) -> None:
+        """A message on a bridge's ``set`` (or, with ``stop_topic``, ``stop``) topic."""
+        if not payload:
+            return
+        result = self.topics.bridge_result
+        if message.retain:
+            self._retained(result, None, message, payload)
+            return
+        try:
+            received: Received[Any] = (
+                parse_stop(payload) if stop_topic else parse_bridge_command(payload)
+            )
+        except CommandError as exc:
+            self.refuse(result, None, message, exc.command_id, exc.action, exc)
+            return
+        self.commands += 1
+        self._changed()
+        stopping = self.daemon.stop_all()
+        stopping.add_done_callback(functools.partial(self._stopped_all, message, received))
+
+    # -- carrying out and answering -------------------------------------------------------
+
+    def _take(self, device_id: str, message: aiomqtt.Message, received: Received[Any]) -> None:
+        """Hand a parsed command to the gun's lane; answer when it is done."""
+        self.commands += 1
+        self._changed()
+        done = self.daemon.submit(device_id, received.command)
+        done.add_done_callback(functools.partial(self._answer, device_id, message, received))
+
+    def _answer(
+        self,
+        device_id: str,
+        message: aiomqtt.Message,
+        received: Received[DeviceCommand],
+        done: asyncio.Future[dict[str, Any]],
+    ) -> None:
+        command = received.command
+        if done.cancelled():
+            return
+        exc = done.exception()
+        result = self.topics.result(device_id)
+        if exc is None:
+            log.info("command_done", device=device_id, action=command.action, id=command.id)
+            body = payloads.result(
+                command.id,
+                device=device_id,
+                action=command.action,
+                ignored=received.ignored,
+                **done.result(),
+            )
+            self._reply(result, message, body)
+        else:
+            if not isinstance(exc, CommandError):
+                log.error(
+                    "command_failed", device=device_id, action=command.action, error=repr(exc)
+                )
+                exc = CommandError("refused", f"internal error: {exc}")
+            self.refuse(
+                result, device_id, message, command.id, command.action, exc, received.ignored
+            )
+        self._mark(device_id)
+
+    def _stopped_all(
+        self, message: aiomqtt.Message, received: Received[Any], done: asyncio.Future[list[str]]
+    ) -> None:
+        if done.cancelled():
+            return
+        stopped = done.result()
+        node = self.settings.node_id
+        log.warning("stop_all", node=node, stopped=stopped, topic=message.topic.value)
+        body = payloads.result(
+            received.command.id,
+            device=None,
+            action="stop_all",
+            stopped=stopped,
+            ignored=received.ignored,
+        )
+        self._reply(self.topics.bridge_result, message, {**body, "node": node})
+
+    def _stranger(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
+        """A command for a device this daemon does not serve: answered by one daemon only."""
+        if not self._answers_for(device_id):
+            return
+        action: str | None
+        try:
+            command = parse_device_command(payload).command
+            command_id, action = command.id, command.action
+        except CommandError as exc:
+            command_id, action = exc.command_id, exc.action
+        error = CommandError(
+            "unknown_device",
+            f"no gunctl instance serves a device {device_id!r} "
+            f"(none has published {self.topics.availability(device_id)})",
+        )
+        self.refuse(self.topics.result(device_id), device_id, message, command_id, action, error)
+
+    def _retained(
+        self, result: str, device_id: str | None, message: aiomqtt.Message, payload: bytes
+    ) -> None:
+        command_id: str | int | None = None
+        action: str | None = None
+        try:
+            command = parse_device_command(payload).command
+            command_id, action = command.id, command.action
+        except CommandError as exc:
+            command_id, action = exc.command_id, exc.action
+        self.refuse(
+            result, device_id, message, command_id, action, CommandError("retained", RETAINED)
+        )
+        self.outbox.put(Outgoing(message.topic.value, b"", retain=True))
+
+    # -- refusing ------------------------------------------------------------------
+
+    def refuse(
+        self,
+        result: str,
+        device_id: str | None,
+        message: aiomqtt.Message,
+        command_id: str | int | None,
+        action: str | None,
+        exc: CommandError,
+        ignored: tuple[str, ...] = (),
+    ) -> None:
+        self._count(exc, device_id)
+        body = payloads.result(
+            command_id,
+            device=device_id,
+            action=action,
+            error=exc.message,
+            reason=exc.reason,
+            ignored=ignored,
+        )
+        if device_id is None:
+            body["node"] = self.settings.node_id
+        self._reply(result, message, body)
+
+    def _count(self, exc: CommandError, device_id: str | None) -> None:
+        self.rejected[exc.reason] += 1
+        self._changed()
+        now = time.monotonic()
+        if now - self._logged_at >= LOG_EVERY_S:
+            self._logged_at = now
+            self.flush_log()
+            log.warning("command_rejected", device=device_id, reason=exc.reason, error=exc.message)
+        else:
+            self._unlogged[exc.reason] += 1
+
+    def flush_log(self) -> None:
+        """Log the refusals not logged one by one, as one line of counts by reason."""
+        if self._unlogged:
+            log.warning("commands_rejected", by_reason=dict(sorted(self._unlogged.items())))
+            self._unlogged.clear()
+
+    def _reply(self, topic: str, message: aiomqtt.Message, body: dict[str, Any]) -> None:
+        text = as_json(body)
+        self.outbox.put(Outgoing(topic, text))
+        properties = message.properties
+        response = getattr(properties, "ResponseTopic", None) if properties is not None else None
+        if not response:
+            return
+        if not self._safe_response_topic(response):
+            log.warning("response_topic_refused", topic=response)
+            return
+        reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        correlation = getattr(properties, "CorrelationData", None)
+        if correlation is not None:
+            reply.CorrelationData = correlation
+        self.outbox.put(Outgoing(response, text, properties=reply))
+
+    def _safe_response_topic(self, topic: str) -> bool:
+        """Not a wildcard, and not under gunctl's own or Home Assistant's topics."""
+        if not topic or len(topic) > 256 or "+" in topic or "#" in topic:
+            return False
+        owned = (f"{self.topics.base}/", f"{self.topics.discovery_prefix}/")
+        return not topic.startswith(owned)
