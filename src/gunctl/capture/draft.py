@@ -249,11 +249,13 @@ class Roles:
         for mark in self.marks:
             kind = self._marked(mark.t)
             if mark.action in ("speed", "level"):
-                self.level = mark.action == "level"
-                wanted = CommandKind.SET_LEVEL if self.level else CommandKind.SET_SPEED
+                if self.set_kind is not None and self.level != (mark.action == "level"):
+                    self.out.warnings.append(f"mark {mark}: the setpoint is already a {self._unit}")
+                    continue
                 varying = self._varying_after(mark.t)
                 if varying is not None:
-                    self.commands.setdefault(wanted.value, varying)
+                    self.level = mark.action == "level"
+                    self.commands[self._unit] = varying
             elif kind is not None:
                 self.commands.setdefault(mark.action, kind)
         self._assign_setpoint()
@@ -268,6 +270,10 @@ class Roles:
             ):
                 return kind
         return None
+
+    @property
+    def _unit(self) -> str:
+        return (CommandKind.SET_LEVEL if self.level else CommandKind.SET_SPEED).value
 
     @property
     def set_kind(self) -> Kind | None:
