@@ -53,19 +53,14 @@ def list_specs() -> None:
 
 def _spec(name_or_file: str) -> DeviceSpec:
     """A shipped family by name, or a spec file by path."""
-    from pathlib import Path
-
     from gunctl.datafile import InvalidFileError
-    from gunctl.specs.loader import load_spec
+    from gunctl.specs.loader import find_spec
 
     try:
-        if name_or_file.endswith((".yaml", ".yml")):
-            return load_spec(Path(name_or_file))
-        return get_spec(name_or_file)
-    except KeyError as exc:
-        raise click.BadParameter(str(exc.args[0]), param_hint="FAMILY") from exc
-    except InvalidFileError as exc:
-        raise click.BadParameter(str(exc), param_hint="FAMILY") from exc
+        return find_spec(name_or_file)
+    except (KeyError, InvalidFileError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
+        raise click.BadParameter(message, param_hint="FAMILY") from exc
 
 
 @main.command()

@@ -190,10 +190,10 @@ def check_spec(spec_ref: str, capture_file: Path, as_json: bool) -> None:
 def _load_one(ref: str, as_json: bool) -> DeviceSpec:
     """A spec by file path (``*.yaml``) or by the name of a shipped one."""
     from gunctl.datafile import InvalidFileError
-    from gunctl.specs.loader import get_spec, load_spec
+    from gunctl.specs.loader import find_spec
 
     try:
-        return load_spec(Path(ref)) if ref.endswith((".yaml", ".yml")) else get_spec(ref)
+        return find_spec(ref)
     except InvalidFileError as exc:
         fail_invalid(exc, as_json)
     except KeyError as exc:

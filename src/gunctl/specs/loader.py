@@ -71,6 +71,16 @@ def get_spec(name: str) -> DeviceSpec:
     return specs[name]
 
 
+def find_spec(ref: str) -> DeviceSpec:
+    """A spec file by path (``*.yaml``), or a shipped spec by name.
+
+    Raises InvalidFileError for a broken file, KeyError for an unknown name.
+    """
+    if ref.endswith((".yaml", ".yml")):
+        return load_spec(Path(ref))
+    return get_spec(ref)
+
+
 def _check(doc: Document, spec: DeviceSpec) -> Iterable[Problem]:
     for section, messages in (("commands", spec.commands), ("reports", spec.reports)):
         for kind, message in messages.items():
