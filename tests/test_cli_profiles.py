@@ -222,13 +222,21 @@ def test_user_folder_from_the_environment(user_dir: Path) -> None:
     assert titles["sciatica-full"] == "Full sciatica routine"
 
 
-def test_a_broken_user_protocol_fails_every_command(user_dir: Path) -> None:
+def test_a_broken_user_protocol_is_reported_and_left_out_and_the_rest_works(
+    user_dir: Path,
+) -> None:
     text = (BROKEN / "over-cap.yaml").read_text()
     (user_dir / "protocols" / "over-cap.yaml").write_text(text)
-    for args in (["list"], ["show", "glute"], ["validate"]):
+    for args, code in ((["list"], 0), (["show", "glute"], 0), (["validate"], 2)):
         result = run("--profiles", str(user_dir), *args)
-        assert result.exit_code == 2, args
+        assert result.exit_code == code, args
         assert "over-cap.yaml:16: steps[1].intensity:" in result.stderr
+    listed = run("list", "--profiles", str(user_dir), "--json")  # the folder after the command
+    names = {p["name"]: p["yours"] for p in json.loads(listed.stdout)["protocols"]}
+    assert "over-cap" not in names
+    assert names["glute"] is True  # the user's own glute, marked as theirs
+    assert names["sciatica-full"] is False
+    assert "left out of your profiles" in listed.stderr
 
 
 def test_a_missing_user_folder_is_a_usage_error(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from gunctl.cli.boundary import Bounded
 from gunctl.clock import Clock
 from gunctl.specs.loader import get_spec, load_specs
 from gunctl.specs.messages import (
@@ -36,7 +37,7 @@ from gunsim.host import Host
 from gunsim.person import RandomPerson, ScriptedPerson
 
 
-@click.group()
+@click.group(cls=Bounded, name="gunsim")
 def main() -> None:
     """The gunctl device simulator."""
 
@@ -74,7 +75,13 @@ def _spec(name_or_file: str) -> DeviceSpec:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--hold", type=float, default=2.0, show_default=True, help="Seconds per setpoint.")
-@click.option("--scale", type=float, default=20.0, show_default=True, help="Time speed-up.")
+@click.option(
+    "--scale",
+    type=click.FloatRange(0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Time speed-up.",
+)
 @click.option(
     "--btmon", is_flag=True, help="Write the Linux btmon datalink instead of Android's HCI H4."
 )
@@ -113,10 +120,22 @@ def parse_fault(text: str) -> tuple[float, Fault]:
 
 @main.command()
 @click.argument("spec_name", metavar="SPEC")
-@click.option("--seconds", type=float, default=10.0, show_default=True, help="How long to run.")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="How long to run.",
+)
 @click.option("--speed", type=int, help="Speed in ppm (default: the spec's top speed).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--scale", type=float, default=1.0, show_default=True, help="Time speed-up.")
+@click.option(
+    "--scale",
+    type=click.FloatRange(0, 1000, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Time speed-up.",
+)
 @click.option(
     "--person",
     type=click.Choice(["none", "random", "steady"]),
@@ -124,7 +143,13 @@ def parse_fault(text: str) -> tuple[float, Fault]:
     show_default=True,
     help="Who holds the gun: nobody, a seeded random person, or a steady 30 N lean.",
 )
-@click.option("--every", type=float, default=1.0, show_default=True, help="Print interval, s.")
+@click.option(
+    "--every",
+    type=click.FloatRange(0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Print interval, s.",
+)
 @click.option("--fault", "faults", multiple=True, help="AT:KIND[:key=value,...]")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def run(

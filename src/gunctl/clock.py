@@ -12,6 +12,8 @@ import os
 import time
 from datetime import UTC, datetime, timedelta
 
+from gunctl.errors import GunctlError
+
 
 class Clock:
     def __init__(self, scale: float = 1.0) -> None:
@@ -67,5 +69,8 @@ def wall_now() -> datetime:
     try:
         start = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"{TEST_NOW_ENV}={text!r} is not an ISO 8601 date and time") from None
+        raise GunctlError(
+            f"{TEST_NOW_ENV}={text!r} is not an ISO 8601 date and time",
+            f"unset {TEST_NOW_ENV}: it is for tests only",
+        ) from None
     return start.astimezone(UTC) + timedelta(seconds=time.monotonic() - _STARTED)

@@ -57,12 +57,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from gunctl.errors import GunctlError
 from gunctl.heads import Head
 from gunctl.links.proxy_config import ProxyConfig
 from gunctl.mqtt.topics import BASE, SEGMENT, valid_id
 
 
-class ConfigError(ValueError):
+class ConfigError(GunctlError, ValueError):
     """The configuration cannot be used; the message names every bad setting."""
 
 
@@ -101,8 +102,14 @@ class MqttSettings(BaseModel):
     @field_validator("password_file", "tls_ca")
     @classmethod
     def _readable(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{value} is not a readable file")
+        if value is None:
+            return None
+        try:
+            value.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{value} is not a text file (UTF-8)") from None
+        except OSError as exc:
+            raise ValueError(f"{value} is not a readable file ({exc.strerror})") from None
         return value
 
     @model_validator(mode="after")
@@ -139,6 +146,8 @@ class DevicesSettings(BaseModel):
     @field_validator("ble")
     @classmethod
     def _distinct(cls, value: list[str]) -> list[str]:
+        if any(not a.strip() for a in value):
+            raise ValueError("an empty address or name; give a gun's address or advertised name")
         seen = [ble_device_id(a) for a in value]
         if len(set(seen)) != len(seen):
             raise ValueError("the same device is listed twice")
@@ -169,12 +178,12 @@ class ServeSettings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     devices: DevicesSettings = DevicesSettings()
     proxies: list[ProxyConfig] = []  # with any, BLE guns are reached through them
-    telemetry_hz: float = Field(5.0, gt=0.0, le=25.0)
-    state_interval_s: float = Field(2.0, gt=0.0, le=60.0)  # state while a session runs
+    telemetry_hz: float = Field(5.0, ge=0.1, le=25.0)
+    state_interval_s: float = Field(2.0, ge=0.1, le=60.0)  # state while a session runs
     intensity_cap: float = Field(1.0, gt=0.0, le=1.0)  # the most any MQTT start may ask for
     heads: list[Head] | None = None  # the heads owned; None: a protocol may use any head
     red_flags_acknowledged: bool = False
-    time_scale: float = Field(1.0, gt=0.0, le=1000.0)  # simulated devices only
+    time_scale: float = Field(1.0, ge=0.01, le=1000.0)  # simulated devices only
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
@@ -239,8 +248,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> ServeSet
         return settings_cls(**given)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config_file)) from None
-    except ValueError as exc:  # a TOML syntax error
-        raise ConfigError(f"config file {config_file}: {exc}") from None
+    except ValueError as exc:  # a TOML syntax error, or a GUNCTL_* variable that is not JSON
+        where = f"config file {config_file}" if config_file else "the GUNCTL_* variables"
+        raise ConfigError(
+            f"invalid configuration in {where}: {exc}",
+            "a table's variable is JSON, e.g. GUNCTL_DEVICES_BLE='[\"C4:5A:11:20:3B:7E\"]'",
+        ) from None
 
 
 def _drop_none(values: dict[str, Any]) -> dict[str, Any]:

@@ -152,7 +152,11 @@ class Daemon:
         self.settings = settings
         self.clock = clock or Clock(settings.time_scale)
         self.history = history if history is not None else History()
-        self.catalogue = catalogue if catalogue is not None else load_catalogue()
+        if catalogue is None:
+            catalogue = load_catalogue(partial=True)
+            for problem in catalogue.problems:  # reported; everything else still works
+                log.warning("profile_left_out", problem=str(problem))
+        self.catalogue = catalogue
         self.backoff = backoff or Backoff()
         self._connector = connector or self._connect
         self.listener: Listener | None = None

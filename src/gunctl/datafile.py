@@ -86,6 +86,9 @@ class Document:
             raise InvalidFileError(
                 [Problem(name, None, "(file)", exc.strerror or str(exc))]
             ) from exc
+        except UnicodeDecodeError as exc:
+            message = f"not UTF-8 text ({exc.reason} at byte {exc.start}): is it a YAML file?"
+            raise InvalidFileError([Problem(name, None, "(file)", message)]) from exc
         try:
             tree = YAML(typ="rt").load(text)
         except MarkedYAMLError as exc:

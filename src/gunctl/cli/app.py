@@ -7,11 +7,13 @@ Heavy imports (bleak, pydantic models, rich) live in the subcommand modules, so
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
 from gunctl import __version__
+from gunctl.cli.boundary import Bounded
+
+ENV_PREFIX = "GUNCTL"
 
 # name -> ("module:attribute" of a click command, one-line help); imported only when used
 _COMMANDS = {
@@ -26,7 +28,7 @@ _COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(Bounded):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
 
@@ -36,6 +38,7 @@ class LazyGroup(click.Group):
         module, attr = _COMMANDS[cmd_name][0].split(":")
         command = getattr(importlib.import_module(module), attr)
         assert isinstance(command, click.Command)
+        _name_variables(command)
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -44,7 +47,23 @@ class LazyGroup(click.Group):
             formatter.write_dl([(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def _name_variables(command: click.Command) -> None:
+    """One naming scheme: every option ``--some-name`` is also ``GUNCTL_SOME_NAME``.
+
+    The same variable whatever the command (``GUNCTL_SIDE``, not click's
+    ``GUNCTL_RUN_SIDE``), and every ``--help`` shows it. Options that must not
+    come from the environment say so with ``allow_from_autoenv=False``.
+    """
+    command.context_settings.setdefault("auto_envvar_prefix", ENV_PREFIX)
+    for param in command.params:
+        if isinstance(param, click.Option) and (param.allow_from_autoenv or param.envvar):
+            param.show_envvar = True
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _name_variables(sub)
+
+
+@click.group(cls=LazyGroup, name="gunctl", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gunctl")
 @click.option(
     "--log-level",
@@ -66,6 +85,9 @@ def cli(log_level: str, log_json: bool) -> None:
     configure(json=log_json, level=log_level)
 
 
+_name_variables(cli)
+
+
 def main() -> None:
     # click's exit code for a usage error is 2, the same as gunctl's invalid input.
-    sys.exit(cli.main(auto_envvar_prefix="GUNCTL", standalone_mode=True))
+    cli.main(auto_envvar_prefix=ENV_PREFIX)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,6 @@ from gunctl.units import duration
 if TYPE_CHECKING:
     from gunctl.store.history import History, SessionRecord
 
-EXIT_FAILED = 1
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -68,19 +66,22 @@ kind_option = click.option(
 
 
 def _open() -> History | None:
-    """The history, or None when nothing has been recorded yet (and nothing is created)."""
-    import sqlite3
+    """The history, or None when nothing has been recorded yet (no file is created).
 
-    from gunctl.store.history import History, HistoryError, default_path
+    A history that cannot be written (read-only) is still read.
+    """
+    from gunctl.store.history import History, HistoryError, data_folder, default_path
 
     path = default_path()
+    data_folder(path)  # a data folder that can never hold a history is an error, not "empty"
     if not path.exists():
         return None
     try:
         return History(path)
-    except (sqlite3.Error, HistoryError, OSError) as exc:
-        click.echo(f"gunctl: cannot open the history at {path}: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+    except HistoryError as exc:
+        if "read-only" not in exc.what:
+            raise
+        return History(path, read_only=True)
 
 
 @click.group(invoke_without_command=True)

@@ -12,10 +12,9 @@ from typing import Any, NoReturn
 import click
 
 from gunctl.datafile import InvalidFileError, Problem
+from gunctl.errors import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 
-EXIT_OK = 0
-EXIT_INVALID = 2
-EXIT_UNREACHABLE = 4  # the device could not be found or connected, or the link was lost
+__all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_UNREACHABLE"]  # the codes live in gunctl.errors
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
@@ -44,6 +43,18 @@ def report_problems(problems: Sequence[Problem], as_json: bool) -> None:
         click.echo(json.dumps({"ok": False, "problems": [p.as_dict() for p in problems]}, indent=2))
     for problem in problems:
         click.echo(str(problem), err=True)
+
+
+def warn_problems(problems: Sequence[Problem]) -> None:
+    """Report the files a partial catalogue left out, while everything else works."""
+    if problems:
+        click.echo(
+            "gunctl: warning: left out of your profiles (everything else works) — fix these "
+            "lines (`gunctl profiles validate` checks them):",
+            err=True,
+        )
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
 
 
 def fail_invalid(error: InvalidFileError, as_json: bool) -> NoReturn:

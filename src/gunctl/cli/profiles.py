@@ -26,19 +26,27 @@ NOT_ADVICE = (
 MOVE_RULE = "If a point has not eased after about 30 s, move the head a little."
 
 
-@click.group()
-@click.option(
+def _keep_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.meta[_META_KEY] = value
+
+
+# Accepted before the subcommand and after it: `gunctl profiles list --profiles DIR`.
+profiles_option = click.option(
     "--profiles",
-    "profiles_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     envvar="GUNCTL_PROFILES",
+    expose_value=False,
+    callback=_keep_dir,
     help="A folder of your own profiles (muscles.yaml, protocols/*.yaml) "
-    "that override the shipped ones by name.",
+    "that override the shipped ones by name [GUNCTL_PROFILES].",
 )
-@click.pass_context
-def profiles(ctx: click.Context, profiles_dir: Path | None) -> None:
+
+
+@click.group()
+@profiles_option
+def profiles() -> None:
     """List, show and validate muscles and treatment protocols."""
-    ctx.meta[_META_KEY] = profiles_dir
 
 
 def _user_dir() -> Path | None:
@@ -46,15 +54,19 @@ def _user_dir() -> Path | None:
     return value if isinstance(value, Path) else None
 
 
-def _catalogue(as_json: bool) -> Catalogue:
+def _catalogue(as_json: bool, *, partial: bool = True) -> Catalogue:
+    """The catalogue; a broken file of yours is reported and left out (``partial``)."""
+    from gunctl.cli.output import warn_problems
     from gunctl.datafile import InvalidFileError
     from gunctl.profiles.loader import load_catalogue
 
     try:
-        return load_catalogue(_user_dir())
+        catalogue = load_catalogue(_user_dir(), partial=partial)
     except InvalidFileError as exc:
         fail_invalid(exc, as_json)
         raise  # not reached: fail_invalid exits
+    warn_problems(catalogue.problems)
+    return catalogue
 
 
 def _percent(fraction: float) -> str:
@@ -65,10 +77,14 @@ def _percent(fraction: float) -> str:
 
 
 @profiles.command("list")
+@profiles_option
 @json_option
 def list_profiles(as_json: bool) -> None:
-    """Every protocol and every muscle, shipped and your own."""
+    """Every protocol and every muscle, shipped and your own (marked "yours")."""
+    from gunctl.resources import shipped
+
     catalogue = _catalogue(as_json)
+    ours = shipped("profiles")
     result = {
         "protocols": [
             {
@@ -77,6 +93,7 @@ def list_profiles(as_json: bool) -> None:
                 "steps": len(p.steps),
                 "total_s": p.total_s(),
                 "source": str(catalogue.protocol_sources[p.name]),
+                "yours": not catalogue.protocol_sources[p.name].is_relative_to(ours),
             }
             for p in catalogue.protocols.values()
         ],
@@ -87,9 +104,10 @@ def list_profiles(as_json: bool) -> None:
         from rich.console import Group
         from rich.table import Table
 
-        protocols = Table("protocol", "title", "steps", "time", title="Protocols", box=None)
+        protocols = Table("protocol", "title", "steps", "time", "", title="Protocols", box=None)
         for p in result["protocols"]:
-            protocols.add_row(p["name"], p["title"], str(p["steps"]), duration(p["total_s"]))
+            mine = "yours" if p["yours"] else ""
+            protocols.add_row(p["name"], p["title"], str(p["steps"]), duration(p["total_s"]), mine)
         muscles = Table(
             "muscle", "name", "region", "cap", "hold", "per session", title="Muscles", box=None
         )
@@ -133,6 +151,7 @@ def _muscle_summary(name: str, muscle: Muscle) -> dict[str, Any]:
 
 @profiles.command("show")
 @click.argument("name")
+@profiles_option
 @click.option(
     "--muscle",
     "as_muscle",
@@ -297,6 +316,7 @@ def _describe_muscle(name: str, muscle: Muscle) -> str:
 
 @profiles.command("validate")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
+@profiles_option
 @json_option
 def validate_profiles(files: tuple[Path, ...], as_json: bool) -> None:
     """Check profile files (all shipped and your own when none are given); exit 2 on any problem.
@@ -314,7 +334,7 @@ def validate_profiles(files: tuple[Path, ...], as_json: bool) -> None:
             sys.exit(EXIT_INVALID)
         result: dict[str, Any] = {"ok": True, "files": [str(f) for f in files]}
     else:
-        catalogue = _catalogue(as_json)
+        catalogue = _catalogue(as_json, partial=False)
         sources = {*catalogue.muscle_sources.values(), *catalogue.protocol_sources.values()}
         result = {
             "ok": True,

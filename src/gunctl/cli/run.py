@@ -5,8 +5,9 @@ plan, and the 48-hour exposure check. While it runs: a live display, keys for
 pause, next, sharp pain and quit, and Ctrl-C or SIGTERM stopping the motor
 before anything else. Every session is recorded in the history as it goes.
 
-Exit codes: 0 completed; 2 invalid input; 3 ended by a safety stop (the rule
-is named on stderr); 4 device unreachable or link lost; 130 interrupted.
+Exit codes (gunctl.errors): 0 completed; 2 invalid input; 3 ended by a safety
+stop (the rule is named on stderr) or refused by one; 4 device unreachable or
+link lost; 5 the data folder or history cannot be used; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -26,8 +27,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gunctl.cli.output import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE, to_text
+from gunctl.cli.output import to_text, warn_problems
 from gunctl.cli.proxies import opened, proxy_option
+from gunctl.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    EXIT_SAFETY,
+    EXIT_UNREACHABLE,
+)
 
 if TYPE_CHECKING:
     from gunctl.control.events import Event
@@ -37,8 +45,6 @@ if TYPE_CHECKING:
     from gunctl.profiles.plan import ExposureCheck, Plan
     from gunctl.store.history import History
 
-EXIT_SAFETY = 3
-EXIT_INTERRUPTED = 130
 
 KEY_ACTIONS = {
     " ": "toggle_pause",
@@ -65,6 +71,7 @@ class Options:
     profiles: Path | None
     seed: int
     proxies: list[ProxyConfig]
+    scan_timeout: float
 
 
 def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -124,6 +131,13 @@ def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 )
 @click.option("--seed", type=int, default=0, help="Seed for the simulated gun and person.")
 @proxy_option
+@click.option(
+    "--scan-timeout",
+    type=click.FloatRange(0.1, 120),
+    default=10.0,
+    show_default=True,
+    help="Seconds to look for --device before giving up.",
+)
 def run(**kwargs: object) -> None:
     """Run PROTOCOL (e.g. glute) on a gun, with a live display.
 
@@ -178,7 +192,7 @@ async def _run_through_proxies(options: Options, keys: bool) -> int:
 
 async def _run(options: Options, keys: bool, proxies: Proxies | None) -> int:
     from gunctl.clock import Clock
-    from gunctl.datafile import InvalidFileError, suggest
+    from gunctl.datafile import suggest
     from gunctl.devices import connect_ble, connect_sim
     from gunctl.heads import Head
     from gunctl.links.base import LinkError
@@ -187,12 +201,8 @@ async def _run(options: Options, keys: bool, proxies: Proxies | None) -> int:
     from gunctl.store.history import History
 
     err = sys.stderr
-    try:
-        catalogue = load_catalogue(options.profiles)
-    except InvalidFileError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        return EXIT_INVALID
+    catalogue = load_catalogue(options.profiles, partial=True)
+    warn_problems(catalogue.problems)
     protocol = catalogue.protocols.get(options.protocol)
     if protocol is None:
         hint = suggest(options.protocol, catalogue.protocols)
@@ -220,6 +230,7 @@ async def _run(options: Options, keys: bool, proxies: Proxies | None) -> int:
                 spec_name=options.spec,
                 exposure=exposure,
                 proxies=proxies,
+                timeout=options.scan_timeout,
             )
     except KeyError as exc:
         click.echo(f"gunctl: {exc.args[0]}", err=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,6 +20,19 @@ from gunctl.cli.output import EXIT_INVALID
 _file = click.Path(dir_okay=False, path_type=Path)
 # GUNCTL_* variables are read by the settings (one name per setting), not by click:
 # every option below has allow_from_autoenv=False.
+
+
+def _global_logging() -> dict[str, Any]:
+    """``gunctl --log-level/--log-json`` when given (flag or variable): they win over the file."""
+    from click.core import ParameterSource
+
+    root = click.get_current_context().find_root()
+    given = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return {
+        name: root.params[name]
+        for name in ("log_level", "log_json")
+        if root.get_parameter_source(name) in given
+    }
 
 
 @click.command()
@@ -105,6 +119,7 @@ def serve(
             config_file,
             node_id=node_id,
             time_scale=time_scale,
+            **_global_logging(),
             mqtt={
                 "host": mqtt_host,
                 "port": mqtt_port,

@@ -50,6 +50,15 @@ class Hearing:
         return {"source": self.source, "rssi": self.rssi, "free": self.free}
 
 
+def _unavailable(exc: BaseException) -> BluetoothUnavailableError:
+    """No BlueZ to scan with: say so, and what to do (bleak's own words are rarely clear)."""
+    return BluetoothUnavailableError(
+        f"no Bluetooth: BlueZ was not found on the system D-Bus ({exc}) — start it "
+        "(sudo systemctl start bluetooth) and check the adapter is on (bluetoothctl power on); "
+        "without a radio, try the simulator: gunctl run glute --sim"
+    )
+
+
 @dataclass(frozen=True)
 class Found:
     address: str
@@ -96,7 +105,7 @@ async def scan(timeout: float, specs: Iterable[DeviceSpec] | None = None) -> lis
     try:
         heard = await BleakScanner.discover(timeout=timeout, return_adv=True)
     except (BleakError, OSError) as exc:
-        raise BluetoothUnavailableError(f"cannot scan: {exc}") from exc
+        raise _unavailable(exc) from exc
     candidates = _specs(specs)
     found = [
         recognise(device, adv, (Hearing(LOCAL, adv.rssi),), candidates)
@@ -169,10 +178,13 @@ async def find_advertised(
     try:
         device = await BleakScanner.find_device_by_filter(is_it, timeout=timeout)
     except (BleakError, OSError) as exc:
-        raise BluetoothUnavailableError(f"cannot scan: {exc}") from exc
+        raise _unavailable(exc) from exc
     if device is not None and seen:
         return device, seen[-1]
-    raise DeviceNotFoundError(f"no device {wanted!r} advertised within {timeout:g} s")
+    raise DeviceNotFoundError(
+        f"no device {wanted!r} advertised within {timeout:g} s — is it switched on and near? "
+        "`gunctl scan` lists what is advertising; a longer --scan-timeout gives it more time"
+    )
 
 
 async def find(address_or_name: str, timeout: float) -> BLEDevice:

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gunctl.datafile import Document, InvalidFileError, Problem, plain, suggest
+from gunctl.errors import GunctlError
 from gunctl.heads import Head
 from gunctl.profiles.models import MAX_SESSION_S, Muscle, MuscleCatalogue, Protocol, Step
 from gunctl.resources import shipped
@@ -38,6 +39,7 @@ class Catalogue:
     protocols: dict[str, Protocol] = field(default_factory=dict)
     muscle_sources: dict[str, Path] = field(default_factory=dict)
     protocol_sources: dict[str, Path] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # left out, with partial=True
 
     def source_of(self, name: str) -> Path:
         """The file a protocol (or, failing that, a muscle) called ``name`` came from.
@@ -60,11 +62,26 @@ def user_profiles_dir(user_dir: Path | None = None) -> Path | None:
     return Path(env) if env else None
 
 
-def load_catalogue(user_dir: Path | None = None) -> Catalogue:
-    """Load shipped then user profiles; raise one InvalidFileError listing every problem."""
-    catalogue, problems = _load(user_profiles_dir(user_dir))
-    if problems:
+def load_catalogue(user_dir: Path | None = None, *, partial: bool = False) -> Catalogue:
+    """Load shipped then user profiles; raise one InvalidFileError listing every problem.
+
+    With ``partial``, a broken file does not stop the rest: whatever it would
+    have defined is left out (a shipped protocol it overrides included, so a
+    person never gets the shipped one by mistake), and its problems are in
+    ``catalogue.problems`` to report. A user folder that does not exist is
+    still an error.
+    """
+    folder = user_profiles_dir(user_dir)
+    if folder is not None and not folder.is_dir():
+        raise GunctlError(
+            f"the profiles folder {folder} does not exist",
+            f"point --profiles or {ENV_VAR} at a folder holding muscles.yaml and protocols/, "
+            f"or unset {ENV_VAR}",
+        )
+    catalogue, problems = _load(folder)
+    if problems and not partial:
         raise InvalidFileError(problems)
+    catalogue.problems = problems
     return catalogue
 
 
@@ -121,8 +138,6 @@ def _folders(user_dir: Path | None) -> list[Path]:
 def _load(user_dir: Path | None) -> tuple[Catalogue, list[Problem]]:
     folders = _folders(user_dir)
     problems: list[Problem] = []
-    if user_dir is not None and not user_dir.is_dir():
-        problems.append(Problem(str(user_dir), None, "(directory)", "no such profiles folder"))
     muscles = _effective_muscles(folders)
     problems.extend(muscles.problems)
     catalogue = Catalogue(muscles=muscles.muscles, muscle_sources=muscles.sources)

@@ -61,6 +61,7 @@ from gunctl.control.events import (
     Subscription,
 )
 from gunctl.datafile import DataModel
+from gunctl.errors import StorageError
 
 log = structlog.get_logger("gunctl.history")
 
@@ -143,8 +144,42 @@ MIGRATIONS: list[tuple[str, ...]] = [
 ]
 
 
-class HistoryError(Exception):
-    """The history cannot be used as asked; the message says why."""
+class HistoryError(StorageError):
+    """The history cannot be used as asked; the message says why and what to do."""
+
+
+def data_folder(path: Path) -> Path:
+    """Make sure the folder that holds ``path`` exists; raise HistoryError when it cannot."""
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = "it is a file" if isinstance(exc, FileExistsError) else exc.strerror or str(exc)
+        raise HistoryError(
+            f"the data folder {folder} cannot be used ({why})",
+            f"set {ENV_DIR} to a folder you can write to",
+        ) from exc
+    return folder
+
+
+def _unusable(path: Path, exc: sqlite3.Error) -> HistoryError:
+    """What to tell a person whose history file SQLite will not open or write."""
+    text = str(exc)
+    if "readonly" in text:
+        return HistoryError(
+            f"the history at {path} is read-only",
+            f"make it writable, or set {ENV_DIR} to a folder you can write to "
+            "(gunctl history can still list it)",
+        )
+    if "unable to open" in text:
+        return HistoryError(
+            f"cannot open the history at {path} ({text})",
+            f"check its permissions, or set {ENV_DIR} to a folder you can write to",
+        )
+    return HistoryError(
+        f"the history at {path} is damaged ({text})",
+        f"move it aside (mv {path} {path}.broken) and gunctl starts a new one",
+    )
 
 
 # -- what comes back out -------------------------------------------------------
@@ -317,22 +352,44 @@ class History:
     Opening it closes the sessions left ``running`` by processes that are gone.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+    ) -> None:
+        """Open (or create) the history; ``read_only`` only reads a file that exists.
+
+        Raises HistoryError, saying what to do, when the file or its folder
+        cannot be used (damaged, read-only, under a file, ...).
+        """
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._live: dict[int, _Live] = {}
         self._by_device: dict[str, int] = {}
         self._proc_start = _own_start()
-        self._db = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
-        )
+        self.recovered: list[int] = []
+        if not read_only:
+            data_folder(self.path)
         try:
+            self._db = sqlite3.connect(
+                f"{self.path.resolve().as_uri()}?mode=ro" if read_only else self.path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=10.0,
+                uri=read_only,
+            )
+        except sqlite3.Error as exc:
+            raise _unusable(self.path, exc) from exc
+        try:
+            if read_only:
+                self.schema_version  # noqa: B018 (reads the file: a damaged one fails here)
+                return
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-            self.recovered: list[int] = self.recover()
+            self.recovered = self.recover()
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise _unusable(self.path, exc) from exc
         except BaseException:
             self._db.close()
             raise
