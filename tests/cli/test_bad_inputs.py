@@ -68,8 +68,19 @@ def read_only_history(tmp: Path) -> None:
     (tmp / "data").chmod(0o555)
 
 
+QUICK = """\
+name: quick
+title: Quick check
+description: One short hold, for tests.
+steps:
+  - {muscle: gluteus-maximus, side: left, head: ball, intensity: 0.4, hold_s: 30,
+     ramp_s: 1, rest_s: 1, placement: Middle of the buttock.}
+"""
+
+
 def broken_user_file(tmp: Path) -> None:
     binary(tmp / "profiles" / "protocols" / "mine.yaml")
+    (tmp / "profiles" / "protocols" / "quick.yaml").write_text(QUICK)
 
 
 @dataclass
@@ -168,7 +179,7 @@ CASES = [
     ),
     Case(
         "broken user file: run",
-        ["gunctl", "run", "glute", *SIM],
+        ["gunctl", "run", "quick", "--sim", "--yes", "--time-scale", "20"],
         EXIT_OK,
         "not UTF-8",
         env={"GUNCTL_PROFILES": "{tmp}/profiles"},
