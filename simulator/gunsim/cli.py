@@ -8,7 +8,8 @@ time; ``--fault AT:KIND[:key=value,...]`` schedules a fault (see
 ``gunsim.faults``), e.g. ``--fault 5:silence:duration_s=2``.
 
 ``gunsim bluez`` serves simulated guns through a fake BlueZ on a private D-Bus
-instead, for gunctl to reach through bleak (see ``gunsim.bluez.cli``).
+instead, for gunctl to reach through bleak (see ``gunsim.bluez.cli``), and
+``gunsim proxy`` through a fake ESPHome Bluetooth proxy (``gunsim.esphome.cli``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from gunctl.specs.messages import (
 from gunctl.specs.models import DeviceSpec
 from gunsim.bluez.cli import bluez
 from gunsim.device import Load, SimDevice
+from gunsim.esphome.cli import proxy
 from gunsim.faults import FAULT_ADAPTER, Fault
 from gunsim.host import Host
 from gunsim.person import RandomPerson, ScriptedPerson
@@ -43,6 +45,7 @@ def main() -> None:
 
 
 main.add_command(bluez)
+main.add_command(proxy)
 
 
 @main.command("list")

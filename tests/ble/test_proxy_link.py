@@ -13,12 +13,17 @@ import os
 import time
 
 import pytest
+from aioesphomeapi.core import ReadFailedAPIError
+from bleak.exc import BleakError
 
 from gunctl.control.supervisor import Start
 from gunctl.devices import connect_ble
-from gunctl.links.proxy import OutOfSlotsError, ProxiedLink
+from gunctl.links.base import Endpoint, NotConnectedError
+from gunctl.links.proxy import OutOfSlotsError, ProxiedLink, _proxy_gone
+from gunctl.specs.codec import Codec
 from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetLevel, SetSpeed
+from gunsim import SlowAcks
 
 from blehost import SHORT, Watch, eventually, is_stop, short_plan
 from proxyhost import House, reaching
@@ -187,3 +192,38 @@ async def test_a_gun_heard_by_two_proxies_connects_through_the_stronger_with_a_f
         finally:
             await link.disconnect()
             await held.disconnect()
+
+
+async def test_a_write_caught_by_a_reboot_is_a_lost_link_not_a_failed_write(
+    house: House,
+) -> None:
+    proxy = await house.proxy("hall")
+    gun = await house.gun(SPECS["theragun-gen4"])  # set speed is written with response
+    heard = proxy.add(gun)
+    async with reaching(proxy) as proxies:
+        link, spec = await proxies.open_link(heard.address, clock=house.clock, timeout=SHORT)
+        await link.connect()
+        gun.faults.inject(SlowAcks(delay_s=1.0))  # the reply is still to come at the reboot
+        frame = Codec(spec).encode_command(SetSpeed(ppm=1800))
+        writing = asyncio.create_task(link.write(Endpoint.COMMAND, frame, with_response=True))
+        await eventually(lambda: proxy.counters.writes_with_response == 1)
+        proxy.reboot(down_s=0.5)
+        with pytest.raises(NotConnectedError):
+            await asyncio.wait_for(writing, SHORT)
+        assert not link.connected
+        assert link.reason == "lost"
+
+
+def test_the_proxy_connection_reset_is_recognised_however_deeply_it_is_wrapped() -> None:
+    # What a write with response meets when the reset wins the race with bleak-esphome's
+    # disconnect callback: bleak's error, from aioesphomeapi's, from the socket's.
+    def raised(exc: BaseException, cause: BaseException) -> BaseException:
+        exc.__cause__ = cause
+        return exc
+
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    read_failed = raised(ReadFailedAPIError(str(reset)), reset)
+    assert _proxy_gone(raised(BleakError(str(reset)), read_failed))
+    assert _proxy_gone(reset)
+    assert not _proxy_gone(BleakError("Characteristic 0xffe2 was not found"))
+    assert not _proxy_gone(TimeoutError())

@@ -16,6 +16,9 @@ While a proxy holds a gun's link it is the device's link: frames the firmware
 sends become ``BluetoothGATTNotifyDataResponse`` to the API client that
 connected it.
 
+Advertisements go to one API client at a time, as on ESPHome: a second
+client's subscription is ignored until the first one leaves.
+
 Slots are counted as ESPHome counts them (``connection_slots``, 3 by default):
 a connect with none free is answered with a failed connection at once, and
 every change is sent to subscribers as ``BluetoothConnectionsFreeResponse``.
@@ -427,10 +430,11 @@ class FakeProxy:
                 session.wants_free_slots = True
                 session.send(self._free_slots())
             case api_pb2.SubscribeBluetoothLEAdvertisementsRequest(flags=flags):
-                if (
-                    flags & BluetoothProxySubscriptionFlag.RAW_ADVERTISEMENTS
-                    and not session.advertising
-                ):
+                # ESPHome relays advertisements to one API client at a time and ignores
+                # a second subscriber without a word.
+                taken = any(other.advertising for other in self.sessions if other is not session)
+                raw = flags & BluetoothProxySubscriptionFlag.RAW_ADVERTISEMENTS
+                if raw and not taken and not session.advertising:
                     session.advertising = asyncio.get_running_loop().create_task(
                         self._advertise(session)
                     )

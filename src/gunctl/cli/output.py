@@ -33,7 +33,7 @@ def to_text(renderable: Any) -> str:
 
     buffer = io.StringIO()
     width = shutil.get_terminal_size((100, 24)).columns
-    Console(file=buffer, width=width, highlight=False).print(renderable)
+    Console(file=buffer, width=width, highlight=False, emoji=False).print(renderable)
     return buffer.getvalue().rstrip()
 
 

@@ -36,6 +36,7 @@ from aioesphomeapi.core import (
     BluetoothConnectionDroppedError,
     ConnectionNotEstablishedAPIError,
     PingFailedAPIError,
+    ReadFailedAPIError,
     SocketAPIError,
 )
 from bleak.backends.device import BLEDevice
@@ -58,6 +59,7 @@ from gunctl.specs.models import DeviceSpec
 
 _ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 POLL_S = 0.1  # how often a search looks again at what the proxies have heard
+SETTLE_S = 1.0  # how long the other proxies get to hear a gun that one proxy has heard
 # habluetooth's BleakClient: connects through whichever proxy hears the device best and has a
 # free slot
 PROXY_CLIENT = HaBleakClientWrapper
@@ -237,22 +239,27 @@ class Proxies:
         return Heard(best.ble_device, best.advertisement, tuple(hearings))
 
     async def find(self, address_or_name: str, timeout: float) -> Heard:
-        """The gun with this address or advertised name, once some proxy hears it."""
+        """The gun with this address or advertised name, once the proxies have heard it.
+
+        Once one proxy hears it, the others get up to ``SETTLE_S`` to hear it
+        too, so that the choice of proxy is made on every proxy's signal.
+        """
         from gunctl.links.scan import DeviceNotFoundError
 
         wanted = address_or_name.strip()
         by_address = bool(_ADDRESS.match(wanted))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        first_heard: float | None = None
         while True:
-            for heard in self.heard():
-                if (
-                    heard.device.address.upper() == wanted.upper()
-                    if by_address
-                    else wanted in (heard.advertisement.local_name, heard.device.name)
-                ):
+            now = loop.time()
+            heard = next((h for h in self.heard() if _is(h, wanted, by_address)), None)
+            if heard is not None:
+                first_heard = now if first_heard is None else first_heard
+                reachable = sum(1 for s in self.states() if s.reachable)
+                if len(heard.sources) >= reachable or now - first_heard >= SETTLE_S:
                     return heard
-            if loop.time() >= deadline:
+            elif now >= deadline:
                 raise DeviceNotFoundError(
                     f"no device {wanted!r} heard within {timeout:g} s by {self._describe()}"
                 )
@@ -278,6 +285,12 @@ class Proxies:
         heard = await self.find(address_or_name, timeout)
         spec = pick_spec(heard.device, heard.advertisement, spec_name, specs)
         return ProxiedLink(self, heard.device, spec, clock=clock, rssi=heard.rssi), spec
+
+
+def _is(heard: Heard, wanted: str, by_address: bool) -> bool:
+    if by_address:
+        return bool(heard.device.address.upper() == wanted.upper())
+    return wanted in (heard.advertisement.local_name, heard.device.name)
 
 
 class ProxiedLink(BleakLink):
@@ -324,9 +337,15 @@ _GONE = (
     SocketAPIError,
     ConnectionNotEstablishedAPIError,
     PingFailedAPIError,
+    ReadFailedAPIError,  # a reply awaited when the connection was reset
     BluetoothConnectionDroppedError,
 )
 
 
-def _proxy_gone(exc: BaseException) -> bool:
-    return isinstance(exc, _GONE) or isinstance(exc.__cause__, _GONE)
+def _proxy_gone(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or anything it was raised from, says the proxy is gone."""
+    while exc is not None:
+        if isinstance(exc, _GONE):
+            return True
+        exc = exc.__cause__
+    return False
