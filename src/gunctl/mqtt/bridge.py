@@ -347,6 +347,7 @@ class Bridge:
             "stop_line_connections": self.stopline.connections,
             "commands": self.intake.commands,
             "rejected": dict(sorted(self.rejected.items())),
+            "unanswered": self.intake.unanswered,
             "updated_at": payloads.now_iso(),
         }
 

@@ -6,8 +6,13 @@ one result on its result topic and, under MQTT 5, on the message's response
 topic with its correlation data.
 
 Refusing is cheap, because anyone allowed to publish can send thousands of bad
-messages: a refusal is parsed once, counted by reason, and answered; the log
-gets the first refusal of a quiet spell in full and then one summary line per
+messages: a payload that is refused before any gun's lane takes it (not a
+command, retained, for a device nobody serves) is parsed once, counted by
+reason, and answered at QoS 0; while more than :data:`BACKLOG` messages wait to
+go out (a flood), such refusals are counted but not answered, so that junk
+never pushes the events and results of real commands out of the outbox. A
+command a lane took gets its result, refused or not, at QoS 1. The log gets the
+first refusal of a quiet spell in full and then one summary line per
 :data:`LOG_EVERY_S` with the count per reason, never one line per message.
 
 A retained command is never obeyed: the broker would deliver it again on every
@@ -51,6 +56,7 @@ from gunctl.mqtt.topics import Topics
 log = structlog.get_logger("gunctl.mqtt")
 
 LOG_EVERY_S = 10.0  # at most one summary line of refusals this often
+BACKLOG = 100  # outgoing messages waiting: past this, refusals are counted but not answered
 RETAINED = (
     "a retained command is never obeyed: the broker would deliver it again on every "
     "reconnect, and it would run again by itself. Publish commands without the retain "
@@ -79,6 +85,7 @@ class Intake:
         self._answers_for = answers_for  # whether this daemon answers for an unknown device
         self.rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
         self.commands = 0
+        self.unanswered = 0  # refusals not answered because the outbox was backed up
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -LOG_EVERY_S
 
@@ -171,7 +178,14 @@ class Intake:
                 )
                 exc = CommandError("refused", f"internal error: {exc}")
             self.refuse(
-                result, device_id, message, command.id, command.action, exc, received.ignored
+                result,
+                device_id,
+                message,
+                command.id,
+                command.action,
+                exc,
+                received.ignored,
+                taken=True,
             )
         self._mark(device_id)
 
@@ -235,7 +249,10 @@ class Intake:
         action: str | None,
         exc: CommandError,
         ignored: tuple[str, ...] = (),
+        *,
+        taken: bool = False,
     ) -> None:
+        """Count and answer a refusal; ``taken``: of a command a lane took, not of junk."""
         self._count(exc, device_id)
         body = payloads.result(
             command_id,
@@ -247,7 +264,12 @@ class Intake:
         )
         if device_id is None:
             body["node"] = self.settings.node_id
-        self._reply(result, message, body)
+        if taken:
+            self._reply(result, message, body)
+        elif len(self.outbox) > BACKLOG:
+            self.unanswered += 1  # a flood: the events and results of real commands come first
+        else:
+            self._reply(result, message, body, qos=0)
 
     def _count(self, exc: CommandError, device_id: str | None) -> None:
         self.rejected[exc.reason] += 1
@@ -266,9 +288,11 @@ class Intake:
             log.warning("commands_rejected", by_reason=dict(sorted(self._unlogged.items())))
             self._unlogged.clear()
 
-    def _reply(self, topic: str, message: aiomqtt.Message, body: dict[str, Any]) -> None:
+    def _reply(
+        self, topic: str, message: aiomqtt.Message, body: dict[str, Any], qos: int = 1
+    ) -> None:
         text = as_json(body)
-        self.outbox.put(Outgoing(topic, text))
+        self.outbox.put(Outgoing(topic, text, qos=qos))
         properties = message.properties
         response = getattr(properties, "ResponseTopic", None) if properties is not None else None
         if not response:
@@ -280,7 +304,7 @@ class Intake:
         correlation = getattr(properties, "CorrelationData", None)
         if correlation is not None:
             reply.CorrelationData = correlation
-        self.outbox.put(Outgoing(response, text, properties=reply))
+        self.outbox.put(Outgoing(response, text, qos=qos, properties=reply))
 
     def _safe_response_topic(self, topic: str) -> bool:
         """Not a wildcard, and not under gunctl's own or Home Assistant's topics."""

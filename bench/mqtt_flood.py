@@ -1,0 +1,249 @@
+"""A flood of junk, then a stop: is the stop lost, how late is it, and how late are the loops?
+
+A private Mosquitto at its default limits on loopback; ``gunctl serve``'s daemon
+and bridge in this process with simulated guns in real time, every one of them
+running a session. Each trial, four ``mosquitto_pub -l`` processes publish
+10,000 junk messages (QoS 1) as fast as the broker takes them: commands for
+devices nobody serves, payloads that are not JSON, JSON nested thousands deep,
+and valid starts refused because a session runs. Then one stop for gun 1, on
+its stop topic (the stop line) or on its ``set`` topic (alternating trials).
+Measured: stops lost (no stop frame within 10 s), stop published -> stop frame
+written, every running gun's worst control-loop lateness during the trial,
+and how many junk messages the daemon drained per second (and how many the
+broker dropped from its full queue for the daemon, as it is allowed to).
+
+    python -m bench.mqtt_flood [--trials 20] [--junk 10000] [--devices 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from bench.mqtt_stop import SPEC, StopTimes, mosquitto
+from bench.report import percentiles, report
+from gunctl.config import load_settings
+from gunctl.control.supervisor import LoopStats
+from gunctl.daemon import DeviceSlot
+from gunctl.logs import configure
+from gunctl.mqtt.commands import SessionCommand, StartCommand
+from gunctl.mqtt.service import Service
+
+STOP_TOPIC_P99_MS = 50.0
+SET_TOPIC_MAX_S = 1.0
+PERIOD_MS = 20.0  # one control-loop period at 50 Hz
+
+
+async def run_all(service: Service, slots: list[DeviceSlot]) -> None:
+    """A session on every gun that has none, motor running (head confirmed)."""
+    for slot in slots:
+        supervisor = slot.device.supervisor  # type: ignore[union-attr]
+        if supervisor.running:
+            continue
+        start = StartCommand(action="start", protocol="glute", side="left")
+        await service.daemon.submit(slot.device_id, start)
+        await service.daemon.submit(slot.device_id, SessionCommand(action="confirm_head"))
+    while not all(  # noqa: ASYNC110  (the setpoint has no event to wait on)
+        not s.device.supervisor.driver.setpoint.stopped  # type: ignore[union-attr]
+        for s in slots
+    ):
+        await asyncio.sleep(0.005)
+
+
+def junk_files(directory: Path, base: str, busy_gun: str, junk: int) -> list[tuple[str, Path]]:
+    """Four files of junk lines, one per kind, for ``mosquitto_pub -l`` to read."""
+    quarter = junk // 4
+    kinds = [
+        (f"{base}/nobody-1/set", json.dumps({"action": "start", "protocol": "glute"})),
+        (f"{base}/{busy_gun}/set", "this is not json"),
+        (f"{base}/{busy_gun}/set", "[" * 3000 + "]" * 3000),
+        (f"{base}/{busy_gun}/set", json.dumps({"action": "start", "protocol": "glute"})),
+    ]
+    files = []
+    for n, (topic, line) in enumerate(kinds):
+        path = directory / f"junk-{n}.txt"
+        path.write_text((line + "\n") * quarter)
+        files.append((topic, path))
+    return files
+
+
+async def flood(port: int, files: list[tuple[str, Path]], slots: list[DeviceSlot]) -> float:
+    """Publish every line of ``files`` from one process each; return when the broker has all.
+
+    The guns' loop statistics start once the publishers are running: starting a
+    process is the benchmark's cost, not the daemon's.
+    """
+    binary = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
+    began = time.perf_counter()
+    processes = []
+    for topic, path in files:
+        with path.open("rb") as lines:
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    binary, "-p", str(port), "-q", "1", "-t", topic, "-l", stdin=lines
+                )
+            )
+    for slot in slots:
+        slot.device.supervisor.loop_stats = LoopStats()  # type: ignore[union-attr]
+    for process in processes:
+        await process.wait()
+    return time.perf_counter() - began
+
+
+async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float]:
+    """The same flood to a bare aiomqtt client that does nothing with what it gets."""
+    received, last = 0, 0.0
+    async with aiomqtt.Client("127.0.0.1", port) as client:
+        await client.subscribe("floor/#", qos=1)
+
+        async def count() -> None:
+            nonlocal received, last
+            async for _ in client.messages:
+                received, last = received + 1, time.perf_counter()
+
+        counter = asyncio.create_task(count())
+        began = time.perf_counter()
+        await flood(port, [(f"floor/{n}", path) for n, (_, path) in enumerate(files)], [])
+        while time.perf_counter() - max(last, began) < 0.5:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        counter.cancel()
+    return received, last - began
+
+
+async def trial(
+    service: Service,
+    client: aiomqtt.Client,
+    timer: StopTimes,
+    port: int,
+    files: list[tuple[str, Path]],
+    on_stop_topic: bool,
+) -> dict[str, Any]:
+    slots = list(service.daemon.slots.values())
+    await run_all(service, slots)
+    target = slots[0]
+    topics = service.bridge.topics
+    refused_before = sum(service.bridge.rejected.values())
+    began = time.perf_counter()
+    published_s = await flood(port, files, slots)
+    times = timer.at[target.device_id]
+    before = len(times)
+    timer.arrived[target.device_id].clear()
+    topic = topics.stop(target.device_id) if on_stop_topic else topics.set(target.device_id)
+    asked = time.perf_counter()
+    await client.publish(topic, json.dumps({"action": "stop"}), qos=1)
+    try:
+        await asyncio.wait_for(timer.arrived[target.device_id].wait(), 10)
+        latency: float | None = times[before] - asked
+    except TimeoutError:
+        latency = None
+    # the rest of the flood: wait until the daemon has taken in all the broker passed on
+    quiet_since, seen = time.perf_counter(), -1
+    while time.perf_counter() - quiet_since < 0.5:
+        now = sum(service.bridge.rejected.values())
+        if now != seen:
+            seen, quiet_since = now, time.perf_counter()
+        await asyncio.sleep(0.05)
+    drained = seen - refused_before
+    late = max(s.device.supervisor.loop_stats.max_late_s for s in slots[1:])  # type: ignore[union-attr]
+    return {
+        "latency": latency,
+        "late_ms": late * 1000,
+        "drained": drained,
+        "drain_s": quiet_since - began - 0.0,
+        "published_s": published_s,
+    }
+
+
+async def main(trials: int, junk: int, devices: int) -> None:
+    configure(level="error")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["GUNCTL_DATA_DIR"] = tmp
+        with mosquitto(Path(tmp)) as port:
+            settings = load_settings(
+                None,
+                node_id="flood",
+                mqtt={"host": "127.0.0.1", "port": port},
+                devices={"sim": devices, "sim_spec": SPEC},
+                red_flags_acknowledged=True,
+                log_level="error",
+            )
+            service = Service(settings)
+            await service.start()
+            results: list[tuple[bool, dict[str, Any]]] = []
+            try:
+                await service.daemon.wait_connected(10)
+                await asyncio.wait_for(service.bridge.connected.wait(), 10)
+                await asyncio.wait_for(service.bridge.stopline.connected.wait(), 10)
+                timer = StopTimes()
+                for slot in service.daemon.slots.values():
+                    timer.watch(slot)
+                busy = list(service.daemon.slots)[-1]
+                files = junk_files(Path(tmp), service.bridge.topics.base, busy, junk)
+                async with aiomqtt.Client("127.0.0.1", port) as client:
+                    for n in range(trials):
+                        on_stop_topic = n % 2 == 0
+                        results.append(
+                            (
+                                on_stop_topic,
+                                await trial(service, client, timer, port, files, on_stop_topic),
+                            )
+                        )
+            finally:
+                await service.stop()
+            floors = [await floor(port, files) for _ in range(max(1, trials // 4))]
+    rows = []
+    for on_stop_topic, name in ((True, "stop topic (stop line)"), (False, "set topic")):
+        mine = [r for s, r in results if s == on_stop_topic]
+        if not mine:
+            continue
+        latencies = [r["latency"] for r in mine if r["latency"] is not None]
+        drained = sum(r["drained"] for r in mine)
+        rows.append(
+            {
+                "stop on": name,
+                "trials": len(mine),
+                "stops lost": len(mine) - len(latencies),
+                **{f"stop {k} ms": v for k, v in percentiles(latencies).items() if k != "n"},
+                "loop late max ms": round(max(r["late_ms"] for r in mine), 2),
+                "junk drained": drained,
+                "junk dropped by broker": junk * len(mine) - drained,
+                "drained per s": round(drained / sum(r["drain_s"] for r in mine)),
+            }
+        )
+    got = sum(n for n, _ in floors)
+    rows.append(
+        {
+            **{key: "-" for key in rows[0]},
+            "stop on": "(floor: a bare aiomqtt client, no daemon)",
+            "trials": len(floors),
+            "junk drained": got,
+            "junk dropped by broker": junk * len(floors) - got,
+            "drained per s": round(got / sum(s for _, s in floors)),
+        }
+    )
+    report(
+        "mqtt_flood",
+        f"{junk} junk messages then a stop, Mosquitto at defaults, {devices} guns running "
+        f"(targets: 0 lost; stop topic p99 < {STOP_TOPIC_P99_MS:g} ms; set topic < "
+        f"{SET_TOPIC_MAX_S:g} s; loop lateness < {PERIOD_MS:g} ms)",
+        rows,
+        meta={"spec": SPEC, "junk": junk, "devices": devices, "qos": 1, "trials": trials},
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20, help="floods, each then a stop")
+    parser.add_argument("--junk", type=int, default=10_000, help="junk messages per flood")
+    parser.add_argument("--devices", type=int, default=4, help="simulated guns, all running")
+    args = parser.parse_args()
+    asyncio.run(main(args.trials, args.junk, args.devices))
