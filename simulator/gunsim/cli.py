@@ -93,13 +93,15 @@ def record(family: str, output: str, seed: int, hold: float, scale: float, btmon
     from pathlib import Path
 
     from gunctl.capture.btsnoop import Datalink
-    from gunsim.record import simulate, write_capture
+    from gunsim.radio import advertised_name
+    from gunsim.record import peer_address, simulate, write_capture
 
     spec = _spec(family)
     frames = asyncio.run(simulate(spec, seed=seed, hold_s=hold, scale=scale))
     datalink = Datalink.MONITOR if btmon else Datalink.H4
     try:
-        records = write_capture(Path(output), frames, datalink)
+        name = advertised_name(spec, peer_address())
+        records = write_capture(Path(output), frames, datalink, name)
     except OSError as exc:
         raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
     click.echo(f"{output}: {records} records, {len(frames)} ATT PDUs of {spec.name}")

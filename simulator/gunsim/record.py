@@ -167,12 +167,36 @@ def _acl(pdu: bytes, sent: bool) -> Iterator[bytes]:
         yield struct.pack("<HH", CONNECTION | boundary << 12, len(chunk)) + chunk
 
 
-def write_capture(path: Path, frames: Iterable[Frame], datalink: Datalink = Datalink.H4) -> int:
-    """Write ``frames`` (in time order) as a btsnoop file; returns the records written."""
+def peer_address() -> str:
+    """The simulated gun's address, as a capture shows it."""
+    return ":".join(f"{b:02X}" for b in reversed(PEER))
+
+
+def _advertising_report(name: str) -> bytes:
+    """An LE Advertising Report event: the gun's advertisement, with its name, heard once."""
+    encoded = name.encode()
+    data = bytes([2, 0x01, 0x06, len(encoded) + 1, 0x09]) + encoded  # flags, complete name
+    report = bytes([0x02, 1, 0x00, 0x00]) + PEER + bytes([len(data)]) + data + bytes([0xC9])
+    return bytes([0x3E, len(report)]) + report
+
+
+def write_capture(
+    path: Path,
+    frames: Iterable[Frame],
+    datalink: Datalink = Datalink.H4,
+    advertised: str | None = None,
+) -> int:
+    """Write ``frames`` (in time order) as a btsnoop file; returns the records written.
+
+    With ``advertised``, the capture starts with the gun's advertisement under that name.
+    """
     base = EPOCH_OFFSET_US + START_UNIX * 1_000_000
     records, last = 0, 0.0
     with path.open("wb") as stream:
         out = BtsnoopWriter(stream, datalink)
+        if advertised is not None:
+            out.write(base - 500_000, PacketType.EVENT, False, _advertising_report(advertised))
+            records += 1
         connected = struct.pack("<BBHBB", 0x01, 0x00, CONNECTION, 0x00, 0x00) + PEER
         connected += struct.pack("<HHHB", 24, 0, 400, 0)
         out.write(base, PacketType.EVENT, False, bytes([0x3E, len(connected)]) + connected)

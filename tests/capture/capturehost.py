@@ -9,7 +9,8 @@ import looptime
 from gunctl.capture.btsnoop import Datalink
 from gunctl.specs.loader import spec_files
 from gunctl.specs.models import DeviceSpec
-from gunsim.record import simulate, write_capture
+from gunsim.radio import advertised_name
+from gunsim.record import peer_address, simulate, write_capture
 
 DATA = Path(__file__).parent.parent / "data"
 # The shipped families, and one made up for these tests with a layout none of them has
@@ -24,5 +25,5 @@ def record(spec: DeviceSpec, path: Path, datalink: Datalink = Datalink.H4) -> Pa
         frames = loop.run_until_complete(simulate(spec, scale=1.0))
     finally:
         loop.close()
-    write_capture(path, frames, datalink)
+    write_capture(path, frames, datalink, advertised_name(spec, peer_address()))
     return path

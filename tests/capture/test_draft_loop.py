@@ -13,8 +13,10 @@ from click.testing import CliRunner, Result
 from gunctl.capture import Capture
 from gunctl.cli.app import cli
 from gunctl.specs.codec import Codec
+from gunctl.specs.loader import load_spec
 from gunctl.specs.models import DeviceSpec, Direction, Part, hex_to_bytes
-from gunsim.record import Frame, write_capture
+from gunsim.radio import advertised_name
+from gunsim.record import Frame, peer_address, write_capture
 
 from capturehost import DATA, FAMILIES
 
@@ -67,6 +69,10 @@ def test_draft_finds_the_checksum_and_frame_kinds(
     assert kinds == _opcodes(spec, captures[family])
     # what `gunctl specs validate` says of the drafted file
     assert run("validate", str(output)).exit_code == 0
+    # the advertisement heard before connecting names the device
+    drafted = load_spec(output)
+    assert drafted.identity.names == [advertised_name(spec, peer_address())]
+    assert drafted.gatt == spec.gatt.model_copy(update={"battery": None})
 
 
 @pytest.mark.parametrize("family", FAMILIES)

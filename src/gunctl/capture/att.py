@@ -41,6 +41,9 @@ _DECLARATIONS = {0x2800, 0x2801, 0x2802, 0x2803}
 _DISCONNECTION_COMPLETE = 0x05
 _LE_META = 0x3E
 _LE_CONNECTION_COMPLETE = (0x01, 0x0A)  # legacy and enhanced
+# LE advertising reports, legacy and extended: subevent -> (address at, data length at),
+# counted from the number of reports
+_ADVERTISING_REPORTS = {0x02: (3, 9), 0x0D: (4, 24)}
 
 
 class AttOp(StrEnum):
@@ -64,6 +67,10 @@ def uuid_text(raw: bytes) -> str:
         return f"0000{int.from_bytes(raw, 'little'):04x}-0000-1000-8000-00805f9b34fb"
     h = raw[::-1].hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _address(raw: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in reversed(raw))
 
 
 def short_uuid(number: int) -> str:
@@ -126,6 +133,7 @@ class AttReader:
         self.connections: dict[int, _Connection] = {}
         self.tables: dict[int, GattTable] = {}  # every connection's table, kept after it closes
         self.peers: dict[int, str] = {}  # connection handle -> peer address, when seen
+        self.names: dict[str, str] = {}  # address -> advertised name, when seen
         self.skipped = 0  # ACL fragments that could not be placed (capture started mid-frame)
         self._first_us: int | None = None
 
@@ -164,7 +172,24 @@ class AttReader:
             handle = int.from_bytes(data[4:6], "little") & 0x0FFF
             self.connections.pop(handle, None)  # a reused handle starts afresh
             self._connection(handle)
-            self.peers[handle] = ":".join(f"{b:02X}" for b in reversed(data[8:14]))
+            self.peers[handle] = _address(data[8:14])
+        elif code == _LE_META and len(data) >= 3 and data[2] in _ADVERTISING_REPORTS:
+            self._advertisement(data[2], data[3:])
+
+    def _advertisement(self, subevent: int, body: bytes) -> None:
+        """The advertised name in a single-report LE advertising report, by address."""
+        if not body or body[0] != 1:
+            return  # several reports in one event lay their fields out side by side: skip
+        at_address, at_length = _ADVERTISING_REPORTS[subevent]
+        if len(body) <= at_length:
+            return
+        data = body[at_length + 1 : at_length + 1 + body[at_length]]
+        while len(data) >= 2 and data[0]:
+            size, kind = data[0], data[1]
+            if kind in (0x08, 0x09):  # shortened or complete local name
+                name = data[2 : size + 1].decode("utf-8", "replace")
+                self.names[_address(body[at_address : at_address + 6])] = name
+            data = data[size + 1 :]
 
     def _acl(self, packet: HciPacket) -> AttRecord | None:
         data = packet.data

@@ -374,8 +374,15 @@ class Roles:
                 continue
             self.commands[role.value] = kind
             self.out.warnings.append(f"guessed: {kind.label} is {role.value}")
+        asked = self.commands.get(CommandKind.VERSION_REQUEST.value)
         for kind in self.device[1:]:
-            self.out.warnings.append(f"{kind.label}: a report other than status; left out")
+            if asked is not None and _follows(kind, asked):
+                self.out.warnings.append(
+                    f"{kind.label} answers the version request: left out, because which bytes "
+                    "hold the version is not known; add a version report by hand"
+                )
+            else:
+                self.out.warnings.append(f"{kind.label}: a report other than status; left out")
 
     def _polls(self, times: list[float]) -> bool:
         """A request the device answers: a report follows each, and reports come no oftener."""
@@ -390,6 +397,12 @@ class Roles:
 
     def spec(self, frames: CaptureFrames, layout: Layout, source: str) -> dict[str, Any] | None:
         return SpecWriter(self, frames, layout, source).document()
+
+
+def _follows(reply: Kind, request: Kind, within_s: float = 0.2) -> bool:
+    """Whether every frame of ``reply`` came soon after a frame of ``request``."""
+    asked = [t for t, _ in request.frames]
+    return all(any(0 <= t - a <= within_s for a in asked) for t, _ in reply.frames)
 
 
 def _rank(kind: Kind, mark: Mark) -> Ranked:

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from gunctl.capture.att import CCCD, AttOp, AttRecord, GattTable, short_uuid
+from gunctl.capture.att import CCCD, AttOp, AttReader, AttRecord, GattTable, short_uuid
 from gunctl.specs.models import Direction
 
 MAX_FRAMES = 20_000
@@ -53,6 +53,7 @@ class CaptureFrames:
     command: Channel | None
     telemetry: Channel | None
     table: GattTable
+    name: str | None = None  # the device's advertised name, when the capture heard it
 
     @property
     def service(self) -> str | None:
@@ -60,8 +61,12 @@ class CaptureFrames:
         return None if channel is None else self.table.service_of(channel.handle)
 
 
-def gather(records: Iterable[AttRecord], tables: dict[int, GattTable]) -> CaptureFrames:
-    """Split a capture's records into per-characteristic channels and pick the two busiest."""
+def gather(records: Iterable[AttRecord], reader: AttReader) -> CaptureFrames:
+    """Split a capture's records into per-characteristic channels and pick the two busiest.
+
+    ``reader`` is the one producing ``records``: once they are read, it knows the
+    connection's GATT table and the device's advertised name.
+    """
     channels: dict[tuple[Direction, str | int], Channel] = {}
     for record in records:
         if record.uuid == _CCCD:
@@ -78,5 +83,8 @@ def gather(records: Iterable[AttRecord], tables: dict[int, GattTable]) -> Captur
 
     command, telemetry = busiest(Direction.HOST), busiest(Direction.DEVICE)
     anchor = command or telemetry
-    table = tables.get(anchor.connection, GattTable()) if anchor else GattTable()
-    return CaptureFrames(command, telemetry, table)
+    if anchor is None:
+        return CaptureFrames(command, telemetry, GattTable())
+    table = reader.tables.get(anchor.connection, GattTable())
+    peer = reader.peers.get(anchor.connection)
+    return CaptureFrames(command, telemetry, table, reader.names.get(peer or ""))

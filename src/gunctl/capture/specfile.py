@@ -56,7 +56,10 @@ class SpecWriter:
             "name": roles.out.name,
             "title": f"Draft from {self.source}",
             "source": f"drafted by `gunctl specs draft` from {self.source}; nothing checked yet",
-            "identity": {"names": [], "services": [service] if service else []},
+            "identity": {
+                "names": [frames.name] if frames.name else [],
+                "services": [service] if service else [],
+            },
             "gatt": {
                 "service": service or UNKNOWN_UUID,
                 "command": command or UNKNOWN_UUID,

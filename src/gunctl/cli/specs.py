@@ -131,7 +131,7 @@ def draft_spec(
         raise click.BadParameter(str(exc), param_hint="--mark") from exc
     family = _family_name(name or (output.stem if output else "draft"))
     source = Capture(file)
-    frames = gather(records_or_fail(source), source.reader.tables)
+    frames = gather(records_or_fail(source), source.reader)
     draft = draft_spec(frames, family, file.name, parsed)
     text = render(draft) if draft.spec is not None else None
     problems = check_file(family, text) if text is not None else []
