@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from gunctl.links.proxy import Proxies
 
 log = structlog.get_logger("gunctl.daemon")
+
+BLE_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 FOLLOWER_WAIT_S = 2.0  # the longest a start waits for the last session's end to be written
 
@@ -90,6 +93,30 @@ class Backoff:
         """The pause before attempt ``attempt`` (1 = the first retry)."""
         base = min(self.cap_s, self.first_s * self.factor ** max(0, attempt - 1))
         return (rng or random).uniform(base / 2, base)
+
+
+NAME_ATTEMPTS = 5  # a BLE name (not an address) nobody advertises is looked for this often
+
+
+def _hopeless(slot: DeviceSlot, exc: Exception, failures: int) -> bool:
+    """Whether connecting again cannot help.
+
+    A gun found that no firmware spec matches stays unmatched; a target that is
+    not a BLE address and that no gun advertised in :data:`NAME_ATTEMPTS` tries
+    is most likely a typing mistake. A gun by address is looked for forever, at
+    the back-off's cap: it may be switched off for the night.
+    """
+    from gunctl.links.scan import DeviceNotFoundError, NoSpecError
+
+    if slot.kind != "ble":
+        return False
+    if isinstance(exc, NoSpecError):
+        return True
+    return (
+        isinstance(exc, DeviceNotFoundError)
+        and not BLE_ADDRESS.match(slot.target)
+        and failures >= NAME_ATTEMPTS
+    )
 
 
 # -- what the bridge is told -------------------------------------------------------
@@ -129,6 +156,7 @@ class DeviceSlot:
     fault: bool = False  # the last session ended in a safety stop
     last_safety_stop: SafetyStop | None = None
     connects: int = 0
+    problem: str | None = None  # why the daemon stopped trying to connect it
     lane: Lane = field(init=False)  # set by the Daemon, which runs its commands
     follower: asyncio.Task[Any] | None = None
     task: asyncio.Task[None] | None = None
@@ -239,6 +267,18 @@ class Daemon:
                 device = await self._connector(slot)
             except Exception as exc:
                 failures += 1
+                if _hopeless(slot, exc, failures):
+                    slot.problem = f"given up after {failures} attempts: {exc}"
+                    log.error(
+                        "device_given_up",
+                        device=slot.device_id,
+                        target=slot.target,
+                        error=str(exc),
+                        attempts=failures,
+                        advice="check the address with `gunctl scan` and restart gunctl serve",
+                    )
+                    self._tell_link(slot, False)
+                    return
                 delay = self.backoff.delay(failures)
                 log.warning(
                     "connect_failed",

@@ -244,13 +244,9 @@ class Bridge:
         """Flush what is queued (the events of the stops), then say offline, device by device."""
         for slot in self.daemon.slots.values():
             self._put(self._availability(slot, False))
-            self._put(
-                Outgoing(
-                    self.topics.state(slot.device_id),
-                    as_json(payloads.device_state(slot)),
-                    retain=True,
-                )
-            )
+            # the links are let go right after this: the retained state must not say connected
+            state = {**payloads.device_state(slot), "connected": False}
+            self._put(Outgoing(self.topics.state(slot.device_id), as_json(state), retain=True))
         self._put(Outgoing(self.topics.bridge_state, OFFLINE, retain=True))
         with contextlib.suppress(TimeoutError):
             await self.flushed()

@@ -36,7 +36,12 @@ def intensity_of(setpoint: Setpoint, caps: Capabilities) -> float:
 
 
 def _round(value: Any, digits: int = 1) -> Any:
-    return round(value, digits) if isinstance(value, float) else value
+    """Floats rounded, sets (fault flags) as sorted lists: what JSON can carry."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return value
 
 
 def device_state(slot: DeviceSlot) -> dict[str, Any]:
@@ -83,6 +88,7 @@ def device_state(slot: DeviceSlot) -> dict[str, Any]:
         "temperature_c": _round(telemetry.get("temperature_c")) if telemetry is not None else None,
         "force_n": _round(telemetry.get("force_n")) if telemetry is not None else None,
         "fault": slot.fault,
+        "problem": slot.problem,
         "last_safety_stop": (
             {"rule": stop.rule, "message": stop.message, "at": round(stop.at, 3)}
             if stop is not None

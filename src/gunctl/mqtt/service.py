@@ -42,6 +42,13 @@ class Service:
         self._stopped = False
 
     async def start(self) -> None:
+        if not self.settings.red_flags_acknowledged:
+            log.warning(
+                "red_flags_not_acknowledged",
+                message="every start over MQTT will be refused until the configuration says "
+                "red_flags_acknowledged = true (GUNCTL_RED_FLAGS_ACKNOWLEDGED=true), set after "
+                "reading the warning signs in docs/mqtt.md; stops work as always",
+            )
         self.daemon.start()
         self._bridge_task = asyncio.create_task(self.bridge.run(), name="mqtt bridge")
 
