@@ -56,7 +56,7 @@ async def test_a_retained_start_is_refused_counted_and_cleared(
     async with aiomqtt.Client(broker.host, broker.port) as client:  # before the daemon runs
         await client.publish(topics.set(device_id), START, qos=1, retain=True)
     async with (
-        watching(broker, topics, topics.result(device_id)) as watcher,
+        watching(broker, topics, topics.result(device_id), topics.set(device_id)) as watcher,
         running(settings, tmp_path) as service,
     ):
         supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
@@ -66,13 +66,15 @@ async def test_a_retained_start_is_refused_counted_and_cleared(
         assert refused["action"] == "start"
         assert refused["id"] == "kept"
         assert "never obeyed" in refused["error"]
-        assert await retained_on(broker, topics.set(device_id)) == []  # cleared
+        await watcher.cleared(topics.set(device_id))  # the daemon publishes an empty retained
+        assert await retained_on(broker, topics.set(device_id)) == []
         # published live with the retain flag: MQTT 5 shows the flag as published
         since = len(watcher.seen)
         async with aiomqtt.Client(broker.host, broker.port) as client:
             await client.publish(topics.set(device_id), START, qos=1, retain=True)
         again = (await watcher.first(topics.result(device_id), since)).json()
         assert again["reason"] == "retained"
+        await watcher.cleared(topics.set(device_id), since)
         await asyncio.sleep(0.3)
         assert not supervisor.running
         assert service.bridge.rejected["retained"] == 2
