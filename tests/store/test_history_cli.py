@@ -98,7 +98,7 @@ def test_the_list_reads_well(data_dir: Path) -> None:
         "completed",
         "aborted: temperature",
         "the motor is too hot",
-        "glute on gun-1: completed, 2 min 55 s of 5 min planned",
+        "glute on gun-1: completed, 2 min 55 s worked (5 min planned, with ramps and rests)",
         "gluteus_maximus left 1 min 30 s",
         "gluteus_maximus right 1 min 25 s",
         "piriformis left 40 s",

@@ -182,33 +182,43 @@ def _describe(records: list[SessionRecord], since: datetime | None) -> str:
             return f"No sessions since {_when(since)}."
         return "No sessions yet. Sessions appear here once `gunctl run` has been used."
     from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
 
     blocks: list[Any] = []
     for record in records:
-        time = duration(record.worked_s)
-        if record.planned_s:
-            time += f" of {duration(record.planned_s)} planned"
-        ending = _ending(record)
-        heading = Text.assemble(
-            (_when(record.started_at), "bold"),
-            (_kind(record), "cyan"),
-            f"  {record.protocol} on {record.device}: ",
-            (ending, "red" if record.status == "aborted" else ""),
-            f", {time}",
-        )
-        details = Table.grid(padding=(0, 2))
-        details.add_column(no_wrap=True)
-        details.add_column()
-        for m in record.muscles:
-            details.add_row(f"  {m.muscle} {m.side}", duration(m.worked_s))
-        for stop in record.safety_stops:
-            details.add_row(f"  stopped by {stop.rule}", stop.message)
-        for pain in record.pain_reports:
-            details.add_row("  pain reported", f"{pain.muscle} {pain.side}")
-        if record.status == "aborted" and record.end_message and not record.safety_stops:
-            details.add_row("  why", record.end_message)
-        blocks += [heading, details]
+        blocks += describe_session(record)
     blocks += ["", _totals(records)]
     return to_text(Group(*blocks))
+
+
+def describe_session(record: SessionRecord) -> list[Any]:
+    """One session for people: a heading line, then time per muscle side, stops and pain.
+
+    Worked time is motor time on the body; the plan's time also holds ramps and
+    rests, so both are shown and a completed session never looks cut short.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    time = f"{duration(record.worked_s)} worked"
+    if record.planned_s:
+        time += f" ({duration(record.planned_s)} planned, with ramps and rests)"
+    ending = _ending(record)
+    heading = Text.assemble(
+        (_when(record.started_at), "bold"),
+        (_kind(record), "cyan"),
+        f"  {record.protocol} on {record.device}: ",
+        (ending, "red" if record.status == "aborted" else ""),
+        f", {time}",
+    )
+    details = Table.grid(padding=(0, 2))
+    details.add_column(no_wrap=True)
+    details.add_column()
+    for m in record.muscles:
+        details.add_row(f"  {m.muscle} {m.side}", duration(m.worked_s))
+    for stop in record.safety_stops:
+        details.add_row(f"  stopped by {stop.rule}", stop.message)
+    for pain in record.pain_reports:
+        details.add_row("  pain reported", f"{pain.muscle} {pain.side}")
+    if record.status == "aborted" and record.end_message and not record.safety_stops:
+        details.add_row("  why", record.end_message)
+    return [heading, details]

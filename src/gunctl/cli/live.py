@@ -20,7 +20,8 @@ from gunctl.control.session import Phase
 from gunctl.control.supervisor import Supervisor
 from gunctl.redflags import STOP_RULE
 
-KEYS_HELP = "space pause/resume · n next step · p sharp pain · Enter head fitted · q quit"
+# short enough for an 80-column terminal, borders included
+KEYS_HELP = "space pause · n next · p sharp pain · Enter head on · q quit"
 
 
 def _clock(seconds: float) -> str:
@@ -40,7 +41,6 @@ class View:
     cue: str | None = None
     notice: str | None = None  # paused, pain, safety stop...
     ended: str | None = None
-    done_steps: int = 0
     lines: list[str] = field(default_factory=list)
 
     def update(self, event: Event) -> None:
@@ -48,7 +48,7 @@ class View:
             self.step, self.head_change, self.cue, self.notice = event.step, None, None, None
         elif event.type == "head_change_required":
             self.head_change, self.previous_head = event.step, event.previous_head
-            self.step = event.step
+            self.step, self.cue = event.step, None  # the motor is stopped: no cue to follow
         elif event.type == "cue":
             self.cue = event.message
         elif event.type == "warning":
@@ -57,7 +57,7 @@ class View:
             muscle = event.muscle.replace("-", " ")
             self.notice = f"sharp pain noted: {muscle} {event.side} is done for today"
         elif event.type == "step_completed":
-            self.done_steps += 1
+            self.cue = None
         elif event.type == "safety_stop":
             self.notice = f"■ safety stop ({event.rule}): {event.message}"
         elif event.type == "session_completed":
@@ -91,7 +91,7 @@ class View:
             step = self.step
             body.append(
                 Text.assemble(
-                    (f"Step {min(self.done_steps + 1, total)}/{total}  ", "bold"),
+                    (f"Step {step.index + 1}/{total}  ", "bold"),  # a pain stop skips steps
                     (
                         f"{step.muscle.replace('-', ' ')} · {step.side} · {step.head} head",
                         "bold cyan",

@@ -39,11 +39,15 @@ from gunctl.errors import (
 
 if TYPE_CHECKING:
     from gunctl.control.events import Event
+    from gunctl.control.supervisor import Supervisor
     from gunctl.devices import Device
     from gunctl.links.proxy import Proxies
     from gunctl.links.proxy_config import ProxyConfig
+    from gunctl.profiles.loader import Catalogue
+    from gunctl.profiles.models import Protocol
     from gunctl.profiles.plan import ExposureCheck, Plan
-    from gunctl.store.history import History
+    from gunctl.specs.models import DeviceSpec
+    from gunctl.store.history import ExposureView, History
 
 
 KEY_ACTIONS = {
@@ -161,9 +165,22 @@ def run(**kwargs: object) -> None:
             "with no terminal for keys (or with --json), pass --yes to state that none of the "
             "warning signs apply; head changes then go on by themselves"
         )
-    if not _screen(options, keys):
-        sys.exit(EXIT_INVALID)
-    sys.exit(asyncio.run(_run_through_proxies(options, keys)))
+    from gunctl.devices import DEFAULT_SIM_SPEC
+    from gunctl.errors import GunctlError
+    from gunctl.specs.loader import get_spec
+
+    prepared = _prepare(options)
+    with contextlib.closing(prepared.history):
+        # Everything that can refuse the session without a gun is checked first; a
+        # found gun's spec is known only once it is found, but heads, pain and exposure are.
+        try:
+            spec = get_spec(options.spec or DEFAULT_SIM_SPEC)
+        except KeyError as exc:
+            raise GunctlError(str(exc.args[0]), "`gunctl specs list` shows them") from None
+        prepared.check(spec, show=options.sim or options.spec is not None)
+        if not _screen(options, keys):
+            sys.exit(EXIT_INVALID)
+        sys.exit(asyncio.run(_run_through_proxies(options, keys, prepared)))
 
 
 def _screen(options: Options, keys: bool) -> bool:
@@ -185,38 +202,94 @@ def _screen(options: Options, keys: bool) -> bool:
     return True
 
 
-async def _run_through_proxies(options: Options, keys: bool) -> int:
-    async with opened(options.proxies) as proxies:
-        return await _run(options, keys, proxies)
+@dataclass
+class Prepared:
+    """What a session needs before any gun is reached, each part already checked."""
+
+    options: Options
+    catalogue: Catalogue
+    protocol: Protocol
+    history: History
+    exposure: ExposureView
+
+    def check(self, spec: DeviceSpec, *, show: bool) -> Plan:
+        """The plan for ``spec``: heads, caps, pain blocks and 48-hour exposure checked.
+
+        Raises GunctlError (exit 2 or 3) when the session may not start;
+        ``show`` prints the plan summary.
+        """
+        from gunctl.errors import GunctlError
+        from gunctl.heads import Head
+        from gunctl.profiles.plan import BlockedToday, PlanError, exposure_checks, make_plan
+
+        options = self.options
+        try:
+            plan = make_plan(
+                self.protocol,
+                self.catalogue.muscles,
+                spec,
+                side=options.side,  # type: ignore[arg-type]
+                user_cap=options.intensity_cap,
+                owned_heads=None if options.heads is None else {Head(h) for h in options.heads},
+                blocked=self.exposure.pain_blocks(),
+            )
+        except BlockedToday as exc:
+            raise GunctlError(f"refused: {exc}", exit_code=EXIT_SAFETY) from None
+        except PlanError as exc:
+            raise GunctlError(str(exc)) from None
+        checks = exposure_checks(plan, self.exposure.exposure_s)
+        if show:
+            _summary(plan, checks, options)
+        over = [c for c in checks if c.over]
+        if over:
+            first = over[0]
+            raise GunctlError(
+                f"safety stop: exposure_48h: {first.muscle} ({first.side}) has had "
+                f"{first.prior_s:.0f} s in the last 48 hours; this session would add "
+                f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap",
+                "give it a rest day",
+                EXIT_SAFETY,
+            )
+        return plan
 
 
-async def _run(options: Options, keys: bool, proxies: Proxies | None) -> int:
-    from gunctl.clock import Clock
+def _prepare(options: Options) -> Prepared:
+    """The protocol, the history and the right exposure ledger; a bad one exits here."""
     from gunctl.datafile import suggest
-    from gunctl.devices import connect_ble, connect_sim
-    from gunctl.heads import Head
-    from gunctl.links.base import LinkError
+    from gunctl.errors import GunctlError
     from gunctl.profiles.loader import load_catalogue
-    from gunctl.profiles.plan import BlockedToday, PlanError, exposure_checks, make_plan
     from gunctl.store.history import History
 
-    err = sys.stderr
     catalogue = load_catalogue(options.profiles, partial=True)
     warn_problems(catalogue.problems)
     protocol = catalogue.protocols.get(options.protocol)
     if protocol is None:
         hint = suggest(options.protocol, catalogue.protocols)
-        click.echo(f"gunctl: no protocol named {options.protocol!r}{hint}", err=True)
-        return EXIT_INVALID
-
+        raise GunctlError(
+            f"no protocol named {options.protocol!r}{hint}", "`gunctl profiles list` shows them"
+        )
     history = History()
-    clock = Clock(options.time_scale)
     # a demo's time never counts toward a person's, nor theirs toward a demo's
     exposure = history.exposure(simulated=options.sim or options.time_scale != 1.0)
+    return Prepared(options, catalogue, protocol, history, exposure)
+
+
+async def _run_through_proxies(options: Options, keys: bool, prepared: Prepared) -> int:
+    async with opened(options.proxies) as proxies:
+        return await _run(options, keys, prepared, proxies)
+
+
+async def _run(options: Options, keys: bool, prepared: Prepared, proxies: Proxies | None) -> int:
+    from gunctl.clock import Clock
+    from gunctl.devices import DEFAULT_SIM_SPEC, connect_ble, connect_sim
+    from gunctl.links.base import LinkError
+
+    clock = Clock(options.time_scale)
+    exposure = prepared.exposure
     try:
         if options.sim:
             device = await connect_sim(
-                options.spec or "gunctl-open",
+                options.spec or DEFAULT_SIM_SPEC,
                 clock=clock,
                 device_id="sim-1",
                 seed=options.seed,
@@ -238,40 +311,12 @@ async def _run(options: Options, keys: bool, proxies: Proxies | None) -> int:
     except LinkError as exc:
         click.echo(f"gunctl: cannot reach {options.device or 'the simulator'}: {exc}", err=True)
         return EXIT_UNREACHABLE
-
     try:
-        try:
-            plan = make_plan(
-                protocol,
-                catalogue.muscles,
-                device.spec,
-                side=options.side,  # type: ignore[arg-type]
-                user_cap=options.intensity_cap,
-                owned_heads=None if options.heads is None else {Head(h) for h in options.heads},
-                blocked=exposure.pain_blocks(),
-            )
-        except BlockedToday as exc:
-            click.echo(f"gunctl: refused: {exc}", err=True)
-            return EXIT_SAFETY
-        except PlanError as exc:
-            click.echo(f"gunctl: {exc}", err=True)
-            return EXIT_INVALID
-        checks = exposure_checks(plan, exposure.exposure_s)
-        _summary(plan, checks, options)
-        over = [c for c in checks if c.over]
-        if over:
-            first = over[0]
-            click.echo(
-                f"gunctl: safety stop: exposure_48h: {first.muscle} ({first.side}) has had "
-                f"{first.prior_s:.0f} s in the last 48 hours; this session would add "
-                f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap. Give it a rest day.",
-                file=err,
-            )
-            return EXIT_SAFETY
-        return await _supervise(device, plan, history, options, keys)
+        # checked again: time has passed, and a found gun's spec is known only now
+        plan = prepared.check(device.spec, show=not (options.sim or options.spec))
+        return await _supervise(device, plan, prepared.history, options, keys)
     finally:
         await device.aclose()
-        history.close()
 
 
 def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
@@ -351,7 +396,10 @@ async def _supervise(
     async def stop_first(reason: str) -> None:
         interrupted.append(reason)
         with contextlib.suppress(Exception):
-            await sup.request(Simple("stop"))
+            if reason == "quit":
+                await sup.request(Simple("stop", "quit", "you quit (q)"))
+            else:
+                await sup.request(Simple("stop", "stopped", f"stopped by {reason}"))
 
     def on_signal(sig: signal.Signals) -> None:
         spawn(stop_first(sig.name))
@@ -412,16 +460,34 @@ async def _supervise(
                 Live(get_renderable=view.render, refresh_per_second=8, screen=False),
             ):
                 end = await consume()
-                await asyncio.sleep(0.3)  # one last frame showing how it ended
+                await _spun_down(sup)  # the last frame shows the motor as it really is
         else:
             end = await consume()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await device.aclose()  # the motor stops before the history catches up
+        record = None
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(recorder, timeout=5)
+            record = await asyncio.wait_for(recorder, timeout=5)
+    if record is not None and not options.as_json:
+        from rich.console import Group
+
+        from gunctl.cli.history import describe_session
+
+        click.echo(to_text(Group("", *describe_session(record))))
+        click.echo("`gunctl history` lists every session.")
     return _exit_code(end, interrupted)
+
+
+async def _spun_down(sup: Supervisor, within_s: float = 3.0) -> None:
+    """Wait (real time, bounded) until the motor reports it has stopped turning."""
+    for _ in range(int(within_s / 0.1)):
+        speed = sup.telemetry.get("speed_ppm")
+        if speed is None or speed < 1:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.2)  # one more refresh of the display
 
 
 def _exit_code(end: Event | None, interrupted: list[str]) -> int:
@@ -431,8 +497,8 @@ def _exit_code(end: Event | None, interrupted: list[str]) -> int:
         return EXIT_OK
     reason = getattr(end, "reason", "")
     message = getattr(end, "message", "")
-    if reason == "link_lost":
-        click.echo(f"gunctl: link lost: {message}", err=True)
+    if reason in ("link_lost", "link_error"):  # gone, or a write to it failed: either way, 4
+        click.echo(f"gunctl: link lost: {message} — check the gun is on and in range", err=True)
         return EXIT_UNREACHABLE
     click.echo(f"gunctl: safety stop: {reason}: {message}", err=True)
     return EXIT_SAFETY

@@ -75,6 +75,9 @@ class Start:
 @dataclass(frozen=True)
 class Simple:
     kind: Literal["pause", "resume", "skip", "confirm_head", "stop", "pain"]
+    # for a stop: why, as the session's end reason (a person quitting is not an interruption)
+    reason: str = "stopped"
+    message: str = "stopped on request"
 
 
 Request = Start | Simple
@@ -269,7 +272,7 @@ class Supervisor:
             if request.kind == "pain":
                 self.session.pain()
             else:
-                self._abort("stopped", "stopped on request")
+                self._abort(request.reason, request.message)
             return
         session = self.session
         if session is None or session.done:
