@@ -19,7 +19,7 @@ from bleak.exc import BleakError
 from gunctl.control.supervisor import Start
 from gunctl.devices import connect_ble
 from gunctl.links.base import Endpoint, NotConnectedError
-from gunctl.links.proxy import OutOfSlotsError, ProxiedLink, _proxy_gone
+from gunctl.links.proxy import ANSWER_S, OutOfSlotsError, ProxiedLink, _proxy_gone
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetLevel, SetSpeed
@@ -227,3 +227,36 @@ def test_the_proxy_connection_reset_is_recognised_however_deeply_it_is_wrapped()
     assert _proxy_gone(reset)
     assert not _proxy_gone(BleakError("Characteristic 0xffe2 was not found"))
     assert not _proxy_gone(TimeoutError())
+
+
+async def test_a_proxy_gone_silent_mid_hold_is_a_safety_stop_and_the_gun_stops_itself(
+    house: House,
+) -> None:
+    proxy = await house.proxy("hall")
+    gun = await house.gun(SPECS["gunctl-open"])  # keepalive every 0.2 s, watchdog at 0.6 s
+    heard = proxy.add(gun)
+    plan = short_plan(gun.spec, hold_s=30.0)
+    async with reaching(proxy) as proxies:
+        device = await connect_ble(heard.address, clock=house.clock, timeout=SHORT, proxies=proxies)
+        watch = Watch(device, gun)
+        try:
+            await device.supervisor.request(Start(plan))
+            await watch.until("step_started")
+            await eventually(lambda: gun.state.running and gun.state.speed_ppm > 1000)
+
+            silenced_at = house.clock.now()
+            proxy.silence()  # a wedged board: nothing relayed either way, links held
+            stop = await watch.until("safety_stop", ANSWER_S + 1.0)
+            after = watch.arrived[watch.events.index(stop)] - silenced_at
+            print(f"\nsilent proxy: {stop.rule} safety stop {after * 1000:.0f} ms after it")
+            assert stop.rule in {"stale_telemetry", "link_lost"}
+            end = await watch.end(1.0)
+            assert end.type == "session_aborted"
+            # No stop frame can get through: the gun's own watchdog stops the motor.
+            await eventually(lambda: not gun.state.running, 2.0)
+            assert [e.kind for e in gun.events][-1] == "watchdog"
+            assert gun.connected  # the proxy still holds the Bluetooth link
+        finally:
+            await watch.close()
+            proxy.silence(False)
+            await device.aclose()

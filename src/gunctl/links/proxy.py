@@ -21,14 +21,17 @@ starts it and reads it:
 When a proxy reboots or drops off the network, bleak-esphome ends every
 connection it held, so the link reports ``lost`` as any Bluetooth link does
 and the Supervisor's lost-link stop applies unchanged; a write that meets the
-reset connection first counts as the same loss.
+reset connection first counts as the same loss. A proxy that stops answering
+(a wedged board keeps its TCP connection) is given up after ``ANSWER_S``
+rather than aioesphomeapi's 30 s, so no caller waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +54,7 @@ from habluetooth import (
 )
 
 from gunctl.clock import Clock
-from gunctl.links.base import ConnectError, LinkError
+from gunctl.links.base import ConnectError, Endpoint, LinkError, NotConnectedError
 from gunctl.links.ble import BleakLink, pick_spec
 from gunctl.links.proxy_config import ProxyConfig
 from gunctl.links.scan import Found, Hearing, recognise, sort_found
@@ -60,6 +63,7 @@ from gunctl.specs.models import DeviceSpec
 _ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
 POLL_S = 0.1  # how often a search looks again at what the proxies have heard
 SETTLE_S = 1.0  # how long the other proxies get to hear a gun that one proxy has heard
+ANSWER_S = 1.0  # a GATT operation through a proxy unanswered this long gives the link up
 # habluetooth's BleakClient: connects through whichever proxy hears the device best and has a
 # free slot
 PROXY_CLIENT = HaBleakClientWrapper
@@ -301,6 +305,7 @@ class ProxiedLink(BleakLink):
     ) -> None:
         super().__init__(ble_device, spec, clock=clock, client_class=PROXY_CLIENT, rssi=rssi)
         self.proxies = proxies
+        self._letting_go: asyncio.Task[None] | None = None
 
     @property
     def source(self) -> str | None:
@@ -321,6 +326,41 @@ class ProxiedLink(BleakLink):
                 "them, or raise its connection_slots"
             )
         await super().connect()
+
+    async def write(self, endpoint: Endpoint, data: bytes, *, with_response: bool) -> None:
+        async with self._answered("write"):
+            await super().write(endpoint, data, with_response=with_response)
+
+    async def read(self, endpoint: Endpoint) -> bytes:
+        async with self._answered("read"):
+            return await super().read(endpoint)
+
+    @contextlib.asynccontextmanager
+    async def _answered(self, operation: str) -> AsyncIterator[None]:
+        """A proxy that does not answer within ``ANSWER_S`` is given up, as a lost link.
+
+        A wedged proxy keeps its TCP connection open and answers nothing, and
+        aioesphomeapi would wait 30 s for the reply; the caller (the
+        Supervisor's tick) must not wait with it.
+        """
+        try:
+            async with asyncio.timeout(ANSWER_S):
+                yield
+        except TimeoutError:
+            if self.connected:
+                self._life.close("lost")
+                self._letting_go = asyncio.create_task(self._let_go())
+            raise NotConnectedError(
+                f"{self.name}: the proxy did not answer a {operation} within {ANSWER_S:g} s"
+            ) from None
+
+    async def _let_go(self) -> None:
+        """Ask the proxy to drop the given-up connection, so that its slot frees if it recovers."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(ANSWER_S):
+                    await client.disconnect()
 
     def _error(self, operation: str, exc: BaseException) -> LinkError:
         # A write can meet the proxy's connection reset before bleak-esphome has
