@@ -262,8 +262,9 @@ def quick_profiles(tmp_path: Path) -> Path:
     return folder
 
 
-async def gunctl(*args: str, **env: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
+async def start_gunctl(*args: str, **env: str) -> asyncio.subprocess.Process:
+    """``gunctl ARGS`` started as a person would, its output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
         "from gunctl.cli.app import main; main()",
@@ -273,6 +274,10 @@ async def gunctl(*args: str, **env: str) -> tuple[int, str, str]:
         stdin=asyncio.subprocess.DEVNULL,
         env={**os.environ, **env},  # os.environ carries DBUS_SYSTEM_BUS_ADDRESS to the fake
     )
+
+
+async def gunctl(*args: str, **env: str) -> tuple[int, str, str]:
+    process = await start_gunctl(*args, **env)
     out, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from gunctl.specs.loader import load_specs
 
-from blehost import eventually, gunctl, quick_profiles
+from blehost import eventually, gunctl, quick_profiles, start_gunctl
 from proxyhost import House
 
 pytestmark = [pytest.mark.ble, pytest.mark.proxy, pytest.mark.slow]
@@ -81,15 +82,9 @@ async def test_run_through_a_proxy_that_reboots_mid_hold_exits_4_with_the_motor_
     gun = await house.gun(SPECS["gunctl-open"])
     heard = proxy.add(gun)
     env = {"GUNCTL_PROFILES": str(quick_profiles(tmp_path)), "GUNCTL_DATA_DIR": str(tmp_path)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from gunctl.cli.app import main; main()",
+    process = await start_gunctl(
         *("run", "quick", "--device", heard.address, "--proxy", proxy.address, "--yes", "--json"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        stdin=asyncio.subprocess.DEVNULL,
-        env={**os.environ, **env},
+        **env,
     )
     try:
         await eventually(lambda: gun.state.running and gun.state.speed_ppm > 1000, 20.0)
@@ -125,3 +120,26 @@ async def test_run_with_every_slot_taken_names_the_proxy(house: House, tmp_path:
     assert code == 4, err
     assert "hall" in err
     assert "no free slot" in err
+
+
+async def test_gunsim_proxy_serves_guns_that_gunctl_finds() -> None:
+    fake = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from gunsim.cli import main; main()",
+        *("proxy", "--family", "theragun-gen4", "--count", "2", "--encrypt"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert fake.stdout is not None
+    try:
+        given = (await asyncio.wait_for(fake.stdout.readline(), 10)).decode().strip()
+        assert "," in given  # HOST,KEY
+        code, out, err = await gunctl("scan", "--timeout", "1", "--json", "--proxy", given)
+        assert code == 0, err
+        devices = json.loads(out)["devices"]
+        assert [row["spec"] for row in devices] == ["theragun-gen4", "theragun-gen4"]
+    finally:
+        fake.send_signal(signal.SIGINT)
+        await asyncio.wait_for(fake.wait(), 10)
+    assert fake.returncode == 0

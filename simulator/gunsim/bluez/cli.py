@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
 
 import click
 
 from gunctl.clock import Clock
+from gunsim.signals import until_stopped
 
 
 async def serve(families: tuple[str, ...], count: int, seed: int, address: str) -> None:
@@ -44,12 +44,8 @@ async def serve(families: tuple[str, ...], count: int, seed: int, address: str) 
     for p in fake.peripherals.values():
         click.echo(f"# {p.address}  {p.name:<16} {p.spec.name}", err=True)
     click.echo("# Ctrl-C to stop", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await fake.aclose()
         for device in devices:

@@ -13,27 +13,24 @@ import asyncio
 import base64
 import contextlib
 import os
-import signal
+from typing import Any
 
 import click
 
 from gunctl.clock import Clock
+from gunsim.signals import until_stopped
 
 
-async def serve(
-    families: tuple[str, ...],
-    count: int,
-    seed: int,
-    rssi: int,
-    name: str,
-    host: str | None,
-    slots: int,
-    key: str | None,
-) -> None:
+async def serve(options: dict[str, Any], key: str | None) -> None:
     from gunctl.specs.loader import load_specs
     from gunsim.device import SimDevice
     from gunsim.esphome.proxy import FakeProxy
 
+    families: tuple[str, ...] = options["families"]
+    count: int = options["count"]
+    seed: int = options["seed"]
+    name: str = options["name"]
+    slots: int = options["slots"]
     specs = load_specs()
     unknown = [f for f in families if f not in specs]
     if unknown:
@@ -41,7 +38,7 @@ async def serve(
             f"unknown spec {', '.join(unknown)}; known: {', '.join(specs)}", param_hint="--family"
         )
     clock = Clock()
-    proxy = FakeProxy(name, host=host, psk=key, slots=slots)
+    proxy = FakeProxy(name, host=options["host"], psk=key, slots=slots)
     devices = []
     for n, family in enumerate(families or tuple(specs)):
         for i in range(count):
@@ -49,18 +46,14 @@ async def serve(
             await device.start()
             devices.append(device)
             mac = f"C0:FF:EE:{seed % 256:02X}:{n:02X}:{i:02X}"  # the same guns for the same seed
-            proxy.add(device, address=mac, rssi=rssi)
+            proxy.add(device, address=mac, rssi=options["rssi"])
     await proxy.start()
     click.echo(proxy.address + (f",{key}" if key else ""))
     for gun in proxy.guns.values():
         click.echo(f"# {gun.address}  {gun.name:<16} {gun.spec.name}  {gun.rssi} dBm", err=True)
     click.echo(f"# {name}: {slots} connection slots; Ctrl-C to stop", err=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
         await proxy.aclose()
         for device in devices:
@@ -82,17 +75,8 @@ async def serve(
     "--slots", type=click.IntRange(0, 9), default=3, show_default=True, help="Connection slots."
 )
 @click.option("--encrypt", is_flag=True, help="Noise-encrypted API with a fresh key.")
-def proxy(
-    families: tuple[str, ...],
-    count: int,
-    seed: int,
-    rssi: int,
-    name: str,
-    host: str | None,
-    slots: int,
-    encrypt: bool,
-) -> None:
+def proxy(encrypt: bool, **options: Any) -> None:
     """Serve simulated guns through a fake ESPHome Bluetooth proxy on loopback."""
     key = base64.b64encode(os.urandom(32)).decode() if encrypt else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(families, count, seed, rssi, name, host, slots, key))
+        asyncio.run(serve(options, key))
