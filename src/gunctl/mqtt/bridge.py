@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 from typing import Any
 
@@ -51,6 +50,7 @@ from gunctl.mqtt.client import (
     subscription,
 )
 from gunctl.mqtt.intake import Intake
+from gunctl.mqtt.neighbours import Neighbours
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
 from gunctl.mqtt.stopline import StopLine
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
@@ -81,6 +81,7 @@ class Bridge:
         # one MQTT client id per process: two daemons given the same node id do not
         # take each other's connection over (see _duplicate)
         self.instance = secrets.token_hex(4)
+        self.neighbours = Neighbours(settings.node_id, self.instance)
         self.intake = Intake(
             settings,
             self.topics,
@@ -88,7 +89,7 @@ class Bridge:
             self.outbox,
             mark=self._mark,
             changed=self._counters_changed,
-            answers_for=self._answers_for,
+            answers_for=self.neighbours.answers_for,
         )
         self.stopline = StopLine(
             settings,
@@ -100,8 +101,8 @@ class Bridge:
         self._dirty: set[str] = set()
         self._diagnostics_dirty = True
         self._state_wake = asyncio.Event()
-        self._known: set[str] = set()  # devices with a retained availability, anyone's
-        self._bridges: set[str] = set()  # nodes whose bridge state is online
+        self._previous: set[str] = set()  # this node's device list from an earlier run
+        self._reasserted: dict[str, float] = {}  # topic -> when online was last said again
         self._listed = False
         self._firmware: dict[str, str | None] = {}
         self._stopping = asyncio.Event()
@@ -166,12 +167,6 @@ class Bridge:
         self._diagnostics_dirty = True
         self._state_wake.set()
 
-    def _answers_for(self, device_id: str) -> bool:
-        """Whether this daemon answers for ``device_id``, which it does not serve."""
-        if device_id in self._known:
-            return False  # someone's: they answer
-        return min(self._bridges | {self.settings.node_id}) == self.settings.node_id
-
     def stop(self) -> None:
         """Ask :meth:`run` to publish offline, disconnect and return."""
         self._stopping.set()
@@ -234,10 +229,12 @@ class Bridge:
                 for topic in (
                     t.any_availability,
                     t.any_bridge_state,
-                    t.bridge_devices,
+                    t.any_bridge_devices,
                     t.ha_status,
                 )
             ),
+            # another daemon with this node id publishes here too; our own are left out
+            subscription(self.settings, t.bridge_diagnostics, others_only=True),
         ]
 
     async def _goodbye(self) -> None:
@@ -336,6 +333,8 @@ class Bridge:
     def diagnostics(self) -> dict[str, Any]:
         return {
             "node": self.settings.node_id,
+            "instance": self.instance,
+            "duplicate_node": self.neighbours.duplicate is not None,
             "version": __version__,
             "devices": sorted(self.daemon.slots),
             "connected": sorted(d for d, s in self.daemon.slots.items() if s.connected),
@@ -350,24 +349,12 @@ class Bridge:
     # -- the device list, to remove the devices that left the configuration ------------
 
     async def _list_devices_soon(self) -> None:
+        """Once every retained message has come in: remove what left, then list what is here."""
         await asyncio.sleep(DEVICE_LIST_WAIT_S)
-        if not self._listed:  # no list retained from an earlier run: this is the first
-            self._listed = True
-            self._put(self._device_list())
-
-    def _device_list(self) -> Outgoing:
-        return Outgoing(self.topics.bridge_devices, as_json(sorted(self.daemon.slots)), retain=True)
-
-    def _prune(self, payload: bytes) -> None:
-        try:
-            previous = json.loads(payload) if payload else []
-        except ValueError:
-            previous = []
-        if not isinstance(previous, list):
-            previous = []
-        for device_id in sorted(
-            {d for d in previous if isinstance(d, str)} - set(self.daemon.slots)
-        ):
+        if self._listed:
+            return
+        self._listed = True
+        for device_id in sorted(self.neighbours.removable(self._previous, set(self.daemon.slots))):
             if not self.topics.device_of(self.topics.state(device_id), "state"):
                 continue  # not a device id we could have published
             log.info("device_removed", device=device_id)
@@ -377,9 +364,20 @@ class Bridge:
                 self.topics.state(device_id),
             ):
                 self._put(Outgoing(topic, b"", retain=True))
-            self._known.discard(device_id)
-        self._listed = True
-        self._put(self._device_list())
+        self._put(
+            Outgoing(self.topics.bridge_devices, as_json(sorted(self.daemon.slots)), retain=True)
+        )
+
+    def _reassert(self, topic: str) -> None:
+        """Someone published offline for what is online here: say online again, once a second."""
+        if self._stopping.is_set():
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._reasserted.get(topic, -1.0) < 1.0:
+            return
+        self._reasserted[topic] = now
+        log.warning("offline_contradicted", topic=topic)
+        self._put(Outgoing(topic, ONLINE, retain=True))
 
     # -- receiving -----------------------------------------------------------------
 
@@ -402,21 +400,23 @@ class Bridge:
         elif (device_id := t.device_of(topic, "set")) is not None:
             self.intake.device_command(device_id, message, payload)
         elif (device_id := t.device_of(topic, "availability")) is not None:
-            if payload:
-                self._known.add(device_id)
-            else:
-                self._known.discard(device_id)
-        elif (node := t.node_of_state(topic)) is not None:
-            if payload == ONLINE.encode():
-                self._bridges.add(node)
-            else:
-                self._bridges.discard(node)
-        elif topic == t.ha_status:
-            if payload == ONLINE.encode():
-                log.info("home_assistant_online")
-                self._announce()
-        elif topic == t.bridge_devices and message.retain and not self._listed:
-            self._prune(payload)
+            self.neighbours.availability(device_id, payload)
+            slot = self.daemon.slots.get(device_id)
+            if slot is not None and slot.connected and payload != ONLINE.encode():
+                self._reassert(topic)
+        elif (node := t.node_of(topic, "state")) is not None:
+            self.neighbours.bridge_state(node, payload)
+            if node == self.settings.node_id and payload != ONLINE.encode():
+                self._reassert(topic)
+        elif (node := t.node_of(topic, "devices")) is not None:
+            listed = self.neighbours.device_list(node, payload)
+            if node == self.settings.node_id and message.retain and not self._listed:
+                self._previous = listed
+        elif (node := t.node_of(topic, "diagnostics")) is not None and not message.retain:
+            self.neighbours.diagnostics(node, payload)
+        elif topic == t.ha_status and payload == ONLINE.encode():
+            log.info("home_assistant_online")
+            self._announce()
 
 
 def _maker(spec: Any) -> str:

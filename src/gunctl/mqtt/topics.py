@@ -85,6 +85,10 @@ class Topics:
     def any_bridge_state(self) -> str:
         return f"{self.base}/{BRIDGE}/+/state"
 
+    @property
+    def any_bridge_devices(self) -> str:
+        return f"{self.base}/{BRIDGE}/+/devices"
+
     def bridge_state_of(self, node_id: str) -> str:
         return f"{self.base}/{BRIDGE}/{node_id}/state"
 
@@ -140,10 +144,10 @@ class Topics:
             return None
         return parts[0]
 
-    def node_of_state(self, topic: str) -> str | None:
-        """The node id in ``<base>/bridge/<node_id>/state``, or None."""
-        prefix = f"{self.base}/{BRIDGE}/"
-        if not topic.startswith(prefix) or not topic.endswith("/state"):
+    def node_of(self, topic: str, leaf: str) -> str | None:
+        """The node id in ``<base>/bridge/<node_id>/<leaf>``, or None."""
+        prefix, suffix = f"{self.base}/{BRIDGE}/", f"/{leaf}"
+        if not topic.startswith(prefix) or not topic.endswith(suffix):
             return None
-        node = topic[len(prefix) : -len("/state")]
+        node = topic[len(prefix) : -len(suffix)]
         return node if SEGMENT.match(node) else None

@@ -1,0 +1,108 @@
+"""The other daemons on the broker, as far as their retained and live messages tell.
+
+Several ``gunctl serve`` may share a broker. Each owns only its own guns, and
+this module keeps what one daemon needs to know to leave the others alone:
+
+- which device ids have a retained availability (someone serves them), and
+  which of those are ``online``;
+- which bridges are online (the lowest node id among them answers commands for
+  devices nobody serves);
+- every node's retained device list, so that removing the guns that left this
+  node's configuration never touches an id that another node lists, or that is
+  online: a retained message from elsewhere cannot make this daemon delete
+  another's discovery or availability;
+- another daemon running with this daemon's node id: it publishes this node's
+  diagnostics with another instance token. That is a configuration mistake,
+  logged as an error (at most once a minute), never fought over: each daemon
+  has its own MQTT client id, so neither takes the other's connection.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import structlog
+
+from gunctl.mqtt.topics import ONLINE
+
+log = structlog.get_logger("gunctl.mqtt")
+
+DUPLICATE_LOG_EVERY_S = 60.0
+
+
+class Neighbours:
+    def __init__(self, node_id: str, instance: str) -> None:
+        self.node_id = node_id
+        self.instance = instance
+        self.known: set[str] = set()  # devices with a retained availability, anyone's
+        self.online: set[str] = set()  # devices whose availability says online
+        self.bridges: set[str] = set()  # nodes whose bridge state is online
+        self.lists: dict[str, set[str]] = {}  # node -> the device ids it lists
+        self.duplicate: str | None = None  # the instance token of a daemon with our node id
+        self._duplicate_logged = -DUPLICATE_LOG_EVERY_S
+
+    def availability(self, device_id: str, payload: bytes) -> None:
+        if payload:
+            self.known.add(device_id)
+        else:
+            self.known.discard(device_id)
+        if payload == ONLINE.encode():
+            self.online.add(device_id)
+        else:
+            self.online.discard(device_id)
+
+    def bridge_state(self, node: str, payload: bytes) -> None:
+        if payload == ONLINE.encode():
+            self.bridges.add(node)
+        else:
+            self.bridges.discard(node)
+
+    def device_list(self, node: str, payload: bytes) -> set[str]:
+        """Note ``node``'s device list; return it (empty if it is not a list of ids)."""
+        try:
+            listed = json.loads(payload) if payload else []
+        except (ValueError, RecursionError):
+            listed = []
+        ids = {d for d in listed if isinstance(d, str)} if isinstance(listed, list) else set()
+        self.lists[node] = ids
+        return ids
+
+    def diagnostics(self, node: str, payload: bytes) -> None:
+        """A live diagnostics message for ``node``: another instance if the token differs."""
+        if node != self.node_id:
+            return
+        try:
+            instance = json.loads(payload).get("instance")
+        except (ValueError, AttributeError, RecursionError):
+            return
+        if not isinstance(instance, str) or instance == self.instance:
+            return
+        self.duplicate = instance
+        now = time.monotonic()
+        if now - self._duplicate_logged >= DUPLICATE_LOG_EVERY_S:
+            self._duplicate_logged = now
+            log.error(
+                "duplicate_node_id",
+                node=self.node_id,
+                other_instance=instance,
+                advice="give every gunctl serve on this broker its own node_id",
+            )
+
+    def answers_for(self, device_id: str) -> bool:
+        """Whether this daemon answers for ``device_id``, which it does not serve."""
+        if device_id in self.known:
+            return False  # someone's: they answer
+        return min(self.bridges | {self.node_id}) == self.node_id
+
+    def removable(self, previous: set[str], own: set[str]) -> set[str]:
+        """Of the ids this node listed before, those that may be removed now.
+
+        Not one it serves, not one whose availability says online, and not one
+        another node lists; and nothing at all while another daemon runs with
+        this node id (its list is this topic too).
+        """
+        if self.duplicate is not None:
+            return set()
+        others = set().union(*(ids for node, ids in self.lists.items() if node != self.node_id))
+        return previous - own - self.online - others
