@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from mqtthost import SIM_SPEC, Broker, running, watching
 from gunctl.config import ServeSettings, load_settings
 from gunctl.daemon import Daemon, DeviceSlot
 from gunctl.lane import Result
+from gunctl.logs import configure
 from gunctl.mqtt.commands import STOPS, CommandError, DeviceCommand, parse_device_command
 from gunctl.profiles.loader import load_catalogue
 from gunctl.store.history import History
@@ -226,3 +228,40 @@ async def test_several_clients_at_once_the_last_taken_stop_wins(
         assert len(taken) == 183
         assert taken[-1] in STOPS  # every client ended with a stop, so the last taken is one
         assert_stopped_with_no_session(slot, service.daemon.history)
+
+
+async def test_a_stop_on_the_stop_topic_gets_through_a_flood_on_set(
+    broker: Broker, make_settings: Settings, tmp_path: Path
+) -> None:
+    """Junk fills the main connection's queue; the stop line carries the stop all the same."""
+    async with running(make_settings(), tmp_path) as service:
+        topics = service.bridge.topics
+        (slot,) = service.daemon.slots.values()
+        device_id = slot.device_id
+        for name in ("start", "confirm_head"):
+            await service.daemon.submit(device_id, command(name))
+        lines = io.StringIO()
+        configure(json=True, level="warning", stream=lines)
+        try:
+            async with (
+                watching(broker, topics, topics.result(device_id)) as watcher,
+                aiomqtt.Client(broker.host, broker.port) as flooder,
+            ):
+                for n in range(1500):  # more than the broker queues for one client
+                    await flooder.publish(topics.set(device_id), b"junk %d" % n, qos=0)
+                    await flooder.publish(topics.set("nobody"), b'{"action": "start"}', qos=0)
+                await flooder.publish(topics.stop(device_id), b"stop now", qos=1)
+                stopped = await watcher.until(
+                    lambda m: m.json().get("action") == "stop", timeout=30
+                )
+                assert stopped.json()["ok"]
+                assert stopped.json()["ignored"] == ["payload"]  # not JSON, a stop all the same
+                assert_stopped(slot)
+                await asyncio.sleep(1.0)  # the rest of the flood drains
+        finally:
+            configure(json=True, level="error")
+        refused = service.bridge.rejected
+        assert refused["not_json"] + refused["unknown_device"] > 0
+        logged = [json.loads(line)["event"] for line in lines.getvalue().splitlines()]
+        # refusals are logged in aggregate: a few lines, not one per message
+        assert logged.count("command_rejected") <= 2, logged.count("command_rejected")
