@@ -379,7 +379,11 @@ class FakeProxy:
                 channel = PlainChannel(reader, writer)
             else:
                 channel = await NoiseChannel.accept(
-                    reader, writer, psk=self.psk, name=self.name, mac=self.mac
+                    reader,
+                    writer,
+                    psk=self.psk,
+                    name=self.name,
+                    mac=self.mac.replace(":", "").lower(),
                 )
         except (WireError, asyncio.IncompleteReadError, ConnectionError):
             self.counters.rejected_frames += 1

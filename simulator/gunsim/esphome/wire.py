@@ -9,7 +9,7 @@ protobuf. Two transports, one interface (``Channel``):
 - Noise (``Noise_NNpsk0_25519_ChaChaPoly_SHA256``, with the ``noise`` library
   aioesphomeapi itself uses): every frame is ``0x01`` and a 16-bit length. The
   client opens with an empty frame and its handshake frame; the proxy answers
-  with its hello (protocol 1, its name and MAC) and its half of the handshake.
+  with its hello (protocol 1, its name, its MAC as 12 hex digits) and its half of the handshake.
   After that each frame is one encrypted message: 16-bit type, 16-bit length,
   the message. A wrong key is refused with "Handshake MAC failure", which the
   client reports as an invalid encryption key.
