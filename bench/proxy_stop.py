@@ -42,7 +42,7 @@ from gunctl.specs.loader import get_spec
 from gunctl.specs.messages import Stop
 from gunsim import SimDevice
 from gunsim.bluez import FakeBluez, private_bus_sync
-from gunsim.esphome import FakeProxy
+from gunsim.esphome.proxy import FakeProxy
 
 SPEC = "gunctl-open"
 

@@ -13,7 +13,7 @@ from gunctl.links.proxy import Proxies
 from gunctl.links.proxy_config import ProxyConfig
 from gunctl.specs.models import DeviceSpec
 from gunsim import SimDevice
-from gunsim.esphome import FakeProxy
+from gunsim.esphome.proxy import FakeProxy
 
 
 @dataclass

@@ -20,7 +20,7 @@ from bluetooth_data_tools import parse_advertisement_data_bytes
 from gunctl.clock import Clock
 from gunctl.specs.loader import load_specs
 from gunsim import SimDevice
-from gunsim.esphome import API_PORT, FakeProxy
+from gunsim.esphome.proxy import API_PORT, FakeProxy
 
 pytestmark = pytest.mark.proxy
 

@@ -20,7 +20,7 @@ from gunctl.daemon import Backoff
 from gunctl.mqtt.topics import Topics
 from gunctl.specs.loader import get_spec
 from gunsim import SimDevice
-from gunsim.esphome import FakeProxy
+from gunsim.esphome.proxy import FakeProxy
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.proxy]
 

@@ -1,10 +1,9 @@
 """A fake ESPHome Bluetooth proxy: simulated guns behind the ESPHome native API.
 
-``FakeProxy`` serves aioesphomeapi's own protobuf messages over TCP, plaintext
-or Noise-encrypted, so ``bleak-esphome`` and ``habluetooth`` reach the
-simulated guns exactly as they reach guns behind a real ESP32 proxy.
+``gunsim.esphome.proxy.FakeProxy`` serves aioesphomeapi's own protobuf messages
+over TCP, plaintext or Noise-encrypted (``gunsim.esphome.wire``), so
+``bleak-esphome`` and ``habluetooth`` reach the simulated guns exactly as they
+reach guns behind a real ESP32 proxy. ``gunsim proxy`` (``gunsim.esphome.cli``)
+runs one from the shell. Nothing is imported here, so that ``gunsim``'s other
+commands do not load the ESPHome stack.
 """
-
-from gunsim.esphome.proxy import API_PORT, FakeProxy, ProxiedGun, ProxyCounters
-
-__all__ = ["API_PORT", "FakeProxy", "ProxiedGun", "ProxyCounters"]
