@@ -125,14 +125,15 @@ async def connect_ble(
 ) -> Device:
     """Find a gun over BLE, connect through bleak, and supervise it.
 
-    With ``proxies`` the gun is reached through the ESPHome Bluetooth proxies
-    that hear it, otherwise through the local adapter.
+    With ``proxies`` the gun is reached through the local adapter or the
+    ESPHome Bluetooth proxy that hears it best, otherwise through the local
+    adapter.
     """
     from gunctl.links.ble import open_ble_link
 
     link: BleakLink
     if proxies is not None:
-        link, spec = await proxies.open_link(
+        link, spec = await proxies.open_best_link(
             address_or_name, spec_name, clock=clock, timeout=timeout
         )
     else:

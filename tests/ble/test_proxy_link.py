@@ -25,7 +25,7 @@ from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetLevel, SetSpeed
 from gunsim import SlowAcks
 
-from blehost import SHORT, Watch, eventually, is_stop, short_plan
+from blehost import SHORT, Guns, Watch, eventually, is_stop, short_plan
 from proxyhost import House, reaching
 
 pytestmark = [pytest.mark.ble, pytest.mark.proxy]
@@ -259,4 +259,31 @@ async def test_a_proxy_gone_silent_mid_hold_is_a_safety_stop_and_the_gun_stops_i
         finally:
             await watch.close()
             proxy.silence(False)
+            await device.aclose()
+
+
+@pytest.mark.parametrize(
+    ("local_rssi", "proxy_rssi", "through"),
+    [
+        pytest.param(-40, -75, "local", id="the-local-adapter-hears-it-better"),
+        pytest.param(-85, -50, "proxy", id="the-proxy-hears-it-better"),
+    ],
+)
+async def test_a_gun_connects_through_the_local_adapter_or_a_proxy_whichever_hears_it_best(
+    guns: Guns, house: House, local_rssi: int, proxy_rssi: int, through: str
+) -> None:
+    gun = await house.gun(SPECS["gunctl-open"])
+    here = guns.fake.add(gun, rssi=local_rssi)
+    proxy = await house.proxy("hall")
+    proxy.add(gun, address=here.address, rssi=proxy_rssi)
+    async with reaching(proxy) as proxies:
+        device = await connect_ble(here.address, clock=house.clock, timeout=SHORT, proxies=proxies)
+        try:
+            assert device.connected
+            via_proxy = isinstance(device.ble, ProxiedLink)
+            assert via_proxy == (through == "proxy")
+            assert (here.address in proxy.links) == (through == "proxy")
+            assert here.connected == (through == "local")
+            await eventually(lambda: device.supervisor.link_stats.frames > 3)
+        finally:
             await device.aclose()

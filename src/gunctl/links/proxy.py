@@ -145,6 +145,10 @@ class Proxies:
         A proxy that does not answer in time is not an error here: aioesphomeapi
         keeps trying, and ``states()`` shows it unreachable until it answers.
         """
+        # Set up, habluetooth puts its own classes under bleak's BleakClient and
+        # BleakScanner names. gunctl's links took bleak's classes when they were
+        # imported (this module imports them first), so the local adapter's
+        # searches and connections stay on BlueZ beside the proxies.
         manager = _Manager()
         set_manager(manager)
         await manager.async_setup()
@@ -289,6 +293,66 @@ class Proxies:
         heard = await self.find(address_or_name, timeout)
         spec = pick_spec(heard.device, heard.advertisement, spec_name, specs)
         return ProxiedLink(self, heard.device, spec, clock=clock, rssi=heard.rssi), spec
+
+    async def open_best_link(
+        self,
+        address_or_name: str,
+        spec_name: str | None = None,
+        *,
+        clock: Clock,
+        timeout: float = 10.0,
+    ) -> tuple[BleakLink, DeviceSpec]:
+        """Through the local adapter or a proxy, whichever hears the gun better.
+
+        Both listen at once. Once the proxies have found the gun, the local
+        adapter gets ``SETTLE_S`` more to hear it too; a machine with no adapter
+        (or no BlueZ) simply has no say.
+        """
+        from gunctl.links.ble import open_ble_link
+        from gunctl.links.scan import DeviceNotFoundError
+
+        local = asyncio.create_task(
+            open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
+        )
+        try:
+            proxied: tuple[ProxiedLink, DeviceSpec] | None = await self.open_link(
+                address_or_name, spec_name, clock=clock, timeout=timeout
+            )
+        except DeviceNotFoundError:
+            proxied = None
+        except BaseException:
+            local.cancel()
+            raise
+        await asyncio.wait([local], timeout=SETTLE_S if proxied is not None else None)
+        if not local.done():
+            local.cancel()
+            await asyncio.wait([local])
+        here = _found_here(local)
+        if here is None and proxied is None:
+            raise DeviceNotFoundError(
+                f"no device {address_or_name.strip()!r} heard within {timeout:g} s "
+                f"by the local adapter or {self._describe()}"
+            )
+        if proxied is None or (
+            here is not None and (here[0].rssi or -999) > (proxied[0].rssi or -999)
+        ):
+            assert here is not None
+            return here
+        return proxied
+
+
+def _found_here(
+    search: asyncio.Task[tuple[BleakLink, DeviceSpec]],
+) -> tuple[BleakLink, DeviceSpec] | None:
+    """What the local adapter's search found; None when it heard nothing or has no adapter."""
+    if search.cancelled():
+        return None
+    error = search.exception()
+    if isinstance(error, LinkError):
+        return None
+    if error is not None:
+        raise error
+    return search.result()
 
 
 def _is(heard: Heard, wanted: str, by_address: bool) -> bool:
