@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +78,11 @@ def junk_files(directory: Path, base: str, busy_gun: str, junk: int) -> list[tup
     return files
 
 
-async def flood(port: int, files: list[tuple[str, Path]], slots: list[DeviceSlot]) -> float:
+async def flood(port: int, files: list[tuple[str, Path]], spawned: Callable[[], None]) -> float:
     """Publish every line of ``files`` from one process each; return when the broker has all.
 
-    The guns' loop statistics start once the publishers are running: starting a
-    process is the benchmark's cost, not the daemon's.
+    ``spawned`` is called once the publishers run: lateness is measured from
+    there, since starting a process is the benchmark's cost, not the daemon's.
     """
     binary = shutil.which("mosquitto_pub") or "/usr/bin/mosquitto_pub"
     began = time.perf_counter()
@@ -92,16 +94,30 @@ async def flood(port: int, files: list[tuple[str, Path]], slots: list[DeviceSlot
                     binary, "-p", str(port), "-q", "1", "-t", topic, "-l", stdin=lines
                 )
             )
-    for slot in slots:
-        slot.device.supervisor.loop_stats = LoopStats()  # type: ignore[union-attr]
+    spawned()
     for process in processes:
         await process.wait()
     return time.perf_counter() - began
 
 
-async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float]:
-    """The same flood to a bare aiomqtt client that does nothing with what it gets."""
+async def ticker(period: float, worst: list[float]) -> None:
+    """A bare 50 Hz loop against absolute deadlines, noting its worst lateness."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time()
+    while True:
+        deadline += period
+        await asyncio.sleep(max(0.0, deadline - loop.time()))
+        worst[0] = max(worst[0], loop.time() - deadline)
+
+
+async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float, float]:
+    """The same flood to a bare aiomqtt client that does nothing with what it gets.
+
+    A bare 50 Hz ticker runs beside it: how late a loop gets on this machine
+    with no daemon at all.
+    """
     received, last = 0, 0.0
+    worst = [0.0]
     async with aiomqtt.Client("127.0.0.1", port) as client:
         await client.subscribe("floor/#", qos=1)
 
@@ -112,11 +128,17 @@ async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float]:
 
         counter = asyncio.create_task(count())
         began = time.perf_counter()
-        await flood(port, [(f"floor/{n}", path) for n, (_, path) in enumerate(files)], [])
+        ticking: list[asyncio.Task[None]] = []
+        await flood(
+            port,
+            [(f"floor/{n}", path) for n, (_, path) in enumerate(files)],
+            lambda: ticking.append(asyncio.create_task(ticker(PERIOD_MS / 1000, worst))),
+        )
         while time.perf_counter() - max(last, began) < 0.5:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         counter.cancel()
-    return received, last - began
+        ticking[0].cancel()
+    return received, last - began, worst[0] * 1000
 
 
 async def trial(
@@ -133,7 +155,12 @@ async def trial(
     topics = service.bridge.topics
     refused_before = sum(service.bridge.rejected.values())
     began = time.perf_counter()
-    published_s = await flood(port, files, slots)
+
+    def restart_stats() -> None:
+        for slot in slots:
+            slot.device.supervisor.loop_stats = LoopStats()  # type: ignore[union-attr]
+
+    published_s = await flood(port, files, restart_stats)
     times = timer.at[target.device_id]
     before = len(times)
     timer.arrived[target.device_id].clear()
@@ -178,6 +205,7 @@ async def main(trials: int, junk: int, devices: int) -> None:
             )
             service = Service(settings)
             await service.start()
+            gc.freeze()  # as gunctl serve does once started (Service.run)
             results: list[tuple[bool, dict[str, Any]]] = []
             try:
                 await service.daemon.wait_connected(10)
@@ -219,15 +247,16 @@ async def main(trials: int, junk: int, devices: int) -> None:
                 "drained per s": round(drained / sum(r["drain_s"] for r in mine)),
             }
         )
-    got = sum(n for n, _ in floors)
+    got = sum(n for n, _, _ in floors)
     rows.append(
         {
             **{key: "-" for key in rows[0]},
             "stop on": "(floor: a bare aiomqtt client, no daemon)",
             "trials": len(floors),
+            "loop late max ms": round(max(late for _, _, late in floors), 2),
             "junk drained": got,
             "junk dropped by broker": junk * len(floors) - got,
-            "drained per s": round(got / sum(s for _, s in floors)),
+            "drained per s": round(got / sum(s for _, s, _ in floors)),
         }
     )
     report(
