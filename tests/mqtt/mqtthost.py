@@ -93,6 +93,17 @@ steps:
 """
 
 
+def password_file(directory: Path, users: tuple[str, ...]) -> Path:
+    """A Mosquitto password file where each user's password is ``<user>-pw``."""
+    passwords = directory / "passwords"
+    for n, user in enumerate(users):
+        create = ["-c"] if n == 0 else []
+        subprocess.run(
+            ["mosquitto_passwd", *create, "-b", str(passwords), user, f"{user}-pw"], check=True
+        )
+    return passwords
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,13 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiomqtt
 import pytest
-from mqtthost import Broker, free_port, running, watching
+from mqtthost import Broker, free_port, password_file, running, watching
 
 from gunctl.config import ServeSettings
 from gunctl.mqtt.topics import Topics
@@ -87,12 +86,7 @@ async def test_a_retained_start_is_refused_counted_and_cleared(
 def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """A broker with passwords, docs/mosquitto.acl, and retained messages kept on disk."""
     directory = tmp_path_factory.mktemp("guarded")
-    passwords = directory / "passwords"
-    for n, user in enumerate(USERS):
-        create = ["-c"] if n == 0 else []
-        subprocess.run(
-            ["mosquitto_passwd", *create, "-b", str(passwords), user, f"{user}-pw"], check=True
-        )
+    passwords = password_file(directory, USERS)
     server = Broker(
         directory,
         free_port(),

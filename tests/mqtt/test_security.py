@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from mqtthost import Broker, free_port, running
+from mqtthost import Broker, free_port, password_file, running
 
 from gunctl.config import ServeSettings
 
@@ -82,12 +82,7 @@ def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Broker, P
     """A broker that wants TLS, a user name and a password, and applies docs/mosquitto.acl."""
     directory = tmp_path_factory.mktemp("secure")
     ca, cert, key = _certificates(directory)
-    passwords = directory / "passwords"
-    for n, user in enumerate(("gunctl", "controller")):
-        create = ["-c"] if n == 0 else []
-        subprocess.run(
-            ["mosquitto_passwd", *create, "-b", str(passwords), user, f"{user}-pw"], check=True
-        )
+    passwords = password_file(directory, ("gunctl", "controller"))
     server = Broker(
         directory,
         free_port(),
