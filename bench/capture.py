@@ -18,7 +18,6 @@ file and for a tenth of it: reading streams, so the two should be about equal.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import resource
 import subprocess
@@ -33,14 +32,14 @@ from gunctl.capture import Capture
 from gunctl.capture.btsnoop import read_packets
 from gunctl.capture.summary import Summary
 from gunctl.specs.loader import get_spec
-from gunsim.record import Frame, simulate, write_capture
+from gunsim.record import Frame, record_session, write_capture
 
 CHUNK = 1 << 20
 
 
 def make_capture(path: Path, records: int) -> int:
     """A btsnoop file of about ``records`` records; returns how many it holds."""
-    session = asyncio.run(simulate(get_spec("gunctl-open"), scale=50.0))
+    session = record_session(get_spec("gunctl-open"))
     period = session[-1].at + 0.1
     repeated = (Frame(f.at + n * period, f.sent, f.pdu) for n in itertools.count() for f in session)
     return write_capture(path, itertools.islice(repeated, records - 2))

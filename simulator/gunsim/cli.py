@@ -94,10 +94,10 @@ def record(family: str, output: str, seed: int, hold: float, scale: float, btmon
 
     from gunctl.capture.btsnoop import Datalink
     from gunsim.radio import advertised_name
-    from gunsim.record import peer_address, simulate, write_capture
+    from gunsim.record import peer_address, record_session, write_capture
 
     spec = _spec(family)
-    frames = asyncio.run(simulate(spec, seed=seed, hold_s=hold, scale=scale))
+    frames = record_session(spec, seed=seed, hold_s=hold)
     datalink = Datalink.MONITOR if btmon else Datalink.H4
     try:
         name = advertised_name(spec, peer_address())

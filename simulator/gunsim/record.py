@@ -17,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import looptime
+
 from gunctl.capture.att import (
     CCCD,
     CHARACTERISTIC,
@@ -71,8 +73,18 @@ def plan(spec: DeviceSpec) -> list[Command]:
     return [SetSpeed(ppm=speed.min_ppm + round(span * f / 100) * 10) for f in (0, 3, 10, 6, 1)]
 
 
+def record_session(spec: DeviceSpec, *, seed: int = 0, hold_s: float = 2.0) -> list[Frame]:
+    """A session's ATT traffic, run in virtual time: no real time passes, and the same
+    spec, seed and hold give the same frames on any machine, however loaded."""
+    loop = looptime.new_event_loop()
+    try:
+        return loop.run_until_complete(simulate(spec, seed=seed, hold_s=hold_s))
+    finally:
+        loop.close()
+
+
 async def simulate(
-    spec: DeviceSpec, *, seed: int = 0, hold_s: float = 2.0, scale: float = 20.0
+    spec: DeviceSpec, *, seed: int = 0, hold_s: float = 2.0, scale: float = 1.0
 ) -> list[Frame]:
     """Run a session on a simulated gun and return its ATT traffic, discovery included."""
     clock = Clock(scale)
