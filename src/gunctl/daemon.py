@@ -35,7 +35,13 @@ import structlog
 
 from gunctl.clock import Clock
 from gunctl.config import ServeSettings, ble_device_id, sim_device_id
-from gunctl.control.events import Event, SafetyStop, SessionStarted, Subscription
+from gunctl.control.events import (
+    Event,
+    SafetyStop,
+    SessionCompleted,
+    SessionStarted,
+    Subscription,
+)
 from gunctl.control.supervisor import RequestError, Simple, Start
 from gunctl.datafile import suggest
 from gunctl.devices import Device
@@ -154,6 +160,7 @@ class DeviceSlot:
     device: Device | None = None
     selected: Selection = field(default_factory=Selection)
     fault: bool = False  # the last session ended in a safety stop
+    completed: bool = False  # the last session ran to its end
     last_safety_stop: SafetyStop | None = None
     connects: int = 0
     problem: str | None = None  # why the daemon stopped trying to connect it
@@ -214,6 +221,10 @@ class Daemon:
     @property
     def protocols(self) -> list[str]:
         return sorted(self.catalogue.protocols)
+
+    @property
+    def protocol_titles(self) -> dict[str, str]:
+        return {name: self.catalogue.protocols[name].title for name in self.protocols}
 
     # -- running -------------------------------------------------------------------
 
@@ -328,7 +339,9 @@ class Daemon:
 
     def _tell_event(self, slot: DeviceSlot, event: Event) -> None:
         if isinstance(event, SessionStarted):
-            slot.fault = False
+            slot.fault = slot.completed = False
+        elif isinstance(event, SessionCompleted):
+            slot.completed = True
         elif isinstance(event, SafetyStop):
             slot.fault = True
             slot.last_safety_stop = event

@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import jinja2
 import pytest
 from mqtthost import Broker, running, watching
 
@@ -61,12 +62,14 @@ PLATFORM_KEYS = {
     "sensor": {
         "state_topic",
         "value_template",
+        "options",
         "unit_of_measurement",
         "state_class",
         "suggested_display_precision",
         "expire_after",
         "force_update",
     },
+    "event": {"state_topic", "value_template", "event_types"},
     "binary_sensor": {
         "state_topic",
         "value_template",
@@ -77,7 +80,13 @@ PLATFORM_KEYS = {
     },
 }
 DEVICE_CLASSES: dict[str, dict[str, str | None]] = {
-    "sensor": {"battery": "%", "temperature": "°C", "signal_strength": "dBm"},
+    "sensor": {
+        "battery": "%",
+        "temperature": "°C",
+        "signal_strength": "dBm",
+        "duration": "s",
+        "enum": None,
+    },
     "binary_sensor": {"running": None, "problem": None},
 }
 DEVICE_KEYS = {
@@ -107,8 +116,20 @@ REQUIRED = {
     "force": "sensor",
     "speed": "sensor",
     "rssi": "sensor",
-    "firmware": "sensor",
+    "phase": "sensor",
+    "last_safety_stop": "sensor",
+    "last_result": "sensor",
+    "events": "event",
+    "pause": "button",
+    "resume": "button",
+    "skip": "button",
+    "motor": "binary_sensor",
 }
+
+
+def render(template: str, **values: Any) -> str:
+    """A template as Home Assistant renders it (Jinja, with its ``tojson`` filter)."""
+    return jinja2.Environment().from_string(template).render(**values)
 
 
 def _fields(template: str) -> set[str]:
@@ -152,8 +173,7 @@ async def test_discovery_payload_follows_home_assistant(
         )
         assert component["unique_id"].startswith(f"gunctl_{device_id}_")
         assert component["availability_mode"] == "all"
-        assert component["qos"] == 1, key
-        assert component["availability"] == [
+        assert component["availability"][:2] == [
             {
                 "topic": topics.bridge_state,
                 "payload_available": "online",
@@ -165,29 +185,37 @@ async def test_discovery_payload_follows_home_assistant(
                 "payload_not_available": "offline",
             },
         ]
+        if key in ("stop", "pain_stop"):  # a stop is never hidden
+            assert len(component["availability"]) == 2
+        assert component["qos"] == 1, key
         if "command_topic" in component:  # Stop and Pain go to the stop line's topic
             stops = key in ("stop", "pain_stop")
             expected = topics.stop(device_id) if stops else topics.set(device_id)
             assert component["command_topic"] == expected, key
-        if "state_topic" in component:
-            assert component["state_topic"] == topics.state(device_id), key
+        if component.get("state_topic") == topics.state(device_id):
             assert _fields(component["value_template"]) <= set(state), key
+        elif "state_topic" in component:  # what a command did, and the session's events
+            assert key in ("last_result", "events"), key
+            topic = topics.result if key == "last_result" else topics.event
+            assert component["state_topic"] == topic(device_id), key
         if "device_class" in component:
             units = DEVICE_CLASSES[platform]
             assert component["device_class"] in units, key
             assert component.get("unit_of_measurement") == units[component["device_class"]], key
-    for key in ("rssi", "firmware"):
-        assert components[key]["entity_category"] == "diagnostic"
-    assert components["protocol"]["options"] == service.daemon.protocols
+    assert components["rssi"]["entity_category"] == "diagnostic"
+    assert "firmware" not in components  # shown once, as the device's sw_version
+    assert components["protocol"]["options"] == [
+        service.daemon.catalogue.protocols[name].title for name in service.daemon.protocols
+    ]
     number = components["intensity_cap"]
     assert (number["min"], number["max"], number["step"]) == (0.05, 1.0, 0.05)
 
     # what Home Assistant would send is a command gunctl takes
     for key in ("start", "stop", "confirm_head", "pain_stop"):
         assert parse_device_command(components[key]["payload_press"].encode()).command.action == key
-    rendered = components["protocol"]["command_template"].replace("{{ value }}", "tiny")
+    rendered = render(components["protocol"]["command_template"], value="Two short holds")
     assert parse_device_command(rendered.encode()).command.protocol == "tiny"  # type: ignore[union-attr]
-    rendered = number["command_template"].replace("{{ value }}", "0.35")
+    rendered = render(number["command_template"], value=0.35)
     assert parse_device_command(rendered.encode()).command.intensity_cap == 0.35  # type: ignore[union-attr]
 
 
@@ -202,8 +230,8 @@ async def test_home_assistant_buttons_drive_the_gun(
         ) as watcher:
             config = (await watcher.until(lambda m: m.topic == topics.discovery(device_id))).json()
             cmps = config["cmps"]
-            select = cmps["protocol"]["command_template"].replace("{{ value }}", "long")
-            number = cmps["intensity_cap"]["command_template"].replace("{{ value }}", "0.3")
+            select = render(cmps["protocol"]["command_template"], value="One long hold")
+            number = render(cmps["intensity_cap"]["command_template"], value=0.3)
             for payload in (select, number, cmps["start"]["payload_press"]):
                 await watcher.client.publish(cmps["start"]["command_topic"], payload, qos=1)
             state = await watcher.state(device_id, lambda s: s["running"])

@@ -117,7 +117,7 @@ class View:
             bars.add_row(
                 Text("   session"),
                 ProgressBar(total=max(planned, 0.001), completed=session.active_s, width=36),
-                Text(f"{_clock(planned - session.active_s)} left"),
+                Text(f"{_clock(session.session_remaining_s)} left"),
             )
             body.append(bars)
         body.append(self._telemetry())

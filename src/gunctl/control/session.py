@@ -95,6 +95,11 @@ class Session:
         left = lengths[self.phase] - self.phase_s
         return max(0.0, left + sum(lengths[p] for p in order[order.index(self.phase) + 1 :]))
 
+    @property
+    def session_remaining_s(self) -> float:
+        """Planned time left in the session: the plan's length less the time it has run."""
+        return max(0.0, self.plan.planned_s - self.active_s)
+
     def info(self, step: PlannedStep) -> StepInfo:
         return StepInfo(
             index=step.index,

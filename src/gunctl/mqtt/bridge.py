@@ -272,7 +272,8 @@ class Bridge:
             model=spec.title if spec is not None else "massage gun (not yet connected)",
             manufacturer="gunsim (simulated)" if slot.kind == "sim" else _maker(spec),
             firmware=firmware,
-            protocols=self.daemon.protocols,
+            protocols=self.daemon.protocol_titles,
+            simulated=slot.kind == "sim",
         )
         return Outgoing(self.topics.discovery(slot.device_id), as_json(config), retain=True)
 

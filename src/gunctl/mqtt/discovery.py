@@ -18,19 +18,45 @@ mosquitto_pub and any other client are handled by the same code.
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from gunctl import __version__
+from gunctl.control.events import EVENT_TYPES
 from gunctl.mqtt.commands import STOPS
+from gunctl.mqtt.payloads import PHASES
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
 
 ORIGIN = {"name": "gunctl", "sw_version": __version__}
 INTENSITY_MIN, INTENSITY_STEP = 0.05, 0.05
 QOS = 1  # commands from Home Assistant, and its subscriptions to gunctl's state
+SPEED_UNIT = "rpm"
 
 
 def _press(action: str) -> str:
     return json.dumps({"action": action})
+
+
+def _protocol_labels(protocols: Mapping[str, str]) -> dict[str, str]:
+    """A label per protocol name for people to choose from: its title, made unique."""
+    titles = Counter(protocols.values())
+    return {
+        name: title if titles[title] == 1 else f"{title} ({name})"
+        for name, title in protocols.items()
+    }
+
+
+def _when(state: str, phases: tuple[str, ...]) -> dict[str, Any]:
+    """An availability entry: the control is offered only in these session phases."""
+    return {
+        "topic": state,
+        "value_template": (
+            f"{{{{ '{ONLINE}' if value_json.phase in {json.dumps(phases)} else '{OFFLINE}' }}}}"
+        ),
+        "payload_available": ONLINE,
+        "payload_not_available": OFFLINE,
+    }
 
 
 def device_config(
@@ -40,9 +66,10 @@ def device_config(
     model: str,
     manufacturer: str,
     firmware: str | None,
-    protocols: list[str],
+    protocols: Mapping[str, str],
+    simulated: bool,
 ) -> dict[str, Any]:
-    """The discovery payload for ``device_id``."""
+    """The discovery payload for ``device_id``; ``protocols`` maps each name to its title."""
     state = topics.state(device_id)
     command = topics.set(device_id)
     availability = [
@@ -57,9 +84,11 @@ def device_config(
             "payload_not_available": OFFLINE,
         },
     ]
+    labels = _protocol_labels(protocols)
+    names = {label: name for name, label in labels.items()}
 
-    def button(name: str, action: str, icon: str) -> dict[str, Any]:
-        return {
+    def button(name: str, action: str, icon: str, *offered: str) -> dict[str, Any]:
+        control: dict[str, Any] = {
             "p": "button",
             "name": name,
             # the stops go to the stop topic, served by a connection that carries nothing else
@@ -67,13 +96,17 @@ def device_config(
             "payload_press": _press(action),
             "icon": icon,
         }
+        if offered:  # Stop and Pain are never hidden
+            control["availability"] = [*availability, _when(state, offered)]
+        return control
 
-    def sensor(name: str, field: str, **extra: Any) -> dict[str, Any]:
+    def sensor(name: str, value: str, **extra: Any) -> dict[str, Any]:
+        """A sensor on the state document; ``value`` is the Jinja expression of its value."""
         return {
             "p": "sensor",
             "name": name,
             "state_topic": state,
-            "value_template": f"{{{{ value_json.{field} }}}}",
+            "value_template": f"{{{{ {value} }}}}",
             **extra,
         }
 
@@ -88,19 +121,38 @@ def device_config(
             "device_class": device_class,
         }
 
+    def duration(name: str, value: str) -> dict[str, Any]:
+        # "None" is what Home Assistant reads as "no value" (unknown)
+        return sensor(
+            name,
+            value,
+            device_class="duration",
+            unit_of_measurement="s",
+            icon="mdi:timer-sand",
+        )
+
+    idle = ("idle", "done", "safety_stop")
+    active = ("running", "resting", "paused", "waiting_for_head")
     components: dict[str, dict[str, Any]] = {
-        "start": button("Start", "start", "mdi:play"),
+        "start": button("Start", "start", "mdi:play", *idle),
+        "pause": button("Pause", "pause", "mdi:pause", "running", "resting"),
+        "resume": button("Resume", "resume", "mdi:play-pause", "paused"),
+        "skip": button("Skip step", "skip", "mdi:skip-next", *active),
+        "confirm_head": button("Head fitted", "confirm_head", "mdi:check", "waiting_for_head"),
         "stop": button("Stop", "stop", "mdi:stop"),
-        "confirm_head": button("Head fitted", "confirm_head", "mdi:check"),
         "pain_stop": button("Pain: stop", "pain_stop", "mdi:alert-octagon"),
         "protocol": {
             "p": "select",
             "name": "Protocol",
-            "options": protocols,
+            "options": list(names),
             "command_topic": command,
-            "command_template": '{"action": "select", "protocol": "{{ value }}"}',
+            "command_template": (
+                "{{ {'action': 'select', 'protocol': "
+                + json.dumps(names)
+                + ".get(value, value)} | tojson }}"
+            ),
             "state_topic": state,
-            "value_template": "{{ value_json.selected.protocol }}",
+            "value_template": f"{{{{ {json.dumps(labels)}.get(value_json.selected.protocol) }}}}",
             "icon": "mdi:format-list-numbered",
         },
         "side": {
@@ -125,60 +177,101 @@ def device_config(
             "value_template": "{{ value_json.selected.intensity_cap }}",
             "icon": "mdi:speedometer-slow",
         },
-        "running": binary("Running", "running", "running"),
+        "phase": sensor(
+            "Session",
+            "value_json.phase",
+            device_class="enum",
+            options=list(PHASES),
+            json_attributes_topic=state,
+            json_attributes_template=(
+                "{{ {'protocol': value_json.protocol_title, "
+                "'step': value_json.step.title if value_json.step else None} | tojson }}"
+            ),
+            icon="mdi:list-status",
+        ),
+        "running": binary("Session active", "running", "running"),
+        "motor": binary("Motor", "motor_running", "running"),
         "fault": binary("Safety stop", "fault", "problem"),
+        "last_safety_stop": sensor(
+            "Last safety stop",
+            "value_json.last_safety_stop.rule if value_json.last_safety_stop else 'none'",
+            json_attributes_topic=state,
+            json_attributes_template="{{ (value_json.last_safety_stop or {}) | tojson }}",
+            icon="mdi:shield-alert",
+        ),
         "step": sensor(
             "Step",
-            "step",
-            value_template=(
-                "{{ value_json.step.muscle ~ ' (' ~ value_json.step.side ~ ')' "
-                "if value_json.step else 'idle' }}"
-            ),
+            "value_json.step.title if value_json.step else 'none'",
             json_attributes_topic=state,
             json_attributes_template="{{ (value_json.step or {}) | tojson }}",
             icon="mdi:human",
         ),
+        "step_remaining": duration(
+            "Step time left", "value_json.step.remaining_s if value_json.step else None"
+        ),
+        "session_remaining": duration("Session time left", "value_json.session_remaining_s"),
+        "last_result": {
+            "p": "sensor",
+            "name": "Last command",
+            "state_topic": topics.result(device_id),
+            "value_template": (
+                "{{ ((value_json.action or 'command') ~ ': ' ~ "
+                "('done' if value_json.ok else value_json.error)) | truncate(250) }}"
+            ),
+            "json_attributes_topic": topics.result(device_id),
+            "icon": "mdi:message-reply-text",
+        },
+        "events": {
+            "p": "event",
+            "name": "Session event",
+            "state_topic": topics.event(device_id),
+            "event_types": list(EVENT_TYPES),
+            # Home Assistant wants the kind of event in "event_type"; gunctl names it "type"
+            "value_template": "{{ dict(value_json, event_type=value_json.type) | tojson }}",
+            "icon": "mdi:bell-ring",
+        },
         "battery": sensor(
             "Battery",
-            "battery_pct",
+            "value_json.battery_pct",
             device_class="battery",
             unit_of_measurement="%",
             state_class="measurement",
         ),
         "temperature": sensor(
             "Motor temperature",
-            "temperature_c",
+            "value_json.temperature_c",
             device_class="temperature",
             unit_of_measurement="°C",
             state_class="measurement",
         ),
         "force": sensor(
             "Force",
-            "force_n",
+            "value_json.force_n",
             unit_of_measurement="N",
             state_class="measurement",
             icon="mdi:arrow-collapse-down",
         ),
         "speed": sensor(
             "Speed",
-            "speed_ppm",
-            unit_of_measurement="ppm",
+            "value_json.speed_ppm",
+            # one percussion per motor turn; "ppm" would read as parts per million
+            unit_of_measurement=SPEED_UNIT,
             state_class="measurement",
             icon="mdi:sine-wave",
         ),
         "rssi": sensor(
             "Signal strength",
-            "rssi",
+            "value_json.rssi",
             device_class="signal_strength",
             unit_of_measurement="dBm",
             state_class="measurement",
             entity_category="diagnostic",
+            enabled_by_default=not simulated,  # a simulated gun has no radio
         ),
-        "firmware": sensor("Firmware", "firmware", entity_category="diagnostic", icon="mdi:chip"),
     }
     for key, component in components.items():
         component["unique_id"] = f"gunctl_{device_id}_{key}"
-        component["availability"] = availability
+        component.setdefault("availability", availability)
         component["availability_mode"] = "all"
         # Home Assistant does not pass a device-level "qos" down to the entities: each
         # needs its own, or every command (Stop included) is sent at QoS 0.

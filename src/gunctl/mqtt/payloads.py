@@ -9,11 +9,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from gunctl.control.session import Phase
-from gunctl.specs.models import Capabilities
+from gunctl.control.session import Phase, Session
+from gunctl.specs.models import Capabilities, DeviceSpec
 from gunctl.specs.speed import Setpoint
 
 if TYPE_CHECKING:
+    from gunctl.control.supervisor import Supervisor
     from gunctl.daemon import DeviceSlot
 
 
@@ -44,26 +45,97 @@ def _round(value: Any, digits: int = 1) -> Any:
     return value
 
 
+# What a person would call the state of a gun, one word each (Home Assistant's
+# "Session" enum sensor). The order is the order of the documentation.
+PHASES = ("idle", "running", "paused", "waiting_for_head", "resting", "done", "safety_stop")
+
+
+def session_phase(slot: DeviceSlot, session: Session | None) -> str:
+    """One of :data:`PHASES`: the session in progress, or how the last one ended."""
+    if session is None:
+        if slot.fault:
+            return "safety_stop"
+        return "done" if slot.completed else "idle"
+    if session.paused is not None:
+        return "paused"
+    if session.phase is Phase.HEAD_CHANGE:
+        return "waiting_for_head"
+    return "resting" if session.phase is Phase.REST else "running"
+
+
+def _step(session: Session) -> dict[str, Any] | None:
+    planned = session.step
+    if planned is None:
+        return None
+    return {
+        "index": planned.index,
+        "of": len(session.plan.steps),
+        "muscle": planned.muscle,
+        "side": planned.side,
+        "title": f"{planned.muscle_title} ({planned.side})",
+        "head": planned.head.value,
+        "phase": session.phase.value,
+        "remaining_s": round(session.remaining_s, 1),
+    }
+
+
+def _session(session: Session | None) -> dict[str, Any]:
+    """The fields that describe the session in progress; all empty when there is none."""
+    if session is None:
+        return {
+            "paused": False,
+            "waiting_for_head": False,
+            "protocol": None,
+            "protocol_title": None,
+            "step": None,
+            "session_remaining_s": None,
+        }
+    return {
+        "paused": session.paused is not None,
+        "waiting_for_head": session.phase is Phase.HEAD_CHANGE,
+        "protocol": session.plan.protocol,
+        "protocol_title": session.plan.title,
+        "step": _step(session),
+        "session_remaining_s": round(session.session_remaining_s, 1),
+    }
+
+
+def _measured(supervisor: Supervisor | None, spec: DeviceSpec | None) -> dict[str, Any]:
+    """What the gun reports and what it was last told to do."""
+    if supervisor is None:
+        return {
+            "speed_ppm": None,
+            "setpoint_ppm": 0,
+            "intensity": 0.0,
+            "motor_running": False,
+            "battery_pct": None,
+            "temperature_c": None,
+            "force_n": None,
+            "firmware": None,
+        }
+    telemetry = supervisor.telemetry
+    setpoint = supervisor.driver.setpoint
+    speed = telemetry.get("speed_ppm")
+    return {
+        "speed_ppm": speed,
+        "setpoint_ppm": setpoint.ppm,
+        "intensity": intensity_of(setpoint, spec.capabilities) if spec is not None else 0.0,
+        # a gun that reports its speed is running while it turns; one that does not, while
+        # it is told to
+        "motor_running": speed > 0 if speed is not None else not setpoint.stopped,
+        "battery_pct": _round(telemetry.get("battery_pct")),
+        "temperature_c": _round(telemetry.get("temperature_c")),
+        "force_n": _round(telemetry.get("force_n")),
+        "firmware": supervisor.firmware,
+    }
+
+
 def device_state(slot: DeviceSlot) -> dict[str, Any]:
     """The retained ``<device>/state`` document."""
     device = slot.device
     supervisor = device.supervisor if device is not None else None
-    session = supervisor.session if supervisor is not None else None
     running = supervisor is not None and supervisor.running
-    step: dict[str, Any] | None = None
-    if running and session is not None and session.step is not None:
-        planned = session.step
-        step = {
-            "index": planned.index,
-            "of": len(session.plan.steps),
-            "muscle": planned.muscle,
-            "side": planned.side,
-            "head": planned.head.value,
-            "phase": session.phase.value,
-            "remaining_s": round(session.remaining_s, 1),
-        }
-    telemetry = supervisor.telemetry if supervisor is not None else None
-    setpoint = supervisor.driver.setpoint if supervisor is not None else None
+    session = supervisor.session if running and supervisor is not None else None
     stop = slot.last_safety_stop
     return {
         "device": slot.device_id,
@@ -71,22 +143,9 @@ def device_state(slot: DeviceSlot) -> dict[str, Any]:
         "model": slot.spec.title if slot.spec is not None else None,
         "connected": device is not None and device.connected,
         "running": running,
-        "paused": bool(running and session is not None and session.paused is not None),
-        "waiting_for_head": bool(
-            running and session is not None and session.phase is Phase.HEAD_CHANGE
-        ),
-        "protocol": session.plan.protocol if running and session is not None else None,
-        "step": step,
-        "speed_ppm": telemetry.get("speed_ppm") if telemetry is not None else None,
-        "setpoint_ppm": setpoint.ppm if setpoint is not None else 0,
-        "intensity": (
-            intensity_of(setpoint, slot.spec.capabilities)
-            if setpoint is not None and slot.spec is not None
-            else 0.0
-        ),
-        "battery_pct": _round(telemetry.get("battery_pct")) if telemetry is not None else None,
-        "temperature_c": _round(telemetry.get("temperature_c")) if telemetry is not None else None,
-        "force_n": _round(telemetry.get("force_n")) if telemetry is not None else None,
+        "phase": session_phase(slot, session),
+        **_session(session),
+        **_measured(supervisor, slot.spec),
         "fault": slot.fault,
         "problem": slot.problem,
         "last_safety_stop": (
@@ -94,7 +153,6 @@ def device_state(slot: DeviceSlot) -> dict[str, Any]:
             if stop is not None
             else None
         ),
-        "firmware": supervisor.firmware if supervisor is not None else None,
         "rssi": device.rssi if device is not None else None,
         "selected": slot.selected.as_dict(),
         "updated_at": now_iso(),

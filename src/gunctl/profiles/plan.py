@@ -46,6 +46,7 @@ class PlannedStep(DataModel):
     index: int  # position in the plan
     protocol_step: int  # position of the step in the protocol file
     muscle: str
+    muscle_title: str  # the catalogue's name for the muscle, for people to read
     side: Literal["left", "right"]
     head: Head
     intensity: float  # after every cap
@@ -142,6 +143,7 @@ def make_plan(
                 index=i,
                 protocol_step=hold.index,
                 muscle=hold.muscle,
+                muscle_title=muscle.name,
                 side=hold.side,
                 head=hold.head,
                 intensity=intensity,
