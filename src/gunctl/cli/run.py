@@ -154,9 +154,10 @@ def run(**kwargs: object) -> None:
         raise click.UsageError("choose one of --sim (the simulator) or --device ADDRESS_OR_NAME")
     if options.sim and options.proxies:
         raise click.UsageError("--proxy reaches real guns: use it with --device, not --sim")
-    if options.device is not None and options.time_scale != 1.0:
+    if options.device is not None and options.time_scale != 1.0 and not _fake_bluez(options):
         raise click.UsageError(
-            "--time-scale is only for the simulator: a real session runs in real time"
+            "--time-scale is only for the simulator (or gunsim's fake BlueZ on its private "
+            "bus): a real session runs in real time"
         )
     # Keys need a terminal on stdin; the live display needs one on stdout.
     keys = sys.stdin.isatty() and not options.as_json
@@ -181,6 +182,16 @@ def run(**kwargs: object) -> None:
         if not _screen(options, keys):
             sys.exit(EXIT_INVALID)
         sys.exit(asyncio.run(_run_through_proxies(options, keys, prepared)))
+
+
+def _fake_bluez(options: Options) -> bool:
+    """Whether BlueZ is on a bus of its own (``gunsim bluez`` makes one), not the system's.
+
+    Only then may a ``--device`` session run faster than real time: a real gun
+    is on the system bus, and never runs scaled.
+    """
+    bus = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS", "")
+    return bool(bus) and "/run/dbus/system_bus_socket" not in bus and not options.proxies
 
 
 def _screen(options: Options, keys: bool) -> bool:

@@ -1,0 +1,98 @@
+"""The README's "Trying BLE with no hardware", as a person follows it, to the end of glute.
+
+Two terminals: ``python -m gunsim.bluez`` in one (whose keyboard fits the fake
+gun's heads), ``gunctl scan`` then ``gunctl run glute --device NAME --yes`` in
+the other. Both run ten times faster than real time (the fake's ``--scale``,
+gunctl's ``--time-scale``, allowed because BlueZ is on gunsim's private bus),
+and on the left side only, so that the walk-through takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+pytestmark = [pytest.mark.ble, pytest.mark.slow]
+
+GUNCTL = str(Path(sys.executable).with_name("gunctl"))
+SCALE = "10"
+
+
+def test_the_readme_walk_through_completes_glute(tmp_path: Path) -> None:
+    fake = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "gunsim.bluez",
+            "--family",
+            "gunctl-open",
+            "--family",
+            "theragun-gen4",
+            "--scale",
+            SCALE,
+        ],
+        encoding="utf-8",
+        timeout=20,
+    )
+    try:
+        fake.expect(r"export DBUS_SYSTEM_BUS_ADDRESS=(\S+)")
+        env = {
+            **os.environ,
+            "DBUS_SYSTEM_BUS_ADDRESS": fake.match.group(1),
+            "GUNCTL_DATA_DIR": str(tmp_path),
+            "COLUMNS": "120",
+        }
+        env.pop("GUNCTL_PROFILES", None)
+        scan = subprocess.run(
+            [GUNCTL, "scan", "--json", "--timeout", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        (name,) = [g["name"] for g in json.loads(scan.stdout) if g["spec"] == "gunctl-open"]
+
+        run = pexpect.spawn(
+            GUNCTL,
+            ["run", "glute", "--device", name, "--yes", "--side", "left", "--time-scale", SCALE],
+            env=env,
+            dimensions=(40, 120),
+            encoding="utf-8",
+            timeout=60,
+        )
+        fitted = []
+        while run.expect([r"Fit the (\w+) head", pexpect.EOF]) == 0:
+            head = run.match.group(1).lower()
+            fake.sendline(head)  # the other terminal: fit it on the gun
+            fake.expect(f"fitted the {head} head on {name}")
+            fitted.append(head)
+            run.send("\r")  # then confirm it in gunctl
+            run.expect("hold")
+        run.close()
+        assert run.exitstatus == 0, run.before
+        assert fitted == ["ball", "thumb", "bullet"]
+    finally:
+        fake.sendintr()
+        fake.expect(pexpect.EOF)
+        fake.close()
+
+    history = subprocess.run(
+        [GUNCTL, "history", "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    (record,) = json.loads(history.stdout)
+    assert record["status"] == "completed"
+    assert record["simulated"]  # faster than real time: never a person's exposure
+    assert record["time_scale"] == 10.0
+    assert [m["muscle"] for m in record["muscles"]] == [
+        "gluteus-maximus",
+        "gluteus-medius",
+        "gluteus-minimus",
+        "piriformis",
+    ]
