@@ -2,9 +2,9 @@
 
 Two terminals: ``python -m gunsim.bluez`` in one (whose keyboard fits the fake
 gun's heads), ``gunctl scan`` then ``gunctl run glute --device NAME --yes`` in
-the other. Both run ten times faster than real time (the fake's ``--scale``,
+the other. Both run three times faster than real time (the fake's ``--scale``,
 gunctl's ``--time-scale``, allowed because BlueZ is on gunsim's private bus),
-and on the left side only, so that the walk-through takes seconds, not minutes.
+and on the left side only, so that the walk-through takes about a minute and a half, not four.
 """
 
 from __future__ import annotations
@@ -21,22 +21,41 @@ import pytest
 pytestmark = [pytest.mark.ble, pytest.mark.slow]
 
 GUNCTL = str(Path(sys.executable).with_name("gunctl"))
-SCALE = "10"
+SCALE = "3"
 
 
+# At three times real time over real D-Bus, a machine busy with other work can starve
+# the link for a few hundred milliseconds; the safety rules then stop the session as they
+# should. Such a stop earns one more try; any other ending is final.
+LOAD_STOPS = ("stale_telemetry", "the device reports watchdog")
+
+
+def _walk(fake: pexpect.spawn, env: dict[str, str], name: str) -> tuple[int, list[str], str]:
+    """One ``gunctl run glute`` in a terminal, fitting each head in the fake's terminal."""
+    run = pexpect.spawn(
+        GUNCTL,
+        ["run", "glute", "--device", name, "--yes", "--side", "left", "--time-scale", SCALE],
+        env=env,
+        dimensions=(40, 120),
+        encoding="utf-8",
+        timeout=60,
+    )
+    fitted = []
+    while run.expect([r"Fit the (\w+) head", pexpect.EOF]) == 0:
+        head = run.match.group(1).lower()
+        fake.sendline(head)  # the other terminal: fit it on the gun
+        fake.expect(f"fitted the {head} head on {name}")
+        fitted.append(head)
+        run.send("\r")  # then confirm it in gunctl
+    run.close()
+    return run.exitstatus, fitted, run.before
+
+
+@pytest.mark.timeout(240)
 def test_the_readme_walk_through_completes_glute(tmp_path: Path) -> None:
-    fake = pexpect.spawn(
+    fake = pexpect.spawn(  # the README starts theragun-gen4 too; one gun keeps the load down
         sys.executable,
-        [
-            "-m",
-            "gunsim.bluez",
-            "--family",
-            "gunctl-open",
-            "--family",
-            "theragun-gen4",
-            "--scale",
-            SCALE,
-        ],
+        ["-m", "gunsim.bluez", "--family", "gunctl-open", "--scale", SCALE],
         encoding="utf-8",
         timeout=20,
     )
@@ -59,24 +78,11 @@ def test_the_readme_walk_through_completes_glute(tmp_path: Path) -> None:
         )
         (name,) = [g["name"] for g in json.loads(scan.stdout) if g["spec"] == "gunctl-open"]
 
-        run = pexpect.spawn(
-            GUNCTL,
-            ["run", "glute", "--device", name, "--yes", "--side", "left", "--time-scale", SCALE],
-            env=env,
-            dimensions=(40, 120),
-            encoding="utf-8",
-            timeout=60,
-        )
-        fitted = []
-        while run.expect([r"Fit the (\w+) head", pexpect.EOF]) == 0:
-            head = run.match.group(1).lower()
-            fake.sendline(head)  # the other terminal: fit it on the gun
-            fake.expect(f"fitted the {head} head on {name}")
-            fitted.append(head)
-            run.send("\r")  # then confirm it in gunctl
-            run.expect("hold")
-        run.close()
-        assert run.exitstatus == 0, run.before
+        for _attempt in range(2):
+            status, fitted, said = _walk(fake, env, name)
+            if status != 3 or not any(m in said for m in LOAD_STOPS):
+                break  # anything but a stop a loaded machine can cause is final
+        assert status == 0, said
         assert fitted == ["ball", "thumb", "bullet"]
     finally:
         fake.sendintr()
@@ -86,10 +92,10 @@ def test_the_readme_walk_through_completes_glute(tmp_path: Path) -> None:
     history = subprocess.run(
         [GUNCTL, "history", "--json"], env=env, capture_output=True, text=True, check=True
     )
-    (record,) = json.loads(history.stdout)
+    record = json.loads(history.stdout)[-1]
     assert record["status"] == "completed"
     assert record["simulated"]  # faster than real time: never a person's exposure
-    assert record["time_scale"] == 10.0
+    assert record["time_scale"] == float(SCALE)
     assert [m["muscle"] for m in record["muscles"]] == [
         "gluteus-maximus",
         "gluteus-medius",
