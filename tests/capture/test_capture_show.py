@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,17 @@ def test_a_missing_file_is_one_line(tmp_path: Path) -> None:
     result = run(str(tmp_path / "nope.log"))
     assert result.exit_code == 2
     assert result.output.strip() == f"gunctl: {tmp_path / 'nope.log'}: No such file or directory"
+
+
+def test_frames_the_capture_cut_short_are_left_out_and_named(tmp_path: Path) -> None:
+    """A filtered snoop log keeps the start of each packet: no half value is shown as a frame."""
+    notify = bytes([0x1B, 0x14, 0x00]) + bytes(range(20))  # a 20-byte notification
+    acl = struct.pack("<HHHH", 0x2040, 4 + len(notify), len(notify), 4) + notify
+    kept = b"\x02" + acl[:12]  # the H4 type byte and the first 11 ACL bytes
+    record = struct.pack(">IIIIq", 1 + len(acl), len(kept), 1, 0, 0) + kept
+    path = tmp_path / "filtered.log"
+    path.write_bytes(b"btsnoop\0" + struct.pack(">II", 1, 1002) + record)
+    result = CliRunner().invoke(cli, ["capture", "show", "--json", str(path)])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {"summary": [], "records": 0, "cut": 1}
+    assert "1 ATT frames were cut short by the capture itself" in result.stderr

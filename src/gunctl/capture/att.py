@@ -135,6 +135,7 @@ class AttReader:
         self.peers: dict[int, str] = {}  # connection handle -> peer address, when seen
         self.names: dict[str, str] = {}  # address -> advertised name, when seen
         self.skipped = 0  # ACL fragments that could not be placed (capture started mid-frame)
+        self.cut = 0  # frames the capture itself kept only the start of (filtered snoop logs)
         self._first_us: int | None = None
 
     def records(self, packets: Iterable[HciPacket]) -> Iterator[AttRecord]:
@@ -224,6 +225,9 @@ class AttReader:
         del conn.pending[packet.sent]
         cid = int.from_bytes(buffer[2:4], "little")
         if cid != ATT_CID or len(buffer) < 5:
+            return None
+        if len(buffer) < length + 4:  # the capture kept only its start: no value to trust
+            self.cut += 1
             return None
         return self._att(packet, handle, conn, bytes(buffer[4 : length + 4]))
 

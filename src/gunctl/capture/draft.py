@@ -127,6 +127,7 @@ class Draft:
                     "distinct": len(k.examples),
                     "role": role,
                     "varying": [i for i, same in enumerate(k.constant()) if not same],
+                    "candidates": [c.describe() for c in candidates(k)],
                 }
                 for k, role in self.kinds
             ],
@@ -171,7 +172,7 @@ def draft_spec(frames: CaptureFrames, name: str, source: str, marks: list[Mark])
     )
     host_kinds = group_kinds(layout, "host", frames.command.frames)
     device_kinds = group_kinds(layout, "device", frames.telemetry.frames)
-    roles = Roles(out, host_kinds, device_kinds, frames, marks)
+    roles = Roles(out, host_kinds, device_kinds, marks)
     out.kinds = [(k, roles.role_of(k)) for k in [*host_kinds, *device_kinds]]
     out.spec = roles.spec(frames, layout, source)
     return out
@@ -213,7 +214,6 @@ class Roles:
         out: Draft,
         host: list[Kind],
         device: list[Kind],
-        frames: CaptureFrames,
         marks: list[Mark],
     ) -> None:
         self.out = out

@@ -69,11 +69,22 @@ def show(file: Path, summary_only: bool, as_json: bool) -> None:
             click.echo(json.dumps(record.as_json()))
         else:
             click.echo(_line(record))
+    cut = source.reader.cut
     if as_json:
         rows = [r.as_json() for r in summary.rows]
-        click.echo(json.dumps({"summary": rows, "records": summary.count}))
+        click.echo(json.dumps({"summary": rows, "records": summary.count, "cut": cut}))
     else:
         click.echo(_table(summary))
+    if cut:
+        click.echo(f"gunctl: {cut_note(cut)}", err=True)
+
+
+def cut_note(count: int) -> str:
+    return (
+        f"{count} ATT frames were cut short by the capture itself and are left out: a filtered "
+        "snoop log keeps only the start of each packet; choose the full log in the phone's "
+        "developer options"
+    )
 
 
 def _line(record: AttRecord) -> str:

@@ -123,7 +123,7 @@ def draft_spec(
     from gunctl.capture.draft import Mark, check_file, draft_spec
     from gunctl.capture.frames import gather
     from gunctl.capture.specfile import render
-    from gunctl.cli.capture import records_or_fail
+    from gunctl.cli.capture import cut_note, records_or_fail
 
     try:
         parsed = [Mark.parse(m) for m in marks]
@@ -133,6 +133,8 @@ def draft_spec(
     source = Capture(file)
     frames = gather(records_or_fail(source), source.reader)
     draft = draft_spec(frames, family, file.name, parsed)
+    if source.reader.cut:
+        draft.warnings.append(cut_note(source.reader.cut))
     text = render(draft) if draft.spec is not None else None
     problems = check_file(family, text) if text is not None else []
     if text is not None and output is not None:
