@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -102,3 +103,37 @@ def test_the_readme_walk_through_completes_glute(tmp_path: Path) -> None:
         "gluteus-minimus",
         "piriformis",
     ]
+
+
+def test_bluez_dying_mid_session_is_a_lost_link_exit_4_and_no_traceback(tmp_path: Path) -> None:
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "gunsim.bluez", "--family", "gunctl-open"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert fake.stdout is not None
+    bus = fake.stdout.readline().strip().split("=", 1)[1]
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus, "GUNCTL_DATA_DIR": str(tmp_path)}
+    env.pop("GUNCTL_PROFILES", None)
+    run = subprocess.Popen(
+        [GUNCTL, "run", "glute", "--device", "gunctl-8901", "--yes", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert run.stdout is not None
+    for line in run.stdout:
+        if json.loads(line)["type"] == "step_started":
+            break
+    fake.send_signal(signal.SIGINT)  # BlueZ and its bus go away mid-hold
+    _, err = run.communicate(timeout=30)
+    _, fake_err = fake.communicate(timeout=30)
+    assert run.returncode == 4, err
+    assert "link lost" in err
+    for text in (err, fake_err):
+        assert "Traceback" not in text
+        assert "never retrieved" not in text

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import stat
 import sys
 from typing import TYPE_CHECKING
 
@@ -32,10 +34,12 @@ if TYPE_CHECKING:
 async def serve(
     families: tuple[str, ...], count: int, seed: int, address: str, scale: float = 1.0
 ) -> None:
+    from gunctl.cli.boundary import quiet_background_errors
     from gunctl.specs.loader import load_specs
     from gunsim.bluez.fake import FakeBluez
     from gunsim.device import SimDevice
 
+    quiet_background_errors()
     specs = load_specs()
     unknown = [f for f in families if f not in specs]
     if unknown:
@@ -75,9 +79,12 @@ async def _fit_heads(fake: FakeBluez) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except (OSError, ValueError):  # no stdin to read (closed, or a plain file)
-        return
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError):
+        return  # no stdin at all
+    if not (sys.stdin.isatty() or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return  # /dev/null or a file: no hands to lend
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     heads = [h.value for h in Head]
     while line := (await reader.readline()).decode(errors="replace"):
         words = line.split()

@@ -68,10 +68,19 @@ def scan(timeout: float, proxies: list[ProxyConfig], as_json: bool) -> None:
     is one), each device showing who heard it and how well, and the proxies are
     listed with their free connection slots.
     """
+    from rich.console import Console
+
     from gunctl.links.scan import BluetoothUnavailableError
 
+    console = Console(stderr=True)
+    spinner = (
+        console.status(f"Listening for guns for {timeout:g} s…")
+        if console.is_terminal and not as_json
+        else contextlib.nullcontext()
+    )
     try:
-        found, states = asyncio.run(_scan(timeout, proxies))
+        with spinner:
+            found, states = asyncio.run(_scan(timeout, proxies))
     except BluetoothUnavailableError as exc:
         _unreachable(str(exc))
     rows = [f.as_dict() for f in found]

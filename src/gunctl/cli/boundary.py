@@ -103,6 +103,30 @@ def guarded(run: Callable[[], Any], prog: str) -> int:
     return result if isinstance(result, int) else 0
 
 
+def quiet_background_errors() -> None:
+    """Log what a background task or callback left unhandled, instead of printing a traceback.
+
+    asyncio prints "Future exception was never retrieved" and a traceback when,
+    say, the D-Bus connection under bleak dies after the link was already
+    reported lost. A connection ending is expected there (logged at debug);
+    anything else is logged as a warning, one line, without a traceback.
+    """
+    import asyncio
+
+    import structlog
+
+    log = structlog.get_logger("gunctl")
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        expected = isinstance(exc, EOFError | ConnectionError | BrokenPipeError)
+        (log.debug if expected else log.warning)(
+            "background_error", message=context.get("message"), error=repr(exc)
+        )
+
+    asyncio.get_running_loop().set_exception_handler(handle)
+
+
 class Bounded(click.Group):
     """A click group whose every command runs inside the error boundary."""
 

@@ -286,6 +286,9 @@ def _prepare(options: Options) -> Prepared:
 
 
 async def _run_through_proxies(options: Options, keys: bool, prepared: Prepared) -> int:
+    from gunctl.cli.boundary import quiet_background_errors
+
+    quiet_background_errors()
     async with opened(options.proxies) as proxies:
         return await _run(options, keys, prepared, proxies)
 
