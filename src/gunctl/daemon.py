@@ -58,7 +58,9 @@ from gunctl.profiles.plan import PlanError, make_plan
 from gunctl.redflags import SUMMARY
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
+from gunctl.store import selections
 from gunctl.store.history import History, follow
+from gunctl.store.selections import Selection
 
 if TYPE_CHECKING:
     from gunctl.links.proxy import Proxies
@@ -134,18 +136,6 @@ class Listener(Protocol):
     def on_link(self, slot: DeviceSlot, online: bool) -> None: ...
 
 
-@dataclass
-class Selection:
-    """What a ``start`` with no arguments runs; set by ``select`` commands."""
-
-    protocol: str | None = None
-    side: Literal["left", "right", "both"] = "both"
-    intensity_cap: float = 1.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"protocol": self.protocol, "side": self.side, "intensity_cap": self.intensity_cap}
-
-
 Connector = Callable[["DeviceSlot"], Awaitable[Device]]
 
 
@@ -200,7 +190,9 @@ class Daemon:
         self._link_changed = asyncio.Event()
         self.proxies: Proxies | None = None
         self._proxies_lock = asyncio.Lock()
-        default_cap = settings.intensity_cap
+        self._selections = self.history.path.parent / selections.FILE_NAME
+        self._selections_lock = asyncio.Lock()
+        saved = selections.load(self._selections)
         for n in range(1, settings.devices.sim + 1):
             device_id = sim_device_id(settings.node_id, n)
             self.slots[device_id] = DeviceSlot(
@@ -208,15 +200,25 @@ class Daemon:
                 "sim",
                 str(n),
                 get_spec(settings.devices.sim_spec),
-                selected=Selection(intensity_cap=default_cap),
+                selected=self._restored(device_id, saved),
             )
         for address in settings.devices.ble:
             device_id = ble_device_id(address)
             self.slots[device_id] = DeviceSlot(
-                device_id, "ble", address, None, selected=Selection(intensity_cap=default_cap)
+                device_id, "ble", address, None, selected=self._restored(device_id, saved)
             )
         for device_id, slot in self.slots.items():
             slot.lane = Lane(functools.partial(self.execute, device_id), device_id)
+
+    def _restored(self, device_id: str, saved: dict[str, Selection]) -> Selection:
+        """The choice saved for ``device_id``, less a protocol that no longer exists."""
+        selection = saved.get(device_id)
+        if selection is None:
+            return Selection(intensity_cap=self.settings.intensity_cap)
+        if selection.protocol is not None and selection.protocol not in self.catalogue.protocols:
+            log.warning("selection_dropped", device=device_id, protocol=selection.protocol)
+            return selection.model_copy(update={"protocol": None})
+        return selection
 
     @property
     def protocols(self) -> list[str]:
@@ -374,7 +376,7 @@ class Daemon:
         if slot is None:
             raise CommandError("unknown_device", f"no gun {device_id!r} is served here")
         if isinstance(command, SelectCommand):
-            return self._select(slot, command)
+            return await self._select(slot, command)
         if isinstance(command, StartCommand):
             return await self._start(slot, command)
         return await self._session(slot, command)
@@ -385,18 +387,29 @@ class Daemon:
             raise CommandError("unknown_protocol", f"unknown protocol {name!r}{hint}")
         return name
 
-    def _select(self, slot: DeviceSlot, command: SelectCommand) -> dict[str, Any]:
+    async def _select(self, slot: DeviceSlot, command: SelectCommand) -> dict[str, Any]:
         if command.protocol is None and command.side is None and command.intensity_cap is None:
             raise CommandError(
                 "invalid", "select needs at least one of protocol, side, intensity_cap"
             )
         if command.protocol is not None:
-            slot.selected.protocol = self._protocol(command.protocol)
-        if command.side is not None:
-            slot.selected.side = command.side
-        if command.intensity_cap is not None:
-            slot.selected.intensity_cap = command.intensity_cap
-        return {"selected": slot.selected.as_dict()}
+            self._protocol(command.protocol)
+        chosen = command.model_dump(include={"protocol", "side", "intensity_cap"})
+        slot.selected = slot.selected.model_copy(
+            update={k: v for k, v in chosen.items() if v is not None}
+        )
+        body: dict[str, Any] = {"selected": slot.selected.model_dump()}
+        try:
+            async with self._selections_lock:  # one writer: the newest choice is the one kept
+                await asyncio.to_thread(
+                    selections.save,
+                    self._selections,
+                    {device_id: s.selected for device_id, s in self.slots.items()},
+                )
+        except OSError as exc:
+            log.error("selection_not_saved", path=str(self._selections), error=str(exc))
+            body["warning"] = f"chosen, but not kept for after a restart: {exc}"
+        return body
 
     async def _start(self, slot: DeviceSlot, command: StartCommand) -> dict[str, Any]:
         stops = slot.lane.stops

@@ -179,3 +179,31 @@ async def test_a_refused_start_is_shown_on_the_device_page(
     assert "protocol" in shown["state"], shown
     assert shown["attributes"]["ok"] is False
     assert (await hass.state(entity("phase")))["state"] != "running"
+
+
+async def test_the_choices_on_the_page_survive_a_daemon_restart(
+    hass: HomeAssistant, broker: Broker, make_settings: Settings
+) -> None:
+    settings = make_settings()
+    async with running(settings) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
+            entity = await _page(hass, watcher, device_id)
+            await hass.until_state(entity("protocol"), lambda s: s != "unavailable")
+            await hass.call(
+                "select", "select_option", entity_id=entity("protocol"), option="One long hold"
+            )
+            await hass.call("select", "select_option", entity_id=entity("side"), option="left")
+            await hass.until_state(entity("side"), "left")
+    await hass.until_state(entity("protocol"), "unavailable")  # the daemon said offline
+
+    async with running(settings):
+        await hass.until_state(entity("protocol"), "One long hold")
+        assert (await hass.state(entity("side")))["state"] == "left"
+        await _offered(hass, entity("start"), True)
+        await hass.call("button", "press", entity_id=entity("start"))
+        await hass.until_state(entity("phase"), "waiting_for_head")
+        await hass.call("button", "press", entity_id=entity("stop"))
+        await hass.until_state(entity("phase"), "idle")
+    assert complaints(hass) == []

@@ -154,7 +154,7 @@ def device_state(slot: DeviceSlot) -> dict[str, Any]:
             else None
         ),
         "rssi": device.rssi if device is not None else None,
-        "selected": slot.selected.as_dict(),
+        "selected": slot.selected.model_dump(),
         "updated_at": now_iso(),
     }
 
