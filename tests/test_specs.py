@@ -149,3 +149,31 @@ def test_cli_show_unknown_suggests() -> None:
     result = run("specs", "show", "theragun")
     assert result.exit_code == 2
     assert "did you mean 'theragun-gen4'" in result.stderr
+
+
+def test_your_own_specs_folder_adds_and_replaces_and_a_broken_file_blocks_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gunctl.errors import GunctlError
+    from gunctl.specs.loader import spec_dir
+
+    shipped_text = (spec_dir() / "gunctl-open.yaml").read_text(encoding="utf-8")
+    (tmp_path / "my-gun.yaml").write_text(
+        shipped_text.replace("name: gunctl-open", "name: my-gun", 1), encoding="utf-8"
+    )
+    (tmp_path / "broken.yaml").write_bytes(b"\xff\xfe not yaml")
+    monkeypatch.setenv("GUNCTL_SPECS", str(tmp_path))
+    specs = load_specs()
+    assert "my-gun" in specs
+    assert "gunctl-open" in specs  # the shipped ones are all still there
+    assert "broken" not in specs
+    listed = CliRunner().invoke(cli, ["specs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert "my-gun" in {row["name"] for row in json.loads(listed.stdout)}
+    checked = CliRunner().invoke(cli, ["specs", "validate"])
+    assert checked.exit_code == 2  # validating names the broken one
+    assert "broken.yaml" in checked.stderr
+
+    monkeypatch.setenv("GUNCTL_SPECS", str(tmp_path / "nowhere"))
+    with pytest.raises(GunctlError, match="does not exist"):
+        load_specs()

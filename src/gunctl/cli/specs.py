@@ -42,7 +42,7 @@ def _summary(spec: DeviceSpec) -> dict[str, Any]:
 @specs.command("list")
 @json_option
 def list_specs(as_json: bool) -> None:
-    """Every firmware spec gunctl ships."""
+    """Every firmware spec: the shipped ones, and yours from the GUNCTL_SPECS folder."""
     from gunctl.datafile import InvalidFileError
     from gunctl.specs.loader import load_specs
 
@@ -84,7 +84,7 @@ def show_spec(name: str, as_json: bool) -> None:
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path, dir_okay=False))
 @json_option
 def validate_specs(files: tuple[Path, ...], as_json: bool) -> None:
-    """Check spec files (the shipped ones when none are given); exit 2 on any problem."""
+    """Check spec files (the shipped ones and yours when none are given); exit 2 on any problem."""
     from gunctl.datafile import InvalidFileError
     from gunctl.specs.loader import load_specs, spec_files
 

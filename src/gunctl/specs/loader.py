@@ -3,21 +3,30 @@
 Beyond the schema, a spec is checked for what only makes sense as a whole:
 field names that the typed messages know, and golden vectors whose bytes
 mean exactly what they say, in both directions.
+
+Your own specs live in the folder named by ``GUNCTL_SPECS``, like your
+profiles: a file there replaces the shipped spec with the same name, and a
+broken one is reported and left out without blocking the others.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import structlog
 from pydantic import ValidationError
 
 from gunctl.datafile import Document, InvalidFileError, Problem, suggest
+from gunctl.errors import GunctlError
 from gunctl.resources import shipped
 from gunctl.specs.codec import Codec, DecodeError, EncodeError
 from gunctl.specs.messages import COMMAND_ADAPTER, REPORT_ADAPTER, STATUS_ATTRIBUTES
 from gunctl.specs.models import CommandKind, DeviceSpec, Direction, ReportKind, hex_to_bytes
+
+log = structlog.get_logger("gunctl.specs")
 
 # The attributes each message kind carries; any other field must be a `const`.
 _ATTRIBUTES: dict[str, set[str]] = {
@@ -28,12 +37,36 @@ _ATTRIBUTES: dict[str, set[str]] = {
 }
 
 
+ENV_VAR = "GUNCTL_SPECS"
+
+
 def spec_dir() -> Path:
     return shipped("firmware_specs")
 
 
+def user_spec_dir() -> Path | None:
+    """The folder of your own specs (``GUNCTL_SPECS``), or None."""
+    folder = os.environ.get(ENV_VAR)
+    if not folder:
+        return None
+    path = Path(folder)
+    if not path.is_dir():
+        raise GunctlError(
+            f"the specs folder {path} does not exist",
+            f"point {ENV_VAR} at a folder of spec files (NAME.yaml), or unset it",
+        )
+    return path
+
+
 def spec_files(directory: Path | None = None) -> list[Path]:
-    return sorted((directory or spec_dir()).glob("*.yaml"))
+    """The spec files of ``directory``; by default the shipped ones, yours over them by name."""
+    if directory is not None:
+        return sorted(directory.glob("*.yaml"))
+    files = {p.stem: p for p in spec_dir().glob("*.yaml")}
+    user = user_spec_dir()
+    if user is not None:
+        files.update({p.stem: p for p in user.glob("*.yaml")})
+    return [files[name] for name in sorted(files)]
 
 
 def load_spec(path: Path) -> DeviceSpec:
@@ -56,6 +89,10 @@ def load_specs(paths: Iterable[Path] | None = None) -> dict[str, DeviceSpec]:
         try:
             spec = load_spec(path)
         except InvalidFileError as exc:
+            if paths is None and not path.is_relative_to(spec_dir()):
+                # a broken file of yours is named and left out; the rest still works
+                log.warning("spec_left_out", problems=[str(p) for p in exc.problems])
+                continue
             problems.extend(exc.problems)
             continue
         specs[spec.name] = spec
