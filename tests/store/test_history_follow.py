@@ -90,7 +90,7 @@ async def test_follow_checkpoints_the_exact_counters(history: History) -> None:
         await asyncio.sleep(0.01)
         record = history.session(sid)
         assert record is not None
-        if record.worked_s == 7.5:
+        if record.worked_s == pytest.approx(7.5 + 0.01):  # one checkpoint ahead: errs high
             break
     else:
         pytest.fail("the checkpoint never reached the store")

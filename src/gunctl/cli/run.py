@@ -395,6 +395,7 @@ async def _supervise(
                 time_scale=options.time_scale,
             ),
             progress=lambda: sup.session.worked if sup.session is not None else {},
+            scale=options.time_scale,
         )
     )
     interrupted: list[str] = []

@@ -5,10 +5,12 @@ It answers one safety question, how long a muscle side was worked in the last
 the record has to survive the process that writes it:
 
 - A session row is written with status ``running`` before the motor turns, and
-  every event commits at once, so the per-muscle time on disk is at most one
-  event old. Between step ends it is an estimate from the session clock that
-  errs high (rest after a step counts until the step ends); ``follow`` can also
-  checkpoint the Supervisor's exact counters every few seconds.
+  every event commits at once. Between step ends the per-muscle time on disk is
+  an estimate from the session clock that errs high: rest after a step counts
+  until the step ends, and under ``follow``, which writes the Supervisor's
+  exact counters every ``CHECKPOINT_S``, the time on disk runs one such
+  interval ahead while the motor runs, so a kill between writes never
+  under-counts.
 - The row names the process writing it (pid, host, and the process's start
   time where ``/proc`` gives it, so a reused pid is not mistaken for the
   writer). Whoever opens the history next closes a ``running`` row whose
@@ -69,6 +71,7 @@ ENV_DIR = "GUNCTL_DATA_DIR"
 DB_NAME = "history.sqlite3"
 EXPOSURE_WINDOW = timedelta(hours=48)
 INTERRUPTED = "interrupted"
+CHECKPOINT_S = 5.0  # real seconds between writes of a running session's exact counters
 
 Status = Literal["running", "completed", "aborted"]
 Source = Literal["cli", "mqtt"]
@@ -308,6 +311,7 @@ class _Live:
     running_since: float | None = None  # session clock, while the current step's clock runs
     paused: bool = False
     last_at: float = 0.0  # session clock of the last event
+    ahead_s: float = 0.0  # session seconds to the next write: what a kill could lose
 
     def halt(self, at: float) -> None:
         if self.running_since is not None:
@@ -322,7 +326,9 @@ class _Live:
             key = self.current
             running = max(0.0, at - self.running_since) if self.running_since is not None else 0.0
             estimate = self.completed.get(key, 0.0) + self.accum + running
-            rows[key] = max(rows.get(key, 0.0), estimate)
+            # while the motor runs, count on to the next write, so a kill in between errs high
+            ahead = self.ahead_s if self.running_since is not None else 0.0
+            rows[key] = max(rows.get(key, 0.0), estimate) + ahead
         return rows
 
 
@@ -578,6 +584,13 @@ class History:
                 self._apply(db, session_id, live, event)
             if isinstance(event, ENDING_EVENTS):
                 self._forget(session_id)
+
+    def count_ahead(self, session_id: int, seconds: float) -> None:
+        """While the motor runs, write time ``seconds`` ahead: the gap to the next write."""
+        with self._lock:
+            live = self._live.get(session_id)
+            if live is not None:
+                live.ahead_s = seconds
 
     def checkpoint(self, session_id: int, worked: Mapping[Key, float]) -> None:
         """Write exact motor seconds per (muscle, side) so far, as the session counts them."""
@@ -927,7 +940,8 @@ async def follow(
     session_id: int,
     *,
     progress: Callable[[], Mapping[Key, float]] | None = None,
-    every_s: float = 5.0,
+    every_s: float = CHECKPOINT_S,
+    scale: float = 1.0,
 ) -> SessionRecord | None:
     """Record the session's events from ``subscription`` until it ends; return its record.
 
@@ -945,6 +959,8 @@ async def follow(
     if record is None:
         raise HistoryError(f"there is no session {session_id}")
     device = record.device
+    if progress is not None:  # session seconds between checkpoints: what a kill could lose
+        await asyncio.to_thread(history.count_ahead, session_id, every_s * scale)
     ticker = (
         asyncio.create_task(_checkpoints(history, session_id, progress, every_s))
         if progress is not None
