@@ -169,7 +169,9 @@ def test_your_own_specs_folder_adds_and_replaces_and_a_broken_file_blocks_nothin
     assert "broken" not in specs
     listed = CliRunner().invoke(cli, ["specs", "list", "--json"])
     assert listed.exit_code == 0, listed.output
-    assert "my-gun" in {row["name"] for row in json.loads(listed.stdout)}
+    mine = {row["name"]: row["yours"] for row in json.loads(listed.stdout)}
+    assert mine["my-gun"] is True
+    assert mine["gunctl-open"] is False
     checked = CliRunner().invoke(cli, ["specs", "validate"])
     assert checked.exit_code == 2  # validating names the broken one
     assert "broken.yaml" in checked.stderr

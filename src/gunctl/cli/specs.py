@@ -44,19 +44,21 @@ def _summary(spec: DeviceSpec) -> dict[str, Any]:
 def list_specs(as_json: bool) -> None:
     """Every firmware spec: the shipped ones, and yours from the GUNCTL_SPECS folder."""
     from gunctl.datafile import InvalidFileError
-    from gunctl.specs.loader import load_specs
+    from gunctl.specs.loader import load_specs, spec_dir, spec_files
 
+    yours = {p.stem for p in spec_files() if not p.is_relative_to(spec_dir())}
     try:
-        rows = [_summary(s) for s in load_specs().values()]
+        rows = [{**_summary(s), "yours": s.name in yours} for s in load_specs().values()]
     except InvalidFileError as exc:
         fail_invalid(exc, as_json)
 
     def render(rows: list[dict[str, Any]]) -> str:
         from rich.table import Table
 
-        table = Table("spec", "device", "speed", "keepalive", "telemetry", box=None)
+        table = Table("spec", "device", "speed", "keepalive", "telemetry", "", box=None)
         for r in rows:
-            table.add_row(r["name"], r["title"], r["speed"], r["keepalive"], r["telemetry"])
+            mine = "yours" if r["yours"] else ""
+            table.add_row(r["name"], r["title"], r["speed"], r["keepalive"], r["telemetry"], mine)
         return to_text(table)
 
     emit(rows, as_json, render)
