@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from test_run import QUICK  # the short protocol of the run tests
 
 from gunctl.errors import (
     EXIT_CODES,
@@ -66,16 +67,6 @@ def read_only_history(tmp: Path) -> None:
     History(tmp / "data" / "history.sqlite3").close()
     (tmp / "data" / "history.sqlite3").chmod(0o444)
     (tmp / "data").chmod(0o555)
-
-
-QUICK = """\
-name: quick
-title: Quick check
-description: One short hold, for tests.
-steps:
-  - {muscle: gluteus-maximus, side: left, head: ball, intensity: 0.4, hold_s: 30,
-     ramp_s: 1, rest_s: 1, placement: Middle of the buttock.}
-"""
 
 
 def broken_user_file(tmp: Path) -> None:
