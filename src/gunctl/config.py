@@ -183,6 +183,8 @@ class ServeSettings(BaseSettings):
     intensity_cap: float = Field(1.0, gt=0.0, le=1.0)  # the most any MQTT start may ask for
     heads: list[Head] | None = None  # the heads owned; None: a protocol may use any head
     red_flags_acknowledged: bool = False
+    # how long a person's "none of the warning signs apply" allows one start
+    red_flags_confirmation_s: float = Field(600.0, ge=30.0, le=3600.0)
     time_scale: float = Field(1.0, ge=0.01, le=1000.0)  # simulated devices only
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True

@@ -27,6 +27,7 @@ import contextlib
 import functools
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -48,6 +49,7 @@ from gunctl.devices import Device
 from gunctl.lane import Lane, Result
 from gunctl.mqtt.commands import (
     CommandError,
+    ConfirmCommand,
     DeviceCommand,
     SelectCommand,
     SessionCommand,
@@ -151,6 +153,7 @@ class DeviceSlot:
     selected: Selection = field(default_factory=Selection)
     fault: bool = False  # the last session ended in a safety stop
     completed: bool = False  # the last session ran to its end
+    red_flags_confirmed_at: float | None = None  # Daemon.person_clock at the "none apply"
     last_safety_stop: SafetyStop | None = None
     connects: int = 0
     problem: str | None = None  # why the daemon stopped trying to connect it
@@ -183,6 +186,8 @@ class Daemon:
                 log.warning("profile_left_out", problem=str(problem))
         self.catalogue = catalogue
         self.backoff = backoff or Backoff()
+        # A person's confirmation lasts minutes of their time, whatever a simulator's scale
+        self.person_clock: Callable[[], float] = time.monotonic
         self._connector = connector or self._connect
         self.listener: Listener | None = None
         self.slots: dict[str, DeviceSlot] = {}
@@ -379,6 +384,9 @@ class Daemon:
             return await self._select(slot, command)
         if isinstance(command, StartCommand):
             return await self._start(slot, command)
+        if isinstance(command, ConfirmCommand):
+            slot.red_flags_confirmed_at = self.person_clock()
+            return {"valid_s": self.settings.red_flags_confirmation_s}
         return await self._session(slot, command)
 
     def _protocol(self, name: str) -> str:
@@ -411,15 +419,26 @@ class Daemon:
             body["warning"] = f"chosen, but not kept for after a restart: {exc}"
         return body
 
+    def _check_red_flags(self, slot: DeviceSlot) -> None:
+        """Refuse a start unless someone said, just now or in the configuration, none apply."""
+        if self.settings.red_flags_acknowledged:
+            return
+        window = self.settings.red_flags_confirmation_s
+        confirmed = slot.red_flags_confirmed_at
+        if confirmed is not None and self.person_clock() - confirmed <= window:
+            return
+        raise CommandError(
+            "red_flags_not_acknowledged",
+            "first confirm that none of the warning signs apply (Home Assistant's "
+            '"No warning signs apply" button, or {"action": "confirm_no_red_flags"}); '
+            f"that allows one start within {window / 60:g} min. {SUMMARY} For deliberate "
+            "automation, red_flags_acknowledged = true in the gunctl serve configuration "
+            "(GUNCTL_RED_FLAGS_ACKNOWLEDGED=true) allows every start without asking.",
+        )
+
     async def _start(self, slot: DeviceSlot, command: StartCommand) -> dict[str, Any]:
         stops = slot.lane.stops
-        if not self.settings.red_flags_acknowledged:
-            raise CommandError(
-                "red_flags_not_acknowledged",
-                f"{SUMMARY} Starting over MQTT stays refused until you have read this and "
-                "set red_flags_acknowledged = true in the gunctl serve configuration "
-                "(or GUNCTL_RED_FLAGS_ACKNOWLEDGED=true).",
-            )
+        self._check_red_flags(slot)
         device = slot.device
         if device is None or not device.connected:
             raise CommandError("offline", f"{slot.device_id} is not connected")
@@ -459,6 +478,7 @@ class Daemon:
         except RequestError as exc:
             subscription.close()
             raise CommandError("refused", str(exc)) from None
+        slot.red_flags_confirmed_at = None  # a confirmation is good for one session
         # The row is written once the Supervisor took the session, so a refused start
         # leaves none; every session begins at a head change, so the motor is still
         # stopped, and the next command for this gun waits for this one to finish.

@@ -190,6 +190,38 @@ async def test_starts_refused_until_red_flags_are_acknowledged(
             assert (await watcher.command(device_id, {"action": "stop"}))["ok"]
 
 
+async def test_a_person_confirms_the_warning_signs_before_each_start(
+    broker: Broker, make_settings: Settings
+) -> None:
+    settings = make_settings(red_flags_acknowledged=False, red_flags_confirmation_s=300)
+    async with running(settings) as service:
+        now = [1000.0]
+        service.daemon.person_clock = lambda: now[0]
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        start = {"action": "start", "protocol": "long"}
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            confirmed = await watcher.command(device_id, {"action": "confirm_no_red_flags"})
+            assert confirmed["ok"]
+            assert confirmed["valid_s"] == 300
+            assert (await watcher.command(device_id, start))["ok"]
+            assert (await watcher.command(device_id, {"action": "stop"}))["ok"]
+
+            # one confirmation, one session
+            again = await watcher.command(device_id, start)
+            assert again["reason"] == "red_flags_not_acknowledged"
+            assert again["error"].startswith("first confirm that none of the warning signs")
+
+            # and only for a while
+            assert (await watcher.command(device_id, {"action": "confirm_no_red_flags"}))["ok"]
+            now[0] += 301
+            late = await watcher.command(device_id, start)
+            assert late["reason"] == "red_flags_not_acknowledged"
+            device = service.daemon.slots[device_id].device
+            assert device is not None
+            assert not device.supervisor.running
+
+
 async def test_select_then_start_and_mqtt5_response_topic(
     broker: Broker, make_settings: Settings
 ) -> None:

@@ -121,6 +121,7 @@ REQUIRED = {
     "last_result": "sensor",
     "events": "event",
     "pause": "button",
+    "confirm_red_flags": "button",
     "resume": "button",
     "skip": "button",
     "motor": "binary_sensor",
@@ -211,8 +212,15 @@ async def test_discovery_payload_follows_home_assistant(
     assert (number["min"], number["max"], number["step"]) == (0.05, 1.0, 0.05)
 
     # what Home Assistant would send is a command gunctl takes
-    for key in ("start", "stop", "confirm_head", "pain_stop"):
-        assert parse_device_command(components[key]["payload_press"].encode()).command.action == key
+    for key, action in (
+        ("start", "start"),
+        ("stop", "stop"),
+        ("confirm_head", "confirm_head"),
+        ("pain_stop", "pain_stop"),
+        ("confirm_red_flags", "confirm_no_red_flags"),
+    ):
+        command = parse_device_command(components[key]["payload_press"].encode()).command
+        assert command.action == action
     rendered = render(components["protocol"]["command_template"], value="Two short holds")
     assert parse_device_command(rendered.encode()).command.protocol == "tiny"  # type: ignore[union-attr]
     rendered = render(number["command_template"], value=0.35)

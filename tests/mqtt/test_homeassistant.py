@@ -207,3 +207,32 @@ async def test_the_choices_on_the_page_survive_a_daemon_restart(
         await hass.call("button", "press", entity_id=entity("stop"))
         await hass.until_state(entity("phase"), "idle")
     assert complaints(hass) == []
+
+
+async def test_a_start_from_the_page_asks_about_the_warning_signs_first(
+    hass: HomeAssistant, broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings(red_flags_acknowledged=False)) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
+            entity = await _page(hass, watcher, device_id)
+            await hass.until_state(entity("protocol"), lambda s: s != "unavailable")
+            await hass.call(
+                "select", "select_option", entity_id=entity("protocol"), option="One long hold"
+            )
+            await hass.until_state(entity("protocol"), "One long hold")
+            await hass.call("button", "press", entity_id=entity("start"))
+            refused = await hass.until_state(
+                entity("last_result"), lambda s: s.startswith("start:")
+            )
+            assert "first confirm that none of the warning signs apply" in refused["state"]
+            assert "bladder or bowel" in refused["attributes"]["error"]
+
+            await hass.call("button", "press", entity_id=entity("confirm_red_flags"))
+            await hass.until_state(entity("last_result"), "confirm_no_red_flags: done")
+            await hass.call("button", "press", entity_id=entity("start"))
+            await hass.until_state(entity("phase"), "waiting_for_head")
+            await hass.call("button", "press", entity_id=entity("stop"))
+            await hass.until_state(entity("phase"), "idle")
+    assert complaints(hass) == []

@@ -90,6 +90,12 @@ class SelectCommand(_Command):
     intensity_cap: IntensityCap | None = None
 
 
+class ConfirmCommand(_Command):
+    """A person says none of the warning signs apply: one start may follow, for a while."""
+
+    action: Literal["confirm_no_red_flags"]
+
+
 class SessionCommand(_Command):
     """A request on the session in progress; ``stop`` and ``pain_stop`` always stop the motor."""
 
@@ -97,9 +103,19 @@ class SessionCommand(_Command):
 
 
 DeviceCommand = Annotated[
-    StartCommand | SelectCommand | SessionCommand, Field(discriminator="action")
+    StartCommand | SelectCommand | ConfirmCommand | SessionCommand, Field(discriminator="action")
 ]
-DEVICE_ACTIONS = ("start", "select", "stop", "pause", "resume", "skip", "confirm_head", "pain_stop")
+DEVICE_ACTIONS = (
+    "start",
+    "select",
+    "confirm_no_red_flags",
+    "stop",
+    "pause",
+    "resume",
+    "skip",
+    "confirm_head",
+    "pain_stop",
+)
 
 
 class StopAllCommand(_Command):

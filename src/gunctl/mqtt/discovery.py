@@ -134,6 +134,9 @@ def device_config(
     idle = ("idle", "done", "safety_stop")
     active = ("running", "resting", "paused", "waiting_for_head")
     components: dict[str, dict[str, Any]] = {
+        "confirm_red_flags": button(
+            "No warning signs apply", "confirm_no_red_flags", "mdi:clipboard-check-outline", *idle
+        ),
         "start": button("Start", "start", "mdi:play", *idle),
         "pause": button("Pause", "pause", "mdi:pause", "running", "resting"),
         "resume": button("Resume", "resume", "mdi:play-pause", "paused"),

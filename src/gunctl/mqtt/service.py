@@ -46,8 +46,10 @@ class Service:
         if not self.settings.red_flags_acknowledged:
             log.warning(
                 "red_flags_not_acknowledged",
-                message="every start over MQTT will be refused until the configuration says "
-                "red_flags_acknowledged = true (GUNCTL_RED_FLAGS_ACKNOWLEDGED=true), set after "
+                message="every start over MQTT needs a person's confirmation that none of the "
+                "warning signs apply just before it (Home Assistant's 'No warning signs apply', "
+                "or the confirm_no_red_flags command); for unattended automation set "
+                "red_flags_acknowledged = true (GUNCTL_RED_FLAGS_ACKNOWLEDGED=true) after "
                 "reading the warning signs in docs/mqtt.md; stops work as always",
             )
         self.daemon.start()
