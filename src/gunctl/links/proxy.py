@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from aioesphomeapi.core import (
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak_esphome import APIConnectionManager
+from bleak_esphome.backend.client import ESPHomeClientData
 from habluetooth import (
     BaseHaScanner,
     BluetoothManager,
@@ -130,7 +132,6 @@ class Proxies:
         self._manager: _Manager | None = None
         self._connections: list[APIConnectionManager] = []
         self._starting: list[asyncio.Task[None]] = []
-        self._names: dict[str, str] = {}  # scanner source (MAC) -> configured address
 
     async def __aenter__(self) -> Proxies:
         await self.start()
@@ -157,17 +158,8 @@ class Proxies:
             key = config.key.get_secret_value() if config.key is not None else None
             connection = APIConnectionManager({"address": config.address, "noise_psk": key})
             self._connections.append(connection)
-            self._starting.append(
-                asyncio.create_task(self._start_one(config, connection), name=config.address)
-            )
+            self._starting.append(asyncio.create_task(connection.start(), name=config.address))
         await asyncio.wait(self._starting, timeout=self.start_timeout)
-
-    async def _start_one(self, config: ProxyConfig, connection: APIConnectionManager) -> None:
-        before = {s.source for s in self.scanners()}
-        await connection.start()
-        for scanner in self.scanners():
-            if scanner.source not in before:
-                self._names.setdefault(scanner.source, config.address)
 
     async def aclose(self) -> None:
         for task in self._starting:
@@ -200,7 +192,7 @@ class Proxies:
             states.append(
                 ProxyState(
                     name=scanner.name,
-                    address=self._names.get(scanner.source),
+                    address=_dialled(scanner),
                     reachable=True,
                     slots=allocations.slots if allocations else None,
                     free=allocations.free if allocations else None,
@@ -339,6 +331,17 @@ class Proxies:
             assert here is not None
             return here
         return proxied
+
+
+def _dialled(scanner: BaseHaScanner) -> str | None:
+    """The address a bleak-esphome scanner's API client dials, as it was configured."""
+    connector = scanner.connector
+    factory = connector.client if connector is not None else None
+    if isinstance(factory, functools.partial):
+        data = factory.keywords.get("client_data")
+        if isinstance(data, ESPHomeClientData):
+            return str(data.client.address)
+    return None
 
 
 def _found_here(
