@@ -39,7 +39,7 @@ from __future__ import annotations
 import re
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -186,6 +186,8 @@ class ServeSettings(BaseSettings):
     # how long a person's "none of the warning signs apply" allows one start
     red_flags_confirmation_s: float = Field(600.0, ge=30.0, le=3600.0)
     time_scale: float = Field(1.0, ge=0.01, le=1000.0)  # simulated devices only
+    # what Home Assistant calls each gun, by device id; else its advertised name, else its id
+    names: dict[str, Annotated[str, Field(min_length=1, max_length=64)]] = {}
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
@@ -208,9 +210,16 @@ class ServeSettings(BaseSettings):
             )
         if self.devices.ble and self.time_scale != 1.0:
             raise ValueError("time_scale: only for simulated devices; a real gun runs in real time")
-        for device_id in self.device_ids():
+        served = self.device_ids()
+        for device_id in served:
             if not SEGMENT.match(device_id):
                 raise ValueError(f"devices: id {device_id!r} is not a valid topic level")
+        unknown = sorted(set(self.names) - set(served))
+        if unknown:
+            raise ValueError(
+                f"names: {', '.join(map(repr, unknown))} is not a gun served here "
+                f"(the ids are: {', '.join(served)})"
+            )
         return self
 
     def device_ids(self) -> list[str]:

@@ -49,6 +49,13 @@ class Device:
         return self.sim is not None
 
     @property
+    def advertised(self) -> tuple[str | None, str] | None:
+        """The name a Bluetooth LE gun advertised (if any) and its address; None otherwise."""
+        if self.ble is None:
+            return None
+        return self.ble.ble_device.name, self.ble.ble_device.address
+
+    @property
     def rssi(self) -> int | None:
         """The advertised signal strength (dBm) of a Bluetooth LE gun; None otherwise."""
         return self.ble.rssi if self.ble is not None else None

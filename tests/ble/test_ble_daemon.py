@@ -77,6 +77,8 @@ async def test_the_daemon_reconnects_a_dropped_gun_and_the_session_stays_aborted
         assert slot.spec.name == "basic-5level"
         assert device_state(slot)["rssi"] == first.rssi
         assert first.rssi is not None
+        # what Home Assistant names the gun after and joins it to its own Bluetooth by
+        assert first.advertised == (peripheral.name, peripheral.address)
 
         await daemon.execute(
             slot.device_id, StartCommand(action="start", protocol="glute", side="left")

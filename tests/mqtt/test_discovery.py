@@ -14,6 +14,8 @@ from mqtthost import Broker, running, watching
 from gunctl import __version__
 from gunctl.config import ServeSettings
 from gunctl.mqtt.commands import parse_device_command
+from gunctl.mqtt.discovery import device_config
+from gunctl.mqtt.topics import Topics
 
 pytestmark = pytest.mark.mqtt
 
@@ -225,6 +227,23 @@ async def test_discovery_payload_follows_home_assistant(
     assert parse_device_command(rendered.encode()).command.protocol == "tiny"  # type: ignore[union-attr]
     rendered = render(number["command_template"], value=0.35)
     assert parse_device_command(rendered.encode()).command.intensity_cap == 0.35  # type: ignore[union-attr]
+
+
+def test_a_ble_gun_is_joined_to_what_home_assistant_knows_of_its_address() -> None:
+    config = device_config(
+        Topics("n1"),
+        "ble-c45a11203b7e",
+        name="Pro",
+        address="C4:5A:11:20:3B:7E",
+        model="Theragun PRO",
+        manufacturer="Therabody",
+        firmware=None,
+        protocols={"glute": "Glutes"},
+        simulated=False,
+    )
+    assert config["dev"]["connections"] == [["bluetooth", "C4:5A:11:20:3B:7E"]]
+    assert config["dev"]["name"] == "Pro"
+    assert config["cmps"]["rssi"]["enabled_by_default"] is True
 
 
 async def test_home_assistant_buttons_drive_the_gun(

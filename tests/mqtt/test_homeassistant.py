@@ -64,7 +64,9 @@ async def _entity_ids(hass: HomeAssistant, unique_ids: set[str]) -> dict[str, st
 async def test_every_discovered_entity_appears_on_one_device_without_a_warning(
     hass: HomeAssistant, broker: Broker, make_settings: Settings
 ) -> None:
-    async with running(make_settings(devices={"sim": 2})) as service:
+    two = make_settings(devices={"sim": 2})
+    named = f"sim-{two.node_id}-1"
+    async with running(two.model_copy(update={"names": {named: "Sofa gun"}})) as service:
         topics = service.bridge.topics
         async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
             for device_id in service.daemon.slots:
@@ -80,7 +82,9 @@ async def test_every_discovered_entity_appears_on_one_device_without_a_warning(
                 assert len(devices) == 1, devices
                 registry = await hass.entities()
                 assert {registry[u]["device_id"] for u in unique_ids} == {devices[0]["id"]}
-                assert devices[0]["name"] == config["dev"]["name"]
+                assert devices[0]["name"] == (
+                    "Sofa gun" if device_id == named else f"Massage gun {device_id}"
+                )
                 for unique_id, entity_id in entity_ids.items():
                     key = unique_id.removeprefix(f"gunctl_{device_id}_")
                     if registry[unique_id]["disabled_by"] is not None:

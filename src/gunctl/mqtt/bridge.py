@@ -266,9 +266,13 @@ class Bridge:
         firmware = device.supervisor.firmware if device is not None else None
         self._firmware[slot.device_id] = firmware
         spec = slot.spec
+        advertised = device.advertised if device is not None else None
+        name, address = advertised if advertised is not None else (None, None)
         config = discovery.device_config(
             self.topics,
             slot.device_id,
+            name=self.settings.names.get(slot.device_id) or name or f"Massage gun {slot.device_id}",
+            address=address,
             model=spec.title if spec is not None else "massage gun (not yet connected)",
             manufacturer="gunsim (simulated)" if slot.kind == "sim" else _maker(spec),
             firmware=firmware,

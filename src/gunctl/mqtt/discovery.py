@@ -63,13 +63,20 @@ def device_config(
     topics: Topics,
     device_id: str,
     *,
+    name: str,
+    address: str | None,
     model: str,
     manufacturer: str,
     firmware: str | None,
     protocols: Mapping[str, str],
     simulated: bool,
 ) -> dict[str, Any]:
-    """The discovery payload for ``device_id``; ``protocols`` maps each name to its title."""
+    """The discovery payload for ``device_id``.
+
+    ``protocols`` maps each protocol's name to its title; ``address`` is a Bluetooth
+    LE gun's, which Home Assistant uses to join this device to what its own
+    Bluetooth integration knows of the same gun.
+    """
     state = topics.state(device_id)
     command = topics.set(device_id)
     availability = [
@@ -281,10 +288,12 @@ def device_config(
         component["qos"] = QOS
     device: dict[str, Any] = {
         "identifiers": [f"gunctl_{device_id}"],
-        "name": f"Massage gun {device_id}",
+        "name": name,
         "manufacturer": manufacturer,
         "model": model,
     }
+    if address is not None:
+        device["connections"] = [["bluetooth", address]]
     if firmware:
         device["sw_version"] = firmware
     return {"dev": device, "o": dict(ORIGIN), "cmps": components}
