@@ -12,9 +12,10 @@ topics, Home Assistant's buttons, ``stop_all``):
 
 A command in progress when a stop arrives has either reached the Supervisor
 already (its request sits ahead of the stop in the Supervisor's own queue, so
-the stop is obeyed after it) or not yet: a start waits for nothing else than
-the previous session's history, and looks at :attr:`Lane.stops` right before
-it hands its request over, giving up if the count moved. So the last command
+the stop is obeyed after it) or not yet: only a start awaits anything before
+its request (the day's pain blocks, the previous session's history), and it
+looks at :attr:`Lane.stops` right before it hands its request over, giving up
+(``cancelled``) if the count moved. So the last command
 taken for a gun is the last one the gun obeys, and when that is a stop, the
 gun ends stopped with no session.
 
