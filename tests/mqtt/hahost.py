@@ -40,6 +40,8 @@ http:
   server_port: {port}
 api:
 onboarding:
+config:
+automation: !include automations.yaml
 logger:
   default: warning
   logs:
@@ -82,6 +84,7 @@ class HomeAssistant:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "configuration.yaml").write_text(CONFIGURATION.format(port=self.port))
+        (self.directory / "automations.yaml").write_text("[]\n")
         self.process = subprocess.Popen(
             [str(self.python), "-m", "homeassistant", "-c", str(self.directory), "--skip-pip"],
             stdout=subprocess.DEVNULL,

@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hahost import HomeAssistant, venv_python
 from mqtthost import Broker, Watcher, free_port, running, watching
+from ruamel.yaml import YAML
 
 from gunctl.config import ServeSettings
+from gunctl.mqtt.discovery import device_config
+from gunctl.mqtt.topics import Topics
 
 pytestmark = [pytest.mark.mqtt, pytest.mark.homeassistant]
 
 Settings = Callable[..., ServeSettings]
+DOC = Path(__file__).parents[2] / "docs" / "homeassistant.md"
 
 # A line of Home Assistant's log at warning level or above: what it says about a
 # discovery payload, a template or a message it does not like.
@@ -38,6 +43,20 @@ def complaints(hass: HomeAssistant) -> list[str]:
 
 
 IN_SESSION = ("pause", "resume", "skip", "confirm_head")
+# every entity gunctl announces for a gun, by its key
+KEYS = tuple(
+    device_config(
+        Topics("n"),
+        "d",
+        name="d",
+        address=None,
+        model="m",
+        manufacturer="m",
+        firmware=None,
+        protocols={},
+        simulated=True,
+    )["cmps"]
+)
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +122,13 @@ async def _page(hass: HomeAssistant, watcher: Watcher, device_id: str) -> Callab
     return lambda key: ids[f"gunctl_{device_id}_{key}"]
 
 
+async def _choose(hass: HomeAssistant, entity_id: str, option: str) -> None:
+    """Pick ``option`` in a select once it is offered, and wait for gunctl to show it."""
+    await hass.until_state(entity_id, lambda s: s != "unavailable")
+    await hass.call("select", "select_option", entity_id=entity_id, option=option)
+    await hass.until_state(entity_id, option)
+
+
 async def _offered(hass: HomeAssistant, entity_id: str, offered: bool) -> None:
     await hass.until_state(entity_id, lambda s: (s != "unavailable") == offered)
 
@@ -122,10 +148,7 @@ async def test_a_whole_session_run_from_the_device_page(
                 await _offered(hass, entity(key), offered)
 
             # the protocol is chosen by its title, and the gun is told its name
-            await hass.call(
-                "select", "select_option", entity_id=entity("protocol"), option="One long hold"
-            )
-            await hass.until_state(entity("protocol"), "One long hold")
+            await _choose(hass, entity("protocol"), "One long hold")
             await hass.call("button", "press", entity_id=entity("start"))
             await hass.until_state(entity("phase"), "waiting_for_head")
             await _offered(hass, entity("start"), False)
@@ -194,12 +217,8 @@ async def test_the_choices_on_the_page_survive_a_daemon_restart(
         (device_id,) = service.daemon.slots
         async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
             entity = await _page(hass, watcher, device_id)
-            await hass.until_state(entity("protocol"), lambda s: s != "unavailable")
-            await hass.call(
-                "select", "select_option", entity_id=entity("protocol"), option="One long hold"
-            )
-            await hass.call("select", "select_option", entity_id=entity("side"), option="left")
-            await hass.until_state(entity("side"), "left")
+            await _choose(hass, entity("protocol"), "One long hold")
+            await _choose(hass, entity("side"), "left")
     await hass.until_state(entity("protocol"), "unavailable")  # the daemon said offline
 
     async with running(settings):
@@ -221,11 +240,7 @@ async def test_a_start_from_the_page_asks_about_the_warning_signs_first(
         (device_id,) = service.daemon.slots
         async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
             entity = await _page(hass, watcher, device_id)
-            await hass.until_state(entity("protocol"), lambda s: s != "unavailable")
-            await hass.call(
-                "select", "select_option", entity_id=entity("protocol"), option="One long hold"
-            )
-            await hass.until_state(entity("protocol"), "One long hold")
+            await _choose(hass, entity("protocol"), "One long hold")
             await hass.call("button", "press", entity_id=entity("start"))
             refused = await hass.until_state(
                 entity("last_result"), lambda s: s.startswith("start:")
@@ -239,4 +254,44 @@ async def test_a_start_from_the_page_asks_about_the_warning_signs_first(
             await hass.until_state(entity("phase"), "waiting_for_head")
             await hass.call("button", "press", entity_id=entity("stop"))
             await hass.until_state(entity("phase"), "idle")
+    assert complaints(hass) == []
+
+
+def _doc_block(marker: str) -> Any:
+    """The YAML block of docs/homeassistant.md whose first line is ``# <marker>``."""
+    for block in re.findall(r"^```yaml\n(.*?)^```", DOC.read_text(), re.MULTILINE | re.DOTALL):
+        if block.startswith(f"# {marker}\n"):
+            return YAML(typ="safe").load(block)
+    raise AssertionError(f"docs/homeassistant.md has no {marker!r} block")
+
+
+async def test_the_card_and_the_automation_in_the_docs_work(
+    hass: HomeAssistant, broker: Broker, make_settings: Settings
+) -> None:
+    settings = make_settings(node_id="desk", names={"sim-desk-1": "Desk gun"}, time_scale=5.0)
+    card, automation = _doc_block("dashboard card"), _doc_block("automation")
+    await hass.rest("POST", "/api/config/automation/config/desk_gun_head", automation)
+    async with running(settings) as service:
+        topics = service.bridge.topics
+        async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
+            entity = await _page(hass, watcher, "sim-desk-1")
+            shown = {row["entity"] for row in card["entities"]}
+            assert shown <= set(map(entity, KEYS)), shown - set(map(entity, KEYS))
+            assert entity("events") == "event.desk_gun_session_event"
+
+            await _choose(hass, entity("protocol"), "One long hold")
+            await hass.call("button", "press", entity_id=entity("start"))
+            await hass.until_state(entity("phase"), "waiting_for_head")
+            async with asyncio.timeout(10):
+                while True:
+                    notes = await hass.ws({"type": "persistent_notification/get"})
+                    note = next((n for n in notes if n["notification_id"] == "desk_gun_head"), None)
+                    if note is not None:
+                        break
+                    await asyncio.sleep(0.05)
+            await hass.call("button", "press", entity_id=entity("stop"))
+            await hass.until_state(entity("phase"), "idle")
+    assert note["message"] == (
+        "Fit the ball head for gluteus maximus (left), then press Head fitted."
+    )
     assert complaints(hass) == []
