@@ -23,6 +23,7 @@ from gunctl.specs.codec import Codec, DecodeError, DecodeFailure, EncodeError
 from gunctl.specs.models import DeviceSpec, Direction, hex_to_bytes
 
 MAX_EXAMPLES = 5  # refused frames shown per reason
+MAX_REMEMBERED = 65_536  # verdicts kept per replay: repeated frames are judged once
 
 
 class Outcome(StrEnum):
@@ -103,15 +104,25 @@ def replay(spec: DeviceSpec, records: Iterable[AttRecord]) -> Coverage:
         Direction.HOST: (spec.gatt.command, {AttOp.WRITE, AttOp.WRITE_CMD}),
         Direction.DEVICE: (spec.gatt.telemetry, {AttOp.NOTIFY, AttOp.INDICATE}),
     }
+    verdicts: dict[tuple[Direction, bytes], tuple[Outcome, str | int]] = {}
     for record in records:
         uuid, ops = wanted[record.direction]
-        if record.op in ops and record.uuid in (uuid, None):
-            _one(codec, headers[record.direction], record, coverage)
+        if record.op not in ops or record.uuid not in (uuid, None):
+            continue
+        key = (record.direction, record.value)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            if len(verdicts) >= MAX_REMEMBERED:
+                verdicts.clear()
+            verdict = verdicts[key] = _verdict(codec, headers[record.direction], *key)
+        _tally(coverage, record, *verdict)
     return coverage
 
 
-def _one(codec: Codec, header: bytes, record: AttRecord, coverage: Coverage) -> None:
-    direction, data = record.direction, record.value
+def _verdict(
+    codec: Codec, header: bytes, direction: Direction, data: bytes
+) -> tuple[Outcome, str | int]:
+    """What the spec makes of one frame: the kind it decodes as, or why not."""
     kind: str
     try:
         if direction is Direction.HOST:
@@ -121,33 +132,28 @@ def _one(codec: Codec, header: bytes, record: AttRecord, coverage: Coverage) -> 
             report = codec.decode_report(data)
             kind, again = report.kind, codec.encode_report(report)
     except DecodeError as exc:
-        _refused(coverage, record, header, exc)
-        return
+        if exc.reason is DecodeFailure.BAD_HEADER or not data.startswith(header):
+            return Outcome.FOREIGN, ""
+        if exc.reason is DecodeFailure.UNKNOWN_OPCODE:
+            return Outcome.UNKNOWN, exc.opcode or 0
+        return Outcome.REFUSED, str(exc)
     except EncodeError as exc:
-        _count(coverage, record, Outcome.CHANGED, f"does not encode again: {exc}")
-        return
+        return Outcome.CHANGED, f"does not encode again: {exc}"
     if again != data:
-        _count(coverage, record, Outcome.CHANGED, f"encodes back as {again.hex()}")
-        return
-    coverage.outcomes[(direction, Outcome.DECODED)] += 1
-    coverage.kinds[(direction, kind)] += 1
+        return Outcome.CHANGED, f"encodes back as {again.hex()}"
+    return Outcome.DECODED, kind
 
 
-def _refused(coverage: Coverage, record: AttRecord, header: bytes, exc: DecodeError) -> None:
-    direction = record.direction
-    if exc.reason is DecodeFailure.BAD_HEADER or not record.value.startswith(header):
-        coverage.outcomes[(direction, Outcome.FOREIGN)] += 1
-    elif exc.reason is DecodeFailure.UNKNOWN_OPCODE:
-        coverage.outcomes[(direction, Outcome.UNKNOWN)] += 1
-        coverage.unknown[(direction, exc.opcode or 0)] += 1
-    else:
-        _count(coverage, record, Outcome.REFUSED, str(exc))
-
-
-def _count(coverage: Coverage, record: AttRecord, outcome: Outcome, why: str) -> None:
+def _tally(coverage: Coverage, record: AttRecord, outcome: Outcome, detail: str | int) -> None:
     direction = record.direction
     coverage.outcomes[(direction, outcome)] += 1
-    reason = why.split(":", 1)[0]
-    coverage.reasons[(direction, reason)] += 1
-    if coverage.reasons[(direction, reason)] <= MAX_EXAMPLES:
-        coverage.examples.append((record.t, direction, why, record.value.hex(" ")))
+    if outcome is Outcome.DECODED:
+        coverage.kinds[(direction, str(detail))] += 1
+    elif outcome is Outcome.UNKNOWN:
+        coverage.unknown[(direction, int(detail))] += 1
+    elif outcome in _FAILURES:
+        why = str(detail)
+        reason = why.split(":", 1)[0]
+        coverage.reasons[(direction, reason)] += 1
+        if coverage.reasons[(direction, reason)] <= MAX_EXAMPLES:
+            coverage.examples.append((record.t, direction, why, record.value.hex(" ")))
