@@ -194,3 +194,12 @@ def test_a_bad_mark_is_a_usage_error(captures: dict[str, Path], mark: str) -> No
     assert result.exit_code == 2
     assert "--mark" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_unwritable_draft_is_one_line(captures: dict[str, Path], tmp_path: Path) -> None:
+    output = tmp_path / "missing" / "draft.yaml"
+    result = run("draft", str(captures["basic-5level"]), "-o", str(output))
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"gunctl: cannot write {output}: No such file or directory"
+    )
