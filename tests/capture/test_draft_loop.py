@@ -16,7 +16,7 @@ from gunctl.specs.codec import Codec
 from gunctl.specs.loader import load_spec
 from gunctl.specs.models import DeviceSpec, Direction, Part, hex_to_bytes
 from gunsim.radio import advertised_name
-from gunsim.record import Frame, peer_address, write_capture
+from gunsim.record import Frame, peer_address, record_session, write_capture
 
 from capturehost import DATA, FAMILIES
 
@@ -203,3 +203,18 @@ def test_an_unwritable_draft_is_one_line(captures: dict[str, Path], tmp_path: Pa
     assert result.stderr.strip().splitlines()[-1] == (
         f"gunctl: cannot write {output}: No such file or directory"
     )
+
+
+def test_a_capture_started_after_discovery_still_drafts_and_checks(tmp_path: Path) -> None:
+    """A snoop log switched on mid-connection has no GATT discovery: handles, no UUIDs."""
+    spec = load_spec(DATA / "specs" / "modbus-twin.yaml")
+    frames = [f for f in record_session(spec) if f.pdu[0] in (0x12, 0x52, 0x1B)]
+    capture = tmp_path / "late.log"
+    write_capture(capture, frames[1:])  # the first write turned notifications on
+    result = run("draft", str(capture), "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["checksum"]["kind"] == "crc16-modbus"
+    assert any("no GATT discovery" in w for w in found["warnings"])
+    checked = run("check", str(DATA / "specs" / "modbus-twin.yaml"), "--capture", str(capture))
+    assert checked.exit_code == 0, checked.output
