@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hahost import HomeAssistant, venv_python
+from hahost import venv_python
 from mqtthost import Broker, Watcher, free_port, running, watching
 from ruamel.yaml import YAML
 
+from bench.homeassistant import HomeAssistant
 from gunctl.config import ServeSettings
 from gunctl.mqtt.discovery import device_config
 from gunctl.mqtt.topics import Topics
