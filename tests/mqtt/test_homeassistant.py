@@ -130,6 +130,16 @@ async def _choose(hass: HomeAssistant, entity_id: str, option: str) -> None:
     await hass.until_state(entity_id, option)
 
 
+async def _fired(hass: HomeAssistant, entity_id: str, event_type: str) -> dict[str, Any]:
+    """The event entity's state once it last fired with ``event_type``."""
+    async with asyncio.timeout(10):
+        while True:
+            state = await hass.state(entity_id)
+            if state["attributes"].get("event_type") == event_type:
+                return state
+            await asyncio.sleep(0.05)
+
+
 async def _offered(hass: HomeAssistant, entity_id: str, offered: bool) -> None:
     await hass.until_state(entity_id, lambda s: (s != "unavailable") == offered)
 
@@ -183,12 +193,7 @@ async def test_a_whole_session_run_from_the_device_page(
             assert stop.qos == 1
 
             # the session's events reach automations through the event entity
-            async with asyncio.timeout(10):
-                while True:
-                    event = await hass.state(entity("events"))
-                    if event["attributes"].get("event_type") == "session_aborted":
-                        break
-                    await asyncio.sleep(0.05)
+            event = await _fired(hass, entity("events"), "session_aborted")
             assert event["attributes"]["reason"] == "stopped"
     assert complaints(hass) == []
 
@@ -204,8 +209,11 @@ async def test_a_refused_start_is_shown_on_the_device_page(
             await _offered(hass, entity("start"), True)
             await hass.call("button", "press", entity_id=entity("start"))  # nothing selected
             shown = await hass.until_state(entity("last_result"), lambda s: s.startswith("start"))
+            fired = await _fired(hass, entity("events"), "command_refused")
     assert "protocol" in shown["state"], shown
     assert shown["attributes"]["ok"] is False
+    assert fired["attributes"]["action"] == "start"
+    assert fired["attributes"]["reason"] == "invalid"
     assert (await hass.state(entity("phase")))["state"] != "running"
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from gunctl import __version__
 from gunctl.control.events import EVENT_TYPES
 from gunctl.mqtt.commands import STOPS
-from gunctl.mqtt.payloads import PHASES
+from gunctl.mqtt.payloads import PHASES, REFUSED
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
 
 ORIGIN = {"name": "gunctl", "sw_version": __version__}
@@ -235,7 +235,7 @@ def device_config(
             "p": "event",
             "name": "Session event",
             "state_topic": topics.event(device_id),
-            "event_types": list(EVENT_TYPES),
+            "event_types": [*EVENT_TYPES, REFUSED],
             # Home Assistant wants the kind of event in "event_type"; gunctl names it "type"
             "value_template": "{{ dict(value_json, event_type=value_json.type) | tojson }}",
             "icon": "mdi:bell-ring",

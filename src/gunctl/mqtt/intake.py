@@ -264,8 +264,11 @@ class Intake:
         )
         if device_id is None:
             body["node"] = self.settings.node_id
-        if taken:
+        if taken:  # a person's command: they see why nothing happened, automations too
             self._reply(result, message, body)
+            if device_id is not None:
+                event = payloads.refusal_event(device_id, body)
+                self.outbox.put(Outgoing(self.topics.event(device_id), as_json(event)))
         elif len(self.outbox) > BACKLOG:
             self.unanswered += 1  # a flood: the events and results of real commands come first
         else:

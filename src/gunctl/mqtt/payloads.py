@@ -175,6 +175,21 @@ def telemetry(slot: DeviceSlot) -> dict[str, Any] | None:
     }
 
 
+REFUSED = "command_refused"  # the one event on a gun's event topic not from its Supervisor
+
+
+def refusal_event(device_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A command a gun's lane took and refused, as an event: for automations to react to."""
+    return {
+        "type": REFUSED,
+        "device": device_id,
+        "action": result["action"],
+        "reason": result["reason"],
+        "message": result["error"],
+        "id": result["id"],
+    }
+
+
 def result(
     command_id: str | int | None,
     *,
