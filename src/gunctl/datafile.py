@@ -63,6 +63,27 @@ def field_name(loc: Loc) -> str:
     return out or "(document)"
 
 
+Stamp = tuple[tuple[str, int, int], ...]
+
+
+def stamp(paths: Iterable[Path]) -> Stamp:
+    """Each file's path, size and modification time: a change to any file changes it.
+
+    The loaders key their caches on it, so a file is parsed once per change, not
+    once per call: parsing every spec takes tens of milliseconds, far too long
+    for a control loop that may be asked for a spec while other guns run.
+    """
+    out = []
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:
+            out.append((str(path), -1, -1))
+        else:
+            out.append((str(path), info.st_size, info.st_mtime_ns))
+    return tuple(out)
+
+
 def suggest(word: str, known: Iterable[str]) -> str:
     """An error suffix that names the closest known spelling, if any is close."""
     close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)

@@ -1,5 +1,8 @@
-"""Safety rules: each a small named unit the Supervisor evaluates every tick.
+"""Safety rules: each a small named unit the Supervisor evaluates.
 
+Rules that read telemetry (``on_frame``) run as each status frame is decoded,
+so a hazard stops the motor the moment the frame carrying it arrives; rules on
+time (staleness, hold, session and exposure time) run on the 50 Hz tick.
 A rule looks at one ``Tick`` (the latest telemetry, the step being run, the
 time worked) and returns a ``Verdict`` or nothing. Every verdict names its rule
 and carries the values that made it fire, so a stop can always be explained.
@@ -13,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from gunctl.datafile import DataModel
 from gunctl.profiles.plan import PlannedStep
@@ -105,6 +108,7 @@ class Tick:
 
 class Rule(Protocol):
     name: str
+    on_frame: ClassVar[bool]  # runs on each telemetry frame rather than on the tick
 
     def check(self, tick: Tick) -> Verdict | None: ...
 
@@ -116,6 +120,7 @@ def _stop(rule: str, message: str, **values: Any) -> Verdict:
 @dataclass
 class StaleTelemetry:
     name: str = "stale_telemetry"
+    on_frame: ClassVar[bool] = False
 
     def check(self, tick: Tick) -> Verdict | None:
         if not tick.session_running:
@@ -135,6 +140,7 @@ class StaleTelemetry:
 @dataclass
 class Temperature:
     name: str = "temperature"
+    on_frame: ClassVar[bool] = True
     warned: bool = False
 
     def check(self, tick: Tick) -> Verdict | None:
@@ -168,6 +174,7 @@ class Force:
     """Pressing harder than the muscle takes: back off at once, stop if it goes on."""
 
     name: str = "force"
+    on_frame: ClassVar[bool] = True
     over_since: float | None = None
 
     def check(self, tick: Tick) -> Verdict | None:
@@ -190,6 +197,7 @@ class Force:
 @dataclass
 class Stall:
     name: str = "stall"
+    on_frame: ClassVar[bool] = True
     slow_since: float | None = None
 
     def check(self, tick: Tick) -> Verdict | None:
@@ -217,6 +225,7 @@ class Stall:
 @dataclass
 class Battery:
     name: str = "battery"
+    on_frame: ClassVar[bool] = True
 
     def check(self, tick: Tick) -> Verdict | None:
         battery = tick.telemetry.get("battery_pct")
@@ -233,6 +242,7 @@ class Battery:
 @dataclass
 class DeviceFaults:
     name: str = "device_fault"
+    on_frame: ClassVar[bool] = True
 
     def check(self, tick: Tick) -> Verdict | None:
         faults = tick.telemetry.get("faults")
@@ -245,6 +255,7 @@ class DeviceFaults:
 @dataclass
 class HoldTime:
     name: str = "hold_time"
+    on_frame: ClassVar[bool] = False
 
     def check(self, tick: Tick) -> Verdict | None:
         if tick.step is None or tick.holding_s is None:
@@ -263,6 +274,7 @@ class HoldTime:
 @dataclass
 class MuscleSessionTime:
     name: str = "muscle_session_time"
+    on_frame: ClassVar[bool] = False
 
     def check(self, tick: Tick) -> Verdict | None:
         step = tick.step
@@ -284,6 +296,7 @@ class MuscleSessionTime:
 @dataclass
 class SessionTime:
     name: str = "session_time"
+    on_frame: ClassVar[bool] = False
 
     def check(self, tick: Tick) -> Verdict | None:
         if tick.session_running and tick.active_s > tick.limits.session_max_s:
@@ -299,6 +312,7 @@ class SessionTime:
 @dataclass
 class Exposure48h:
     name: str = "exposure_48h"
+    on_frame: ClassVar[bool] = False
 
     def check(self, tick: Tick) -> Verdict | None:
         step = tick.step
@@ -324,6 +338,7 @@ class HeadMismatch:
     """The device sees a different head than the step needs, for longer than a frame or two."""
 
     name: str = "head_mismatch"
+    on_frame: ClassVar[bool] = True
     since: float | None = None
 
     def check(self, tick: Tick) -> Verdict | None:
@@ -348,6 +363,7 @@ class StuckMotor:
     """A stop was written but the motor keeps turning: write it again, then cut the link."""
 
     name: str = "stuck_motor"
+    on_frame: ClassVar[bool] = True
     escalated: Action | None = None
     stop_seen: float | None = None
 
@@ -415,5 +431,6 @@ class RuleSet:
         """The same rules with their state reset, for a new session."""
         return RuleSet([type(rule)() for rule in self.rules])
 
-    def check(self, tick: Tick) -> list[Verdict]:
-        return [v for rule in self.rules if (v := rule.check(tick)) is not None]
+    def check(self, tick: Tick, *, on_frame: bool) -> list[Verdict]:
+        """The verdicts of the rules that run on a frame (``on_frame``) or on the tick."""
+        return [v for rule in self.rules if rule.on_frame is on_frame and (v := rule.check(tick))]

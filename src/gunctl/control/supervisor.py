@@ -1,9 +1,11 @@
 """The Supervisor: one per connected device, and the only code that writes to it.
 
-It runs a fixed-rate loop against absolute deadlines. Every tick it takes the
-latest telemetry, evaluates every safety rule, asks the session how hard the
-motor should run, limits how fast that may rise, and writes only when needed:
-a new setpoint, a keepalive the firmware expects, or a status poll.
+It runs a fixed-rate loop against absolute deadlines. Every tick it evaluates
+the rules on time (staleness, hold, session and exposure time), asks the
+session how hard the motor should run, limits how fast that may rise, and
+writes only when needed: a new setpoint, a keepalive the firmware expects, or a
+status poll. The rules that read telemetry run as each frame is decoded, not at
+the next tick: a hazard in a frame stops the motor before the frame after it.
 
 Requests (start, pause, resume, skip, stop, pain, confirm head) come through
 one queue. Stop and pain are handled the moment they arrive: the stop frame is
@@ -332,27 +334,42 @@ class Supervisor:
             except LinkError as exc:
                 if not self.link.connected:
                     return  # the link watcher reports the loss
-                verdict = Verdict(
-                    "link_error", Action.STOP, f"a write failed: {exc}", {"error": str(exc)}
-                )
-                await self._safety_stop(verdict)
+                await self._write_failed(exc)
 
     async def _tick(self, now: float) -> None:
         dt, self._last_tick = now - self._last_tick, now
         session = self.session
         motor_on = not self.driver.setpoint.stopped
         target = session.advance(now, dt, motor_on) if session is not None else 0.0
-        verdicts = self.rules.check(self._observe(now, motor_on))
-        backing = [v for v in verdicts if v.action is Action.BACK_OFF]
-        if backing and self._back_off == 1.0:  # announce a back-off once, when it begins
-            self._warn(backing[0])
-        # a back-off lasts as long as the rule keeps asking for it
-        self._back_off = self.limits.force_back_off if backing else 1.0
-        for verdict in verdicts:
+        for verdict in self.rules.check(self._observe(now, motor_on), on_frame=False):
             await self._act(verdict)
         if self.session is None or self.session.done or self.session.paused is not None:
             target = 0.0
         await self._drive(now, target * self._back_off, dt)
+
+    async def _on_frame(self) -> None:
+        """Run the telemetry rules on the frame just taken in, and act at once."""
+        now = self.clock.now()
+        verdicts = self.rules.check(
+            self._observe(now, not self.driver.setpoint.stopped), on_frame=True
+        )
+        backing = [v for v in verdicts if v.action is Action.BACK_OFF]
+        if backing and self._back_off == 1.0:  # announce a back-off once, when it begins
+            self._warn(backing[0])
+        # a back-off lasts as long as the rule keeps asking for it; the next tick applies it
+        self._back_off = self.limits.force_back_off if backing else 1.0
+        try:
+            for verdict in verdicts:
+                await self._act(verdict)
+        except LinkError as exc:
+            await self._write_failed(exc)
+
+    async def _write_failed(self, exc: LinkError) -> None:
+        if self.link.connected:  # a lost link is the link watcher's to report
+            verdict = Verdict(
+                "link_error", Action.STOP, f"a write failed: {exc}", {"error": str(exc)}
+            )
+            await self._safety_stop(verdict)
 
     def _observe(self, now: float, motor_on: bool) -> Tick:
         session = self.session
@@ -528,6 +545,7 @@ class Supervisor:
                 if hasattr(report, name)
             }
             self.telemetry.update(values, note.received_at)
+            await self._on_frame()
 
     def _out_of_order(self, report: Status) -> bool:
         """A frame older than one already seen (delayed or reordered) is dropped."""
@@ -543,6 +561,7 @@ class Supervisor:
             with contextlib.suppress(LinkError, DecodeError):
                 level = await self.driver.read_battery()
                 self.telemetry.update({"battery_pct": level}, self.clock.now(), frame=False)
+                await self._on_frame()
             await self.clock.sleep(BATTERY_POLL_S)
 
     def _publish(self, event: Event) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gunctl.datafile import Document, InvalidFileError, Problem, plain, suggest
+from gunctl.datafile import Document, InvalidFileError, Problem, Stamp, plain, stamp, suggest
 from gunctl.errors import GunctlError
 from gunctl.heads import Head
 from gunctl.profiles.models import MAX_SESSION_S, Muscle, MuscleCatalogue, Protocol, Step
@@ -62,6 +62,9 @@ def user_profiles_dir(user_dir: Path | None = None) -> Path | None:
     return Path(env) if env else None
 
 
+_loaded: dict[Path | None, tuple[Stamp, Catalogue, list[Problem]]] = {}
+
+
 def load_catalogue(user_dir: Path | None = None, *, partial: bool = False) -> Catalogue:
     """Load shipped then user profiles; raise one InvalidFileError listing every problem.
 
@@ -70,6 +73,9 @@ def load_catalogue(user_dir: Path | None = None, *, partial: bool = False) -> Ca
     person never gets the shipped one by mistake), and its problems are in
     ``catalogue.problems`` to report. A user folder that does not exist is
     still an error.
+
+    Each folder's result is kept until one of its files changes, so asking
+    again costs a few ``stat`` calls, not a parse.
     """
     folder = user_profiles_dir(user_dir)
     if folder is not None and not folder.is_dir():
@@ -78,11 +84,30 @@ def load_catalogue(user_dir: Path | None = None, *, partial: bool = False) -> Ca
             f"point --profiles or {ENV_VAR} at a folder holding muscles.yaml and protocols/, "
             f"or unset {ENV_VAR}",
         )
-    catalogue, problems = _load(folder)
+    key = stamp(_files(_folders(folder)))
+    cached = _loaded.get(folder)
+    if cached is None or cached[0] != key:
+        cached = (key, *_load(folder))
+        _loaded[folder] = cached
+    _, catalogue, problems = cached
     if problems and not partial:
         raise InvalidFileError(problems)
-    catalogue.problems = problems
-    return catalogue
+    return Catalogue(
+        dict(catalogue.muscles),
+        dict(catalogue.protocols),
+        dict(catalogue.muscle_sources),
+        dict(catalogue.protocol_sources),
+        list(problems),
+    )
+
+
+def _files(folders: list[Path]) -> list[Path]:
+    """Every file a catalogue is read from, present or not, in reading order."""
+    out = [*folders, *(folder / MUSCLES_FILE for folder in folders)]
+    for folder in folders:
+        out.append(folder / PROTOCOLS_DIR)  # a file added or removed changes its mtime
+        out.extend(sorted((folder / PROTOCOLS_DIR).glob("*.yaml")))
+    return out
 
 
 def validate_files(paths: Iterable[Path], user_dir: Path | None = None) -> list[Problem]:

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
-from gunctl.datafile import Document, InvalidFileError, Problem, suggest
+from gunctl.datafile import Document, InvalidFileError, Problem, Stamp, stamp, suggest
 from gunctl.errors import GunctlError
 from gunctl.resources import shipped
 from gunctl.specs.codec import Codec, DecodeError, EncodeError
@@ -81,15 +81,36 @@ def load_spec(path: Path) -> DeviceSpec:
     return spec
 
 
+_loaded: tuple[tuple[Path | None, Stamp], dict[str, DeviceSpec]] | None = None
+
+
 def load_specs(paths: Iterable[Path] | None = None) -> dict[str, DeviceSpec]:
-    """Every spec by name; all problems across all files are raised together."""
+    """Every spec by name; all problems across all files are raised together.
+
+    By default (``paths`` None), the shipped specs with yours over them. These
+    are parsed once and kept, since the daemon asks for them on every reconnect,
+    beside guns whose control loops must not wait for a disk: the shipped ones
+    for the life of the process (they are part of the installed package), yours
+    until one of your files changes.
+    """
+    global _loaded
+    if paths is not None:
+        return _parse(paths, yours_left_out=False)
+    user = user_spec_dir()
+    key = (user, stamp([user, *spec_files(user)]) if user is not None else ())
+    if _loaded is None or _loaded[0] != key:
+        _loaded = (key, _parse(spec_files(), yours_left_out=True))
+    return dict(_loaded[1])
+
+
+def _parse(paths: Iterable[Path], *, yours_left_out: bool) -> dict[str, DeviceSpec]:
     specs: dict[str, DeviceSpec] = {}
     problems: list[Problem] = []
-    for path in spec_files() if paths is None else paths:
+    for path in paths:
         try:
             spec = load_spec(path)
         except InvalidFileError as exc:
-            if paths is None and not path.is_relative_to(spec_dir()):
+            if yours_left_out and not path.is_relative_to(spec_dir()):
                 # a broken file of yours is named and left out; the rest still works
                 log.warning("spec_left_out", problems=[str(p) for p in exc.problems])
                 continue
