@@ -326,8 +326,10 @@ async def _run(options: Options, keys: bool, prepared: Prepared, proxies: Proxie
         click.echo(f"gunctl: cannot reach {options.device or 'the simulator'}: {exc}", err=True)
         return EXIT_UNREACHABLE
     try:
-        # checked again: time has passed, and a found gun's spec is known only now
-        plan = prepared.check(device.spec, show=not (options.sim or options.spec))
+        # checked again: time has passed, and a found gun's spec is known only now;
+        # in a worker thread, since the Supervisor is already running on this loop
+        show = not (options.sim or options.spec)
+        plan = await asyncio.to_thread(prepared.check, device.spec, show=show)
         return await _supervise(device, plan, prepared.history, options, keys)
     finally:
         await device.aclose()
@@ -379,21 +381,23 @@ async def _supervise(
 
     sup = device.supervisor
     events = sup.bus.subscribe()
+    session_id = await asyncio.to_thread(
+        history.begin,
+        device=device.device_id,
+        protocol=plan.protocol,
+        spec=device.spec.name,
+        side=options.side,
+        intensity_cap=options.intensity_cap,
+        planned_s=plan.planned_s,
+        source="cli",
+        simulated=device.simulated,
+        time_scale=options.time_scale,
+    )
     recorder = asyncio.create_task(
         follow(
             history,
             sup.bus.subscribe(),
-            history.begin(
-                device=device.device_id,
-                protocol=plan.protocol,
-                spec=device.spec.name,
-                side=options.side,
-                intensity_cap=options.intensity_cap,
-                planned_s=plan.planned_s,
-                source="cli",
-                simulated=device.simulated,
-                time_scale=options.time_scale,
-            ),
+            session_id,
             progress=lambda: sup.session.worked if sup.session is not None else {},
             scale=options.time_scale,
         )

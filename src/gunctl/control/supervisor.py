@@ -85,6 +85,15 @@ class Simple:
 Request = Start | Simple
 
 
+@dataclass(frozen=True)
+class _Begin:
+    """A start with the plan's prior exposure already read, off the loop."""
+
+    plan: Plan
+    prior: dict[tuple[str, str], float]
+    blocked: dict[tuple[str, str], str]  # muscle sides a pain stop blocked today, and why
+
+
 class RequestError(Exception):
     """A request the Supervisor refused; the message says why."""
 
@@ -149,7 +158,9 @@ class Supervisor:
         self.session: Session | None = None
         self.last_safety_stop: SafetyStop | None = None
         self._record_lateness = record_lateness
-        self._requests: asyncio.Queue[tuple[Request, asyncio.Future[None]]] = asyncio.Queue()
+        self._requests: asyncio.Queue[tuple[_Begin | Simple, asyncio.Future[None]]] = (
+            asyncio.Queue()
+        )
         self._intensity = 0.0  # the intensity in force, after the slew limit
         self._back_off = 1.0
         self._reported: set[str] = set()  # rules whose stop was announced since the session began
@@ -183,9 +194,22 @@ class Supervisor:
         """Hand a request to the Supervisor; raises RequestError if it is refused."""
         if self._closed.is_set():
             raise RequestError("the device is no longer connected")
+        item: _Begin | Simple = (
+            request if isinstance(request, Simple) else await self._begin(request)
+        )
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._requests.put_nowait((request, future))
+        self._requests.put_nowait((item, future))
         await future
+
+    async def _begin(self, start: Start) -> _Begin:
+        """Read the history before the request is queued: the disk never holds up a stop."""
+        sides: set[tuple[str, str]] = {(s.muscle, s.side) for s in start.plan.steps}
+
+        def read() -> _Begin:
+            prior = {(m, s): self.exposure.exposure_s(m, s) for m, s in sides}
+            return _Begin(start.plan, prior, dict(self.exposure.pain_blocks()))
+
+        return await asyncio.to_thread(read)
 
     async def run(self) -> str:
         """Supervise the connected link until it is lost or ``close()`` is called."""
@@ -249,20 +273,20 @@ class Supervisor:
                 if not future.done():
                     future.set_result(None)
 
-    async def _handle(self, request: Request) -> None:
-        if isinstance(request, Start):
+    async def _handle(self, request: _Begin | Simple) -> None:
+        if isinstance(request, _Begin):
             if self.running:
                 raise RequestError("a session is already running on this device")
             if request.plan.spec != self.spec.name:
                 raise RequestError(f"the plan is for {request.plan.spec}, not {self.spec.name}")
-            blocked = self.exposure.pain_blocks()
             for step in request.plan.steps:
-                if (reason := blocked.get((step.muscle, step.side))) is not None:
+                if (reason := request.blocked.get((step.muscle, step.side))) is not None:
                     raise RequestError(
                         f"{step.muscle} {step.side} is blocked until tomorrow ({reason}); "
                         "make the plan with make_plan(blocked=...) to skip it"
                     )
-            self._start(request.plan)
+            self._start(request.plan, request.prior)
+            await self._check_telemetry()
             return
         if request.kind in ("stop", "pain"):
             # the frame goes out first: no tick, no bookkeeping ahead of it
@@ -291,13 +315,11 @@ class Supervisor:
         else:
             session.confirm_head()
 
-    def _start(self, plan: Plan) -> None:
+    def _start(self, plan: Plan, prior: dict[tuple[str, str], float]) -> None:
         now = self.clock.now()
         self.session = Session(plan, self.device_id, self._publish)
         self.rules = self.rules.fresh()
-        self._prior = {
-            (s.muscle, s.side): self.exposure.exposure_s(s.muscle, s.side) for s in plan.steps
-        }
+        self._prior = prior
         self._watching_since = now
         self._reported.clear()
         self._publish(
@@ -347,8 +369,13 @@ class Supervisor:
             target = 0.0
         await self._drive(now, target * self._back_off, dt)
 
-    async def _on_frame(self) -> None:
-        """Run the telemetry rules on the frame just taken in, and act at once."""
+    async def _check_telemetry(self) -> None:
+        """Run the telemetry rules on the latest frame, and act at once.
+
+        Called as each frame is taken in, and when a session starts, so that a
+        fault the device already reports refuses the start before a tick can
+        turn the motor on.
+        """
         now = self.clock.now()
         verdicts = self.rules.check(
             self._observe(now, not self.driver.setpoint.stopped), on_frame=True
@@ -545,7 +572,7 @@ class Supervisor:
                 if hasattr(report, name)
             }
             self.telemetry.update(values, note.received_at)
-            await self._on_frame()
+            await self._check_telemetry()
 
     def _out_of_order(self, report: Status) -> bool:
         """A frame older than one already seen (delayed or reordered) is dropped."""
@@ -561,7 +588,7 @@ class Supervisor:
             with contextlib.suppress(LinkError, DecodeError):
                 level = await self.driver.read_battery()
                 self.telemetry.update({"battery_pct": level}, self.clock.now(), frame=False)
-                await self._on_frame()
+                await self._check_telemetry()
             await self.clock.sleep(BATTERY_POLL_S)
 
     def _publish(self, event: Event) -> None:

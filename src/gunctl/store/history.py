@@ -990,7 +990,9 @@ async def follow(
             log.warning("history_missed_events", session=session_id, dropped=subscription.dropped)
         if not ended:
             with contextlib.suppress(sqlite3.Error):
-                history.interrupt(session_id, "the session's events stopped before it ended")
+                await asyncio.to_thread(
+                    history.interrupt, session_id, "the session's events stopped before it ended"
+                )
     return await asyncio.to_thread(history.session, session_id)
 
 
