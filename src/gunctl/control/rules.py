@@ -117,6 +117,11 @@ def _stop(rule: str, message: str, **values: Any) -> Verdict:
     return Verdict(rule, Action.STOP, message, values)
 
 
+def telemetry_limit_s(tick: Tick) -> float:
+    """How long telemetry may go unheard: the host limit, or 2.5 periods if longer."""
+    return max(tick.limits.stale_after_s, 2.5 * tick.spec.capabilities.telemetry.period_s)
+
+
 @dataclass
 class StaleTelemetry:
     name: str = "stale_telemetry"
@@ -125,7 +130,7 @@ class StaleTelemetry:
     def check(self, tick: Tick) -> Verdict | None:
         if not tick.session_running:
             return None
-        limit = max(tick.limits.stale_after_s, 2.5 * tick.spec.capabilities.telemetry.period_s)
+        limit = telemetry_limit_s(tick)
         since = (
             tick.telemetry.last_at if tick.telemetry.last_at is not None else tick.watching_since
         )
@@ -241,15 +246,46 @@ class Battery:
 
 @dataclass
 class DeviceFaults:
+    """A fault the device reports now stops the motor; one latched from before does not.
+
+    The spec names the flags the firmware keeps raised after their event and
+    what clears them (a watchdog trip stays until the next start). Such a flag
+    seen with the motor stopped tells of an earlier event (a link lost last
+    session): it is reported once and left for the next start to clear, rather
+    than refusing every session for ever. Raised while the motor runs, or
+    still raised once a start has had time to clear it, it is a fault now.
+    """
+
     name: str = "device_fault"
     on_frame: ClassVar[bool] = True
+    earlier: set[str] = field(default_factory=set)  # latched flags raised before the last start
+    reported: set[str] = field(default_factory=set)
 
     def check(self, tick: Tick) -> Verdict | None:
-        faults = tick.telemetry.get("faults")
-        if not faults:
-            return None
-        listed = sorted(faults)
-        return _stop(self.name, f"the device reports {', '.join(listed)}", faults=listed)
+        faults = set(tick.telemetry.get("faults") or ())
+        latched = faults & set(tick.spec.latched_faults)
+        if tick.motor_on:
+            self.earlier &= faults  # a flag seen cleared is no longer from before
+            clearing = tick.now - tick.setpoint_since < telemetry_limit_s(tick)
+            present = faults - self.earlier if clearing else faults
+        else:
+            self.earlier |= latched
+            present = faults - latched
+        if present:
+            listed = sorted(present)
+            return _stop(self.name, f"the device reports {', '.join(listed)}", faults=listed)
+        news = sorted(self.earlier - self.reported)
+        if news and tick.session_running:  # said to the person whose session it concerns
+            self.reported |= self.earlier
+            clears = ", ".join(f"{f} ({tick.spec.latched_faults[f].value})" for f in news)
+            return Verdict(
+                self.name,
+                Action.WARN,
+                f"the device still shows {', '.join(news)} from an earlier event; cleared by "
+                "the next start",
+                {"latched": news, "clears": clears},
+            )
+        return None
 
 
 @dataclass

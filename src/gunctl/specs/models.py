@@ -138,6 +138,12 @@ class FieldType(StrEnum):
 _FIELD_SIZES = {"u8": 1, "i8": 1, "u16": 2, "i16": 2, "u32": 4, "i32": 4, "bytes": 0}
 
 
+class LatchClear(StrEnum):
+    """What clears a fault flag the firmware latches."""
+
+    NEXT_START = "next_start"  # stays raised, motor stopped, until the next start command
+
+
 class FieldSpec(DataModel):
     """One field of a payload.
 
@@ -154,12 +160,17 @@ class FieldSpec(DataModel):
     documented: bool = True  # false: the layout is a guess or unknown; never trusted
     values: dict[int, str] | None = None  # raw code -> name (heads)
     flags: dict[int, str] | None = None  # bit number -> name (faults)
+    # flags the firmware keeps raised after the event that set them, and what clears them
+    latched: dict[str, LatchClear] | None = None
     note: str | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> FieldSpec:
         if (self.type is FieldType.BYTES) != (self.size is not None):
             raise ValueError("size is given for bytes fields and only for them")
+        unknown = set(self.latched or ()) - set((self.flags or {}).values())
+        if unknown:
+            raise ValueError(f"latched names flags this field does not have: {sorted(unknown)}")
         if self.type is FieldType.BYTES and self.documented:
             raise ValueError("a raw bytes field is opaque: mark it documented: false")
         return self
@@ -312,6 +323,14 @@ class DeviceSpec(DataModel):
     @property
     def discrete(self) -> bool:
         return self.capabilities.levels_ppm is not None
+
+    @property
+    def latched_faults(self) -> dict[str, LatchClear]:
+        """The documented fault flags that stay raised after their event, and what clears each."""
+        for f in self.reports[ReportKind.STATUS].fields:
+            if f.name == "faults" and f.documented and f.latched:
+                return dict(f.latched)
+        return {}
 
     @property
     def documented_fields(self) -> set[str]:
