@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` and `make test`.
-.PHONY: demo test lint bench bootstrap
+.PHONY: demo test lint bench bootstrap mutation-check
 
 bootstrap:
 	@scripts/bootstrap
@@ -20,3 +20,7 @@ lint: bootstrap
 
 bench: bootstrap
 	.venv/bin/python -m bench.supervisor
+
+# Break each safety mechanism in turn; the tests must catch every break (about a minute).
+mutation-check: bootstrap
+	.venv/bin/python scripts/mutation_check.py
