@@ -96,6 +96,34 @@ MUTATIONS = [
         (f"{CONTROL}/test_latched_faults.py",),
     ),
     Mutation(
+        "faster than real time, a host pause counts as the gun's silence",
+        "src/gunctl/control/rules.py",
+        "max(since, tick.watching_since) - tick.host_paused_s",
+        "max(since, tick.watching_since)",
+        (f"{CONTROL}/test_time_scale.py",),
+    ),
+    Mutation(
+        "faster than real time, the simulated watchdog counts a host pause",
+        "simulator/gunsim/device.py",
+        "self.firmware.hold_timers(self.clock.host_pause(now - wake))",
+        "self.firmware.hold_timers(0.0)",
+        (f"{CONTROL}/test_time_scale.py",),
+    ),
+    Mutation(
+        "the ledger lets a start pass a cap",
+        "src/gunctl/store/history.py",
+        "                raise ExposureRefused(over)\n",
+        "                pass\n",
+        (f"{CONTROL}/test_shared_caps.py",),
+    ),
+    Mutation(
+        "the ledger ignores what running sessions booked",
+        "src/gunctl/store/history.py",
+        "prior[(muscle, side)] = float(recorded) + float(reserved)",
+        "prior[(muscle, side)] = float(recorded)",
+        (f"{CONTROL}/test_shared_caps.py",),
+    ),
+    Mutation(
         "a latched fault flag raised while running is ignored",
         "src/gunctl/control/rules.py",
         "            present = faults - self.earlier if clearing else faults\n",
@@ -105,8 +133,8 @@ MUTATIONS = [
 ]
 
 
-def run_tests(tests: tuple[str, ...], sources: Path) -> tuple[bool, float]:
-    """Run ``tests`` against the copy in ``sources``; True if they passed."""
+def run_tests(tests: tuple[str, ...], sources: Path) -> tuple[bool, float, str]:
+    """Run ``tests`` against the copy in ``sources``: passed, seconds, pytest's last lines."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         [str(sources / "src"), str(sources / "simulator"), env.get("PYTHONPATH", "")]
@@ -119,7 +147,8 @@ def run_tests(tests: tuple[str, ...], sources: Path) -> tuple[bool, float]:
         capture_output=True,
         check=False,
     )
-    return result.returncode == 0, time.monotonic() - began
+    tail = "\n".join(result.stdout.decode(errors="replace").splitlines()[-15:])
+    return result.returncode == 0, time.monotonic() - began, tail
 
 
 def mutated_copy(mutation: Mutation | None, into: Path) -> Path:
@@ -143,16 +172,16 @@ def main() -> int:
     chosen = [m for m in MUTATIONS if args.only is None or args.only in m.name]
     every_test = tuple(sorted({t for m in chosen for t in m.tests}))
     with tempfile.TemporaryDirectory(prefix="gunctl-unmutated-") as tmp:
-        passed, took = run_tests(every_test, mutated_copy(None, Path(tmp)))
+        passed, took, tail = run_tests(every_test, mutated_copy(None, Path(tmp)))
     if not passed:
-        print(f"the tests fail on an unmutated copy ({took:.0f} s): fix that first")
+        print(f"{tail}\nthe tests fail on an unmutated copy ({took:.0f} s): fix that first")
         return 2
     print(f"unmutated copy: {len(every_test)} test files pass ({took:.0f} s)")
     missed = 0
     began = time.monotonic()
     for mutation in chosen:
         with tempfile.TemporaryDirectory(prefix="gunctl-mutant-") as tmp:
-            passed, took = run_tests(mutation.tests, mutated_copy(mutation, Path(tmp)))
+            passed, took, _ = run_tests(mutation.tests, mutated_copy(mutation, Path(tmp)))
         verdict = "MISSED" if passed else "caught"
         missed += passed
         print(f"{verdict:7} {took:5.1f} s  {mutation.name}")

@@ -12,7 +12,8 @@ and counts two kinds of slow callback:
 - one that took over 5 ms of real time and, meanwhile, did something that
   blocks on the loop thread: opened a file, ran an SQLite statement, started a
   process, resolved or connected a socket synchronously (seen through
-  Python's audit hooks and SQLite's statement trace).
+  Python's audit hooks and SQLite's statement trace). A module imported on
+  first use is held to the CPU limit only: it happens once per process.
 
 Real time lost to a loaded machine (the process paused, or waiting for the
 GIL while a worker thread runs) is neither, so the watch holds on a busy CI
@@ -109,8 +110,16 @@ def _trace_new_connections() -> None:
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if event == "sqlite3.connect/handle":
         _new_connections.append(args[0])
-    elif event in BLOCKING_EVENTS:
+    elif event in BLOCKING_EVENTS and not _importing(event, args):
         WATCH.note(f"{event} {args[0]!r}"[:80])
+
+
+def _importing(event: str, args: tuple[Any, ...]) -> bool:
+    """A module loaded on first use: once per process, and held to the CPU limit instead."""
+    path = str(args[0]) if args else ""
+    return event in ("open", "os.listdir", "os.scandir") and (
+        path.endswith((".py", ".pyc", ".so")) or "site-packages" in path or "/lib/python" in path
+    )
 
 
 def _task(handle: asyncio.Handle) -> asyncio.Task[Any] | None:

@@ -336,6 +336,9 @@ class SimDevice:
             wake = next_tick if deadline is None else min(next_tick, deadline)
             await self.clock.sleep_until(wake)
             now = max(self.clock.now(), wake)
+            # the firmware's timers stand still through a pause of the host that this
+            # device shares, as a real gun's would through that much real time
+            self.firmware.hold_timers(self.clock.host_pause(now - wake))
             self._advance(now)
             self.firmware.tick(now)
             if now >= next_tick:

@@ -169,6 +169,13 @@ class Firmware:
         self._stall_since = None
         self.physics.set_drive(0)
 
+    def hold_timers(self, seconds: float) -> None:
+        """Move the watchdog, auto-off and stall timers on by ``seconds`` that did not count."""
+        self._last_feed += seconds
+        self._running_since += seconds
+        if self._stall_since is not None:
+            self._stall_since += seconds
+
     def link_lost(self, now: float) -> None:
         self.stop(now, "link_lost")
         self.physics.cut_power()

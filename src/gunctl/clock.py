@@ -42,6 +42,16 @@ class Clock:
         """
         return max(seconds, real_s * self.scale) if self.scale > 1 else seconds
 
+    def host_pause(self, late: float, real_s: float = 0.02) -> float:
+        """How much of a wake-up ``late`` (clock seconds) was the host pausing, not the device.
+
+        Faster than real time, a simulated device shares the host's event loop, so
+        a pause of the host (a loaded machine) stops it too, and the scale
+        multiplies that pause into seconds of silence no gun caused. A wake-up
+        later than ``real_s`` of real time is such a pause; at scale 1 none is.
+        """
+        return late if self.scale > 1 and late > real_s * self.scale else 0.0
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.scale)
 

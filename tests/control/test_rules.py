@@ -16,7 +16,7 @@ import pytest
 
 from gunctl.clock import Clock
 from gunctl.control.rules import Limits, RuleSet
-from gunctl.control.supervisor import Simple, Start, Supervisor
+from gunctl.control.supervisor import NoExposure, Simple, Start, Supervisor
 from gunctl.heads import Head
 from gunctl.links.base import LinkError
 from gunctl.links.sim import SimLink
@@ -52,15 +52,12 @@ class Scenario:
     supervisor: dict[str, Any] | None = None
 
 
-class StaticExposure:
+class StaticExposure(NoExposure):
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
     def exposure_s(self, muscle: str, side: str) -> float:
         return self.seconds
-
-    def pain_blocks(self) -> dict[tuple[str, str], str]:
-        return {}
 
 
 def inject(fault: Any, hold_s: float = 1.0) -> Callable[[Rig], Awaitable[None]]:

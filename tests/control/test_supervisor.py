@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gunctl.control.supervisor import RequestError
+from gunctl.control.supervisor import NoExposure, RequestError
 from gunctl.specs.messages import Stop
 from gunsim import ClearFaults, DuplicateFrames, Overheat, RandomPerson, ReorderNotifications
 
@@ -159,7 +159,7 @@ async def test_reordered_and_duplicated_frames_never_overwrite_newer_telemetry(r
     assert not rig.of("safety_stop")
 
 
-class PainToday:
+class PainToday(NoExposure):
     """An exposure with the left piriformis blocked by a pain stop earlier today."""
 
     def exposure_s(self, muscle: str, side: str) -> float:

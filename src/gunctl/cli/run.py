@@ -376,7 +376,7 @@ async def _supervise(
     device: Device, plan: Plan, history: History, options: Options, keys: bool
 ) -> int:
     from gunctl.control.events import ENDING_EVENTS
-    from gunctl.control.supervisor import Simple, Start
+    from gunctl.control.supervisor import RequestError, Simple, Start
     from gunctl.store.history import follow
 
     sup = device.supervisor
@@ -469,7 +469,15 @@ async def _supervise(
         else:
             spawn(send(action))
 
-    await sup.request(Start(plan))
+    try:
+        await sup.request(Start(plan))
+    except RequestError as exc:  # another session booked this muscle side meanwhile
+        recorder.cancel()
+        await asyncio.gather(recorder, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        click.echo(f"gunctl: refused: {exc}", err=True)
+        return EXIT_SAFETY
     try:
         if live:
             from rich.live import Live

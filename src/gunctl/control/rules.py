@@ -104,6 +104,10 @@ class Tick:
     session_running: bool
     stop_written_at: float | None  # the last stop frame written after the motor ran
     speed_at_stop: float | None  # measured speed when that stop was written
+    # Faster than real time only: clock time the host's loop was held up since the
+    # last frame. The simulated gun shares that loop, so its silence then is the
+    # host's jitter multiplied by the time scale, not a gun gone quiet.
+    host_paused_s: float = 0.0
 
 
 class Rule(Protocol):
@@ -134,7 +138,7 @@ class StaleTelemetry:
         since = (
             tick.telemetry.last_at if tick.telemetry.last_at is not None else tick.watching_since
         )
-        age = tick.now - max(since, tick.watching_since)
+        age = tick.now - max(since, tick.watching_since) - tick.host_paused_s
         if age > limit:
             return _stop(
                 self.name, f"no telemetry for {age:.2f} s", age_s=round(age, 3), limit_s=limit

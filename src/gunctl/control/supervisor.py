@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -27,6 +28,7 @@ import structlog
 from gunctl.clock import Clock
 from gunctl.control.driver import Driver
 from gunctl.control.events import (
+    ENDING_EVENTS,
     Event,
     EventBus,
     SafetyStop,
@@ -37,7 +39,7 @@ from gunctl.control.events import (
 from gunctl.control.rules import Action, Limits, RuleSet, Telemetry, Tick, Verdict
 from gunctl.control.session import Phase, RequestRefused, Session
 from gunctl.links.base import Endpoint, Link, LinkError
-from gunctl.profiles.plan import Plan
+from gunctl.profiles.plan import ExposureRefused, Key, Plan, Want, wants
 from gunctl.specs.codec import DecodeError
 from gunctl.specs.messages import Status, Version
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
@@ -48,21 +50,40 @@ BATTERY_POLL_S = 30.0
 
 
 class Exposure(Protocol):
-    """What the past allows: seconds a muscle side was worked in the 48 hours before
-    now, and the muscle sides a pain stop has blocked for the rest of the day."""
+    """What the past and the sessions running now allow.
+
+    ``reserve`` books a plan's time on each muscle side in the exposure ledger
+    every session on the machine shares, or raises ``ExposureRefused``; it
+    returns each side's exposure before this session (the last 48 hours, and
+    what other running sessions have reserved). ``release`` gives the booking
+    back once the session ends. ``pain_blocks`` names the muscle sides a pain
+    stop has blocked for the rest of the day.
+    """
 
     def exposure_s(self, muscle: str, side: str) -> float: ...
 
-    def pain_blocks(self) -> Mapping[tuple[str, str], str]:
+    def reserve(self, device: str, wants: Mapping[Key, Want]) -> dict[Key, float]: ...
+
+    def release(self, device: str) -> None: ...
+
+    def pain_blocks(self) -> Mapping[Key, str]:
         """(muscle, side) -> why it is blocked today, e.g. "sharp pain at 14:02"."""
         ...
 
 
 class NoExposure:
+    """No history: nothing worked before, nothing blocked, nothing shared."""
+
     def exposure_s(self, muscle: str, side: str) -> float:
         return 0.0
 
-    def pain_blocks(self) -> Mapping[tuple[str, str], str]:
+    def reserve(self, device: str, wants: Mapping[Key, Want]) -> dict[Key, float]:
+        return {key: self.exposure_s(*key) for key in wants}
+
+    def release(self, device: str) -> None:
+        return None
+
+    def pain_blocks(self) -> Mapping[Key, str]:
         return {}
 
 
@@ -90,8 +111,7 @@ class _Begin:
     """A start with the plan's prior exposure already read, off the loop."""
 
     plan: Plan
-    prior: dict[tuple[str, str], float]
-    blocked: dict[tuple[str, str], str]  # muscle sides a pain stop blocked today, and why
+    prior: dict[Key, float]
 
 
 class RequestError(Exception):
@@ -158,6 +178,8 @@ class Supervisor:
         self.session: Session | None = None
         self.last_safety_stop: SafetyStop | None = None
         self._record_lateness = record_lateness
+        self._starting = asyncio.Lock()
+        self._releases: set[asyncio.Task[None]] = set()
         self._requests: asyncio.Queue[tuple[_Begin | Simple, asyncio.Future[None]]] = (
             asyncio.Queue()
         )
@@ -174,6 +196,9 @@ class Supervisor:
         self._watching_since = 0.0
         self._last_tick = 0.0
         self._last_seq: int | None = None
+        # faster than real time: host pauses, as (when seen, clock seconds paused in all)
+        self._paused_s = 0.0
+        self._pauses: deque[tuple[float, float]] = deque(maxlen=16)
         self._closed = asyncio.Event()
         self.ended: str | None = None  # why run() returned
 
@@ -194,22 +219,47 @@ class Supervisor:
         """Hand a request to the Supervisor; raises RequestError if it is refused."""
         if self._closed.is_set():
             raise RequestError("the device is no longer connected")
-        item: _Begin | Simple = (
-            request if isinstance(request, Simple) else await self._begin(request)
-        )
+        if isinstance(request, Simple):
+            await self._queue(request)
+            return
+        async with self._starting:  # one start at a time books the ledger for this device
+            await self._queue(await self._begin(request))
+
+    async def _queue(self, item: _Begin | Simple) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._requests.put_nowait((item, future))
         await future
 
     async def _begin(self, start: Start) -> _Begin:
-        """Read the history before the request is queued: the disk never holds up a stop."""
-        sides: set[tuple[str, str]] = {(s.muscle, s.side) for s in start.plan.steps}
+        """Check the start and book the plan's time in the ledger, before it is queued.
 
-        def read() -> _Begin:
-            prior = {(m, s): self.exposure.exposure_s(m, s) for m, s in sides}
-            return _Begin(start.plan, prior, dict(self.exposure.pain_blocks()))
+        The history is read in a worker thread, so the disk never holds up a
+        stop queued behind a start. A session faster than real time (a demo)
+        books nothing: its minutes are not a person's.
+        """
+        plan = start.plan
+        if self.running:
+            raise RequestError("a session is already running on this device")
+        if plan.spec != self.spec.name:
+            raise RequestError(f"the plan is for {plan.spec}, not {self.spec.name}")
+        plan_wants = wants(plan)
 
-        return await asyncio.to_thread(read)
+        def read() -> dict[Key, float]:
+            blocked = self.exposure.pain_blocks()
+            for step in plan.steps:
+                if (reason := blocked.get((step.muscle, step.side))) is not None:
+                    raise RequestError(
+                        f"{step.muscle} {step.side} is blocked until tomorrow ({reason}); "
+                        "make the plan with make_plan(blocked=...) to skip it"
+                    )
+            if self.clock.scale != 1:
+                return {key: self.exposure.exposure_s(*key) for key in plan_wants}
+            return self.exposure.reserve(self.device_id, plan_wants)
+
+        try:
+            return _Begin(plan, await asyncio.to_thread(read))
+        except ExposureRefused as exc:
+            raise RequestError(f"exposure_48h: {exc}") from None
 
     async def run(self) -> str:
         """Supervise the connected link until it is lost or ``close()`` is called."""
@@ -275,16 +325,6 @@ class Supervisor:
 
     async def _handle(self, request: _Begin | Simple) -> None:
         if isinstance(request, _Begin):
-            if self.running:
-                raise RequestError("a session is already running on this device")
-            if request.plan.spec != self.spec.name:
-                raise RequestError(f"the plan is for {request.plan.spec}, not {self.spec.name}")
-            for step in request.plan.steps:
-                if (reason := request.blocked.get((step.muscle, step.side))) is not None:
-                    raise RequestError(
-                        f"{step.muscle} {step.side} is blocked until tomorrow ({reason}); "
-                        "make the plan with make_plan(blocked=...) to skip it"
-                    )
             self._start(request.plan, request.prior)
             await self._check_telemetry()
             return
@@ -315,7 +355,7 @@ class Supervisor:
         else:
             session.confirm_head()
 
-    def _start(self, plan: Plan, prior: dict[tuple[str, str], float]) -> None:
+    def _start(self, plan: Plan, prior: dict[Key, float]) -> None:
         now = self.clock.now()
         self.session = Session(plan, self.device_id, self._publish)
         self.rules = self.rules.fresh()
@@ -348,6 +388,10 @@ class Supervisor:
             now = self.clock.now()
             late = now - deadline
             self.loop_stats.record(late, self._record_lateness)
+            paused = self.clock.host_pause(late)
+            if paused:
+                self._paused_s += paused
+                self._pauses.append((now, self._paused_s))
             if late > self.period:
                 self.loop_stats.overruns += 1
                 n = int((now - start) / self.period)  # skip the ticks that were missed
@@ -418,7 +462,16 @@ class Supervisor:
             session_running=active,
             stop_written_at=self._stop_written_at,
             speed_at_stop=self._speed_at_stop,
+            host_paused_s=self._paused_since(self.telemetry.last_at),
         )
+
+    def _paused_since(self, since: float | None) -> float:
+        """Clock seconds the host was paused after ``since`` (a frame's arrival)."""
+        before = 0.0
+        for seen, total in self._pauses:
+            if since is not None and seen <= since:
+                before = total
+        return self._paused_s - before
 
     async def _act(self, verdict: Verdict) -> None:
         if verdict.action is Action.WARN:
@@ -594,3 +647,10 @@ class Supervisor:
     def _publish(self, event: Event) -> None:
         log.info(event.type, **event.model_dump(mode="json", exclude={"type"}))
         self.bus.publish(event)
+        if isinstance(event, ENDING_EVENTS) and self.clock.scale == 1:
+            # the booking goes back; the session's recorded time counts in its place
+            task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(self.exposure.release, self.device_id)
+            )
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)

@@ -183,21 +183,43 @@ class ExposureCheck(DataModel):
         return self.prior_s + self.planned_s > self.limit_s
 
 
-def exposure_checks(plan: Plan, exposure_s: Callable[[str, str], float]) -> list[ExposureCheck]:
-    """Per muscle side: what the last 48 hours hold, what this plan adds, and the cap."""
-    planned: dict[tuple[str, str], float] = {}
-    limits: dict[tuple[str, str], float] = {}
+Key = tuple[str, str]  # (muscle, side)
+
+
+class Want(DataModel):
+    """The contact time a plan would add to one muscle side, and that side's 48-hour cap."""
+
+    planned_s: float
+    limit_s: float
+
+
+class ExposureRefused(Exception):
+    """A start that would take a muscle side past its 48-hour cap; nothing was started."""
+
+    def __init__(self, checks: list[ExposureCheck]) -> None:
+        self.checks = checks
+        first = checks[0]
+        super().__init__(
+            f"{first.muscle} ({first.side}) has had {first.prior_s:.0f} s in the last 48 hours "
+            "(sessions running now included); this session would add "
+            f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap"
+        )
+
+
+def wants(plan: Plan) -> dict[Key, Want]:
+    """Per muscle side: the contact time the plan adds (ramps and holds) and the cap."""
+    planned: dict[Key, float] = {}
+    limits: dict[Key, float] = {}
     for step in plan.steps:
         key = (step.muscle, step.side)
         planned[key] = planned.get(key, 0.0) + 2 * step.ramp_s + step.hold_s
         limits[key] = step.per_48h_s_max
+    return {key: Want(planned_s=planned[key], limit_s=limits[key]) for key in planned}
+
+
+def exposure_checks(plan: Plan, exposure_s: Callable[[str, str], float]) -> list[ExposureCheck]:
+    """Per muscle side: what the last 48 hours hold, what this plan adds, and the cap."""
     return [
-        ExposureCheck(
-            muscle=m,
-            side=s,
-            prior_s=exposure_s(m, s),
-            planned_s=planned[(m, s)],
-            limit_s=limits[(m, s)],
-        )
-        for (m, s) in planned
+        ExposureCheck(muscle=m, side=s, prior_s=exposure_s(m, s), **want.model_dump())
+        for (m, s), want in wants(plan).items()
     ]

@@ -64,6 +64,7 @@ from gunctl.control.events import (
 )
 from gunctl.datafile import DataModel
 from gunctl.errors import StorageError
+from gunctl.profiles.plan import ExposureCheck, ExposureRefused, Want
 
 log = structlog.get_logger("gunctl.history")
 
@@ -143,6 +144,24 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE sessions ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE sessions ADD COLUMN time_scale REAL NOT NULL DEFAULT 1",
         "ALTER TABLE pain_reports ADD COLUMN reported_at TEXT",  # wall clock, UTC, ISO 8601
+    ),
+    (
+        # The exposure ledger: the time each running session has reserved on a
+        # muscle side, read by every start on the machine (see History.reserve).
+        """
+        CREATE TABLE reservations (
+            host       TEXT NOT NULL,
+            pid        INTEGER NOT NULL,
+            proc_start TEXT,
+            device     TEXT NOT NULL,
+            muscle     TEXT NOT NULL,
+            side       TEXT NOT NULL,
+            simulated  INTEGER NOT NULL,
+            seconds    REAL NOT NULL,
+            made_at    TEXT NOT NULL,
+            PRIMARY KEY (host, pid, device, muscle, side)
+        )
+        """,
     ),
 ]
 
@@ -350,6 +369,12 @@ class ExposureView:
             key: f"sharp pain at {at.astimezone():%H:%M}"
             for key, at in self.history.pain_blocks(simulated=self.simulated).items()
         }
+
+    def reserve(self, device: str, wants: Mapping[Key, Want]) -> dict[Key, float]:
+        return self.history.reserve(device, wants, simulated=self.simulated)
+
+    def release(self, device: str) -> None:
+        self.history.release(device)
 
 
 class History:
@@ -747,6 +772,76 @@ class History:
                 (muscle, side, int(simulated), _iso(end - EXPOSURE_WINDOW), _iso(end)),
             ).fetchone()
         return float(total)
+
+    def reserve(
+        self, device: str, wants: Mapping[Key, Want], *, simulated: bool = False
+    ) -> dict[Key, float]:
+        """Reserve a plan's time on each muscle side for ``device``, or refuse it whole.
+
+        This is the exposure ledger every session on the machine shares, CLI
+        runs in their own processes and every gun of a daemon alike. In one
+        write transaction (SQLite serialises them across processes), each side's
+        prior exposure is read, counting what other running sessions have
+        reserved (in place of the time they have recorded so far, so nothing
+        counts twice); if any side's prior and planned time pass its cap,
+        ``ExposureRefused`` is raised and nothing is reserved. Otherwise the
+        planned time is reserved until ``release``, so the sessions running
+        at once can never add up past a cap. Returns the prior exposure of
+        each side, which the running session's own time is added to.
+        """
+        holder = (_HOST, os.getpid(), device)
+        start = _iso(_utc() - EXPOSURE_WINDOW)
+        prior: dict[Key, float] = {}
+        with self._write() as db:
+            db.execute("DELETE FROM reservations WHERE host = ? AND pid = ? AND device = ?", holder)
+            holders = db.execute(
+                "SELECT DISTINCT pid, proc_start FROM reservations WHERE host = ?", (_HOST,)
+            ).fetchall()
+            for pid, proc_start in holders:  # a process that died holding a booking: its
+                if _process_gone(pid, proc_start):  # recorded time counts in its place
+                    db.execute("DELETE FROM reservations WHERE host = ? AND pid = ?", (_HOST, pid))
+            for muscle, side in wants:
+                (recorded,) = db.execute(
+                    "SELECT COALESCE(SUM(m.worked_s), 0) FROM muscle_time AS m "
+                    "JOIN sessions AS s ON s.id = m.session_id "
+                    "WHERE m.muscle = ? AND m.side = ? AND s.simulated = ? "
+                    "AND s.time_scale = 1 AND s.started_at >= ? "
+                    "AND NOT (s.status = 'running' AND EXISTS (SELECT 1 FROM reservations AS r "
+                    "WHERE r.host = s.host AND r.pid = s.pid AND r.device = s.device "
+                    "AND r.muscle = m.muscle AND r.side = m.side))",
+                    (muscle, side, int(simulated), start),
+                ).fetchone()
+                (reserved,) = db.execute(
+                    "SELECT COALESCE(SUM(seconds), 0) FROM reservations "
+                    "WHERE muscle = ? AND side = ? AND simulated = ?",
+                    (muscle, side, int(simulated)),
+                ).fetchone()
+                prior[(muscle, side)] = float(recorded) + float(reserved)
+            checks = [
+                ExposureCheck(muscle=m, side=s, prior_s=prior[(m, s)], **want.model_dump())
+                for (m, s), want in wants.items()
+            ]
+            over = [c for c in checks if c.over]
+            if over:
+                raise ExposureRefused(over)
+            made_at, pid, kind = _iso(_utc()), os.getpid(), int(simulated)
+            db.executemany(
+                "INSERT INTO reservations (host, pid, proc_start, device, muscle, side, "
+                "simulated, seconds, made_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (_HOST, pid, self._proc_start, device, m, s, kind, w.planned_s, made_at)
+                    for (m, s), w in wants.items()
+                ],
+            )
+        return prior
+
+    def release(self, device: str) -> None:
+        """Give back what ``device``'s session reserved: its recorded time counts instead."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM reservations WHERE host = ? AND pid = ? AND device = ?",
+                (_HOST, os.getpid(), device),
+            )
 
     def pain_blocks(
         self, *, simulated: bool = False, now: datetime | None = None
