@@ -27,7 +27,7 @@ from gunctl.heads import Head
 from gunctl.specs.codec import encode_battery_level
 from gunctl.specs.models import DeviceSpec
 from gunsim.faults import Faults
-from gunsim.firmware import CommandRecord, Firmware, FirmwareEvent, RejectedFrame
+from gunsim.firmware import LOG_LIMIT, CommandRecord, Firmware, FirmwareEvent, RejectedFrame
 from gunsim.params import PhysicsParams, params_for
 from gunsim.physics import Physics
 
@@ -91,6 +91,7 @@ class SimDevice:
         person: Load | None = None,
         address: str | None = None,
         head: Head | Literal["none"] = Head.BALL,
+        log_limit: int | None = LOG_LIMIT,
     ) -> None:
         self.spec = spec
         self.clock = clock
@@ -109,6 +110,7 @@ class SimDevice:
             self._emit,
             # a demo faster than real time must not trip on the host's real-time jitter
             watchdog_s=None if timeout is None else clock.real_floor(timeout),
+            log_limit=log_limit,
         )
         self.faults = Faults(self)
         self._link: DeviceLink | None = None
@@ -116,7 +118,7 @@ class SimDevice:
         self._inflight: deque[tuple[float, bytes]] = deque()  # delayed notifications
         self._courier: asyncio.Task[None] | None = None
         # every link that ended, and how: requested, timeout (host side), lost, remote (device side)
-        self.link_endings: list[tuple[float, str]] = []
+        self.link_endings: deque[tuple[float, str]] = deque(maxlen=log_limit)
         self._origin = 0.0  # clock time when switched on
         self._t = 0.0  # clock time the physics has reached
 
@@ -182,18 +184,18 @@ class SimDevice:
         )
 
     @property
-    def commands(self) -> list[CommandRecord]:
-        """Every host command the firmware decoded, with its arrival time."""
+    def commands(self) -> deque[CommandRecord]:
+        """The host commands the firmware decoded (the latest ``log_limit``), with arrival times."""
         return self.firmware.commands
 
     @property
-    def rejected(self) -> list[RejectedFrame]:
-        """Every host frame the firmware could not decode and so ignored."""
+    def rejected(self) -> deque[RejectedFrame]:
+        """The host frames the firmware could not decode and so ignored (the latest ones)."""
         return self.firmware.rejected
 
     @property
-    def events(self) -> list[FirmwareEvent]:
-        """Every stop the firmware made on its own (watchdog, auto-off, cutoffs, ...)."""
+    def events(self) -> deque[FirmwareEvent]:
+        """The stops the firmware made on its own (watchdog, auto-off, ...), the latest ones."""
         return self.firmware.events
 
     @property

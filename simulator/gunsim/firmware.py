@@ -27,6 +27,8 @@ Behaviour, one rule each:
 - the ``watchdog`` and ``stall`` flags stay raised until the next start command;
 - link loss (either side closing the link) stops the motor and opens the
   battery switch to the driver, which stops even a stuck driver;
+- the logs of host frames, rejected frames and events keep the latest
+  ``LOG_LIMIT`` entries each, so a simulator that runs for hours holds flat memory;
 - telemetry: streaming specs get a status frame every telemetry period while a
   link is open; a ``status_request`` gets one at once; ``version_request`` gets
   the version report where the spec has one.
@@ -34,6 +36,7 @@ Behaviour, one rule each:
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +55,8 @@ from gunctl.specs.messages import (
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, ReportKind, TelemetryMode
 from gunsim.params import FirmwareParams, ThermalParams
 from gunsim.physics import Physics
+
+LOG_LIMIT = 1024  # entries kept in each of the firmware's logs (minutes of keepalives)
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,20 @@ class Firmware:
     level: int = 0  # discrete devices: 1..n while running, 0 stopped
     faults: set[str] = field(default_factory=set)
     seq: int = 0
-    commands: list[CommandRecord] = field(default_factory=list)
-    rejected: list[RejectedFrame] = field(default_factory=list)
-    events: list[FirmwareEvent] = field(default_factory=list)
+    # the most recent host frames, rejected frames and events: a gun that runs for
+    # hours keeps flat memory; None keeps all (tests that read a whole session)
+    log_limit: int | None = LOG_LIMIT
+    commands: deque[CommandRecord] = field(init=False)
+    rejected: deque[RejectedFrame] = field(init=False)
+    events: deque[FirmwareEvent] = field(init=False)
     _last_feed: float = 0.0
     _running_since: float = 0.0
     _stall_since: float | None = None
 
     def __post_init__(self) -> None:
+        self.commands = deque(maxlen=self.log_limit)
+        self.rejected = deque(maxlen=self.log_limit)
+        self.events = deque(maxlen=self.log_limit)
         self.codec = Codec(self.spec)
         self.supported_flags = spec_fault_flags(self.spec)
         keepalive = self.spec.capabilities.keepalive

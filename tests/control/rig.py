@@ -88,7 +88,7 @@ async def open_rig(
     **supervisor: Any,
 ) -> AsyncIterator[Rig]:
     clock = Clock()
-    sim = SimDevice(SPECS[spec], clock=clock, **(device or {}))
+    sim = SimDevice(SPECS[spec], clock=clock, log_limit=None, **(device or {}))
     await sim.start()
     link = SimLink(sim)
     await link.connect()

@@ -128,6 +128,14 @@ class LoopStats:
     max_late_s: float = 0.0
     lateness: list[float] = field(default_factory=list)  # kept only when recording
 
+    def as_dict(self) -> dict[str, Any]:
+        """What diagnostics publish: ticks run, ticks missed, the worst lateness seen."""
+        return {
+            "ticks": self.ticks,
+            "overruns": self.overruns,
+            "max_late_ms": round(self.max_late_s * 1000, 2),
+        }
+
     def record(self, late: float, keep: bool) -> None:
         self.ticks += 1
         self.max_late_s = max(self.max_late_s, late)
@@ -140,6 +148,13 @@ class LinkStats:
     frames: int = 0
     decode_errors: int = 0
     out_of_order: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "frames": self.frames,
+            "decode_errors": self.decode_errors,
+            "out_of_order": self.out_of_order,
+        }
 
 
 class Supervisor:

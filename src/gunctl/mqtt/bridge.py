@@ -348,6 +348,15 @@ class Bridge:
             "commands": self.intake.commands,
             "rejected": dict(sorted(self.rejected.items())),
             "unanswered": self.intake.unanswered,
+            # each connected gun's control loop and link, since it connected
+            "loops": {
+                device_id: {
+                    **slot.device.supervisor.loop_stats.as_dict(),
+                    **slot.device.supervisor.link_stats.as_dict(),
+                }
+                for device_id, slot in sorted(self.daemon.slots.items())
+                if slot.device is not None and slot.connected
+            },
             "updated_at": payloads.now_iso(),
         }
 
