@@ -105,9 +105,16 @@ MUTATIONS = [
     Mutation(
         "faster than real time, the simulated watchdog counts a host pause",
         "simulator/gunsim/device.py",
-        "self.firmware.hold_timers(self.clock.host_pause(now - wake))",
+        "self.firmware.hold_timers(self.clock.host_pause(now - self._t - self._period))",
         "self.firmware.hold_timers(0.0)",
         (f"{CONTROL}/test_time_scale.py",),
+    ),
+    Mutation(
+        "the systemd watchdog is fed while a control loop is frozen",
+        "src/gunctl/systemd.py",
+        "        if frozen:\n",
+        "        if False:\n",
+        ("tests/mqtt/test_systemd.py",),
     ),
     Mutation(
         "the ledger lets a start pass a cap",

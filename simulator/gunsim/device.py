@@ -121,6 +121,12 @@ class SimDevice:
         self.link_endings: deque[tuple[float, str]] = deque(maxlen=log_limit)
         self._origin = 0.0  # clock time when switched on
         self._t = 0.0  # clock time the physics has reached
+        # the device's own loop runs at least this often: one status frame, or one firmware tick
+        self._period = (
+            spec.capabilities.telemetry.period_s
+            if self.firmware.streams
+            else self.params.firmware.tick_s
+        )
 
     # -- power ---------------------------------------------------------------
 
@@ -318,7 +324,15 @@ class SimDevice:
         self._advance(now)
 
     def _advance(self, now: float) -> None:
-        """Bring the physics up to ``now`` in steps that end where the load changes."""
+        """Bring the physics up to ``now`` in steps that end where the load changes.
+
+        Every way in (a frame written, the device's own loop, a state read)
+        comes through here first, so a pause of the host that this device
+        shares, multiplied by a time scale, is seen before any firmware timer:
+        the timers stand still through it, as a real gun's would through that
+        much real time.
+        """
+        self.firmware.hold_timers(self.clock.host_pause(now - self._t - self._period))
         max_step = self.params.max_step_s
         while self._t < now:
             end = min(now, self._t + max_step)
@@ -330,17 +344,13 @@ class SimDevice:
             self._t = end
 
     async def _run(self) -> None:
-        caps = self.spec.capabilities
-        period = caps.telemetry.period_s if self.firmware.streams else self.params.firmware.tick_s
+        period = self._period
         next_tick = self._origin + period
         while True:
             deadline = self.firmware.next_deadline()
             wake = next_tick if deadline is None else min(next_tick, deadline)
             await self.clock.sleep_until(wake)
             now = max(self.clock.now(), wake)
-            # the firmware's timers stand still through a pause of the host that this
-            # device shares, as a real gun's would through that much real time
-            self.firmware.hold_timers(self.clock.host_pause(now - wake))
             self._advance(now)
             self.firmware.tick(now)
             if now >= next_tick:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,6 +114,7 @@ class _Begin:
 
     plan: Plan
     prior: dict[Key, float]
+    overtaken: bool = False  # a stop arrived after the start, while it was being booked
 
 
 class RequestError(Exception):
@@ -126,6 +129,7 @@ class LoopStats:
     ticks: int = 0
     overruns: int = 0
     max_late_s: float = 0.0
+    last_at: float = field(default_factory=time.monotonic)  # real time of the last tick
     lateness: list[float] = field(default_factory=list)  # kept only when recording
 
     def as_dict(self) -> dict[str, Any]:
@@ -138,6 +142,7 @@ class LoopStats:
 
     def record(self, late: float, keep: bool) -> None:
         self.ticks += 1
+        self.last_at = time.monotonic()
         self.max_late_s = max(self.max_late_s, late)
         if keep:
             self.lateness.append(late)
@@ -194,6 +199,7 @@ class Supervisor:
         self.last_safety_stop: SafetyStop | None = None
         self._record_lateness = record_lateness
         self._starting = asyncio.Lock()
+        self._stops = 0  # stop and pain requests taken, to tell a start that one overtook it
         self._releases: set[asyncio.Task[None]] = set()
         self._requests: asyncio.Queue[tuple[_Begin | Simple, asyncio.Future[None]]] = (
             asyncio.Queue()
@@ -235,10 +241,15 @@ class Supervisor:
         if self._closed.is_set():
             raise RequestError("the device is no longer connected")
         if isinstance(request, Simple):
+            if request.kind in ("stop", "pain"):
+                self._stops += 1  # counted as it arrives: a start still being booked loses
             await self._queue(request)
             return
         async with self._starting:  # one start at a time books the ledger for this device
-            await self._queue(await self._begin(request))
+            stops = self._stops
+            begin = await self._begin(request)
+            # a stop that came while the start was being booked ends it as it begins
+            await self._queue(dataclasses.replace(begin, overtaken=self._stops != stops))
 
     async def _queue(self, item: _Begin | Simple) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -341,6 +352,9 @@ class Supervisor:
     async def _handle(self, request: _Begin | Simple) -> None:
         if isinstance(request, _Begin):
             self._start(request.plan, request.prior)
+            if request.overtaken:  # its stop frame is out already; the session ends unrun
+                self._abort("stopped", "stopped on request")
+                return
             await self._check_telemetry()
             return
         if request.kind in ("stop", "pain"):

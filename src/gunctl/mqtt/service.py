@@ -21,6 +21,7 @@ from gunctl.daemon import Daemon
 from gunctl.mqtt.bridge import Bridge
 from gunctl.profiles.loader import Catalogue
 from gunctl.store.history import History
+from gunctl.systemd import Notifier, watch
 
 log = structlog.get_logger("gunctl.serve")
 
@@ -83,11 +84,16 @@ class Service:
         # control loops for tens of milliseconds (bench/mqtt_flood.py measured 50-130 ms).
         gc.freeze()
         assert self._bridge_task is not None
+        notifier = Notifier.from_env()  # under systemd: READY=1, and the watchdog fed
+        watchdog = asyncio.create_task(watch(self, notifier)) if notifier.enabled else None
         waiter = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait([waiter, self._bridge_task], return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
+                notifier.notify("STOPPING=1")
             await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
