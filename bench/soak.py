@@ -3,7 +3,7 @@
 Starts a private Mosquitto and ``gunctl serve --sim N`` against it (every
 simulated gun streaming telemetry and taking the daemon's keepalives, as at
 home), samples the daemon's resident memory (RSS, from /proc) every few
-seconds. Flat memory: the second half of the run neither climbs nor spreads.
+seconds. Flat memory: the last quarter of the run neither climbs nor spreads.
 The floor is the daemon's own RSS once it is up (20 s in). The simulated
 firmware's logs fill in about 3.5 minutes at 5 frames a second, so the
 default five minutes shows their plateau; an hour shows everything else.
@@ -110,13 +110,13 @@ def main() -> None:
     args = parser.parse_args()
     samples = soak(args.seconds, args.guns, args.every)
     up = [mb for t, mb in samples if t >= SETTLE_S] or [samples[-1][1]]
-    half = samples[len(samples) // 2 :]
+    last = samples[len(samples) * 3 // 4 :]
     rows: list[dict[str, Any]] = [
         {"measure": f"RSS {SETTLE_S:g} s after start (floor)", "MB": round(up[0], 1)},
         {"measure": "RSS at the end", "MB": round(samples[-1][1], 1)},
         {"measure": "RSS max", "MB": round(max(mb for _, mb in samples), 1)},
-        {"measure": "second half: max - min", "MB": round(spread(half), 1)},
-        {"measure": "second half: growth per hour (fit)", "MB": round(slope_mb_per_h(half), 1)},
+        {"measure": "last quarter: max - min", "MB": round(spread(last), 1)},
+        {"measure": "last quarter: growth per hour (fit)", "MB": round(slope_mb_per_h(last), 1)},
     ]
     report(
         "soak",
@@ -130,14 +130,14 @@ def spread(samples: list[tuple[float, float]]) -> float:
     return max(mb for _, mb in samples) - min(mb for _, mb in samples)
 
 
-def slope_mb_per_h(half: list[tuple[float, float]]) -> float:
-    """Least-squares growth of RSS over ``half`` (the second half of the run), in MB per hour."""
-    if len(half) < 2:
+def slope_mb_per_h(part: list[tuple[float, float]]) -> float:
+    """Least-squares growth of RSS over ``part`` of the run, in MB per hour."""
+    if len(part) < 2:
         return 0.0
-    mean_t = sum(t for t, _ in half) / len(half)
-    mean_m = sum(m for _, m in half) / len(half)
-    var = sum((t - mean_t) ** 2 for t, _ in half)
-    cov = sum((t - mean_t) * (m - mean_m) for t, m in half)
+    mean_t = sum(t for t, _ in part) / len(part)
+    mean_m = sum(m for _, m in part) / len(part)
+    var = sum((t - mean_t) ** 2 for t, _ in part)
+    cov = sum((t - mean_t) * (m - mean_m) for t, m in part)
     return cov / var * 3600 if var else 0.0
 
 

@@ -130,7 +130,10 @@ class Bridge:
         identifier = f"gunctl-{self.settings.node_id}-{self.instance}"
         while not self._stopping.is_set():
             try:
-                async with make_client(self.settings, identifier, will) as client:
+                password = await asyncio.to_thread(self.settings.mqtt.password)  # a file read
+                async with make_client(
+                    self.settings, identifier, will, password=password
+                ) as client:
                     failures = 0
                     await self._serve(client)
             except aiomqtt.MqttError as exc:

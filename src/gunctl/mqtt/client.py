@@ -15,6 +15,7 @@ from gunctl.config import ServeSettings
 
 if TYPE_CHECKING:
     from aiomqtt.types import PayloadType
+    from pydantic import SecretStr
 
 Subscription = tuple[str, int | SubscribeOptions]
 
@@ -28,10 +29,14 @@ def payload_bytes(payload: PayloadType) -> bytes:
 
 
 def make_client(
-    settings: ServeSettings, identifier: str, will: aiomqtt.Will | None = None
+    settings: ServeSettings,
+    identifier: str,
+    will: aiomqtt.Will | None = None,
+    *,
+    password: SecretStr | None,
 ) -> aiomqtt.Client:
+    """A client for the broker; ``password`` is read by the caller, off the event loop."""
     mqtt = settings.mqtt
-    password = mqtt.password()
     tls = aiomqtt.TLSParameters(ca_certs=str(mqtt.tls_ca)) if mqtt.tls_ca else None
     protocol = aiomqtt.ProtocolVersion.V5 if mqtt.protocol == "5" else aiomqtt.ProtocolVersion.V311
     return aiomqtt.Client(

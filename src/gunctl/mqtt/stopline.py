@@ -51,7 +51,8 @@ class StopLine:
         failures = 0
         while True:
             try:
-                async with make_client(self.settings, self.identifier) as client:
+                password = await asyncio.to_thread(self.settings.mqtt.password)  # a file read
+                async with make_client(self.settings, self.identifier, password=password) as client:
                     failures = 0
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
