@@ -96,10 +96,12 @@ async def test_bad_commands_are_refused_counted_and_change_nothing(
                 )
             )
             assert diagnostics.retain or diagnostics.json()["node"] == service.settings.node_id
-            loop = diagnostics.json()["loops"][device_id]  # the gun's control loop, as it runs
+            loop = diagnostics.json()["guns"][device_id]  # the gun's control loop, as it runs
             assert loop["ticks"] > 0
             assert loop["frames"] > 0
             assert {"overruns", "max_late_ms", "decode_errors", "out_of_order"} <= loop.keys()
+            assert loop["refused"] == len(BAD)  # every one of them, counted against this gun
+            assert loop["commands"] == 3  # taken in turn: the unknown protocol and select, pause
 
             # still serving: a good start works, and a second start while it runs is refused
             good = await watcher.command(device_id, {"action": "start", "protocol": "tiny"})

@@ -127,6 +127,10 @@ REQUIRED = {
     "resume": "button",
     "skip": "button",
     "motor": "binary_sensor",
+    "loop_late": "sensor",
+    "loop_overruns": "sensor",
+    "bad_frames": "sensor",
+    "refused": "sensor",
 }
 
 
@@ -154,6 +158,14 @@ async def test_discovery_payload_follows_home_assistant(
             # the newest: when the firmware version arrives, discovery is published again with it
             config: dict[str, Any] = watcher.on(topics.discovery(device_id))[-1].json()
             state = watcher.on(topics.state(device_id))[-1].json()
+            diagnostics = (
+                await watcher.until(
+                    lambda m: (
+                        m.topic == topics.bridge_diagnostics
+                        and "max_late_ms" in m.json()["guns"][device_id]
+                    )
+                )
+            ).json()
 
     assert set(config) == {"dev", "o", "cmps"}
     assert config["o"] == {"name": "gunctl", "sw_version": __version__}
@@ -197,6 +209,12 @@ async def test_discovery_payload_follows_home_assistant(
             assert component["command_topic"] == expected, key
         if component.get("state_topic") == topics.state(device_id):
             assert _fields(component["value_template"]) <= set(state), key
+        elif component.get("state_topic") == topics.bridge_diagnostics:  # how the host copes
+            assert component["entity_category"] == "diagnostic", key
+            value = render(component["value_template"], value_json=diagnostics)
+            assert float(value) >= 0, (key, value)
+            gone = {**diagnostics, "guns": {device_id: {}}}  # not connected: unknown
+            assert render(component["value_template"], value_json=gone) == "None", key
         elif "state_topic" in component:  # what a command did, and the session's events
             assert key in ("last_result", "events"), key
             topic = topics.result if key == "last_result" else topics.event

@@ -351,14 +351,9 @@ class Bridge:
             "commands": self.intake.commands,
             "rejected": dict(sorted(self.rejected.items())),
             "unanswered": self.intake.unanswered,
-            # each connected gun's control loop and link, since it connected
-            "loops": {
-                device_id: {
-                    **slot.device.supervisor.loop_stats.as_dict(),
-                    **slot.device.supervisor.link_stats.as_dict(),
-                }
+            "guns": {
+                device_id: {**self.intake.by_device[device_id], **_link_and_loop(slot)}
                 for device_id, slot in sorted(self.daemon.slots.items())
-                if slot.device is not None and slot.connected
             },
             "updated_at": payloads.now_iso(),
         }
@@ -441,3 +436,11 @@ def _maker(spec: Any) -> str:
     if spec is None:
         return "unknown"
     return str(spec.title).split(" ")[0]
+
+
+def _link_and_loop(slot: DeviceSlot) -> dict[str, Any]:
+    """A connected gun's control loop and telemetry link, counted since it connected."""
+    device = slot.device
+    if device is None or not slot.connected:
+        return {}
+    return {**device.supervisor.loop_stats.as_dict(), **device.supervisor.link_stats.as_dict()}

@@ -138,6 +138,26 @@ def device_config(
             icon="mdi:timer-sand",
         )
 
+    def diagnostic(
+        name: str, field: str, enabled: bool, unit: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """A count or figure of this gun from the bridge's diagnostics: how the host copes."""
+        gun = f"value_json.guns[{json.dumps(device_id)}]"
+        control: dict[str, Any] = {
+            "p": "sensor",
+            "name": name,
+            "state_topic": topics.bridge_diagnostics,
+            # "None" (unknown) while the gun is not connected and has no loop to report
+            "value_template": f"{{{{ {gun}.{field} if {field!r} in {gun} else None }}}}",
+            "entity_category": "diagnostic",
+            "enabled_by_default": enabled,
+            **extra,
+        }
+        if unit is not None:
+            control["unit_of_measurement"] = unit
+        return control
+
+    counted = {"state_class": "total_increasing"}
     idle = ("idle", "done", "safety_stop")
     active = ("running", "resting", "paused", "waiting_for_head")
     components: dict[str, dict[str, Any]] = {
@@ -278,6 +298,15 @@ def device_config(
             entity_category="diagnostic",
             enabled_by_default=not simulated,  # a simulated gun has no radio
         ),
+        # how the host keeps up: the busy or noisy ones are there to be turned on when asked
+        "loop_late": diagnostic(
+            "Control loop lateness", "max_late_ms", True, "ms", state_class="measurement"
+        ),
+        "loop_overruns": diagnostic("Control loop overruns", "overruns", True, **counted),
+        "frames": diagnostic("Frames received", "frames", False, **counted),
+        "bad_frames": diagnostic("Bad frames", "decode_errors", True, **counted),
+        "commands": diagnostic("Commands", "commands", False, **counted),
+        "refused": diagnostic("Commands refused", "refused", True, **counted),
     }
     for key, component in components.items():
         component["unique_id"] = f"gunctl_{device_id}_{key}"

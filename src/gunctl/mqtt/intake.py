@@ -85,6 +85,10 @@ class Intake:
         self._answers_for = answers_for  # whether this daemon answers for an unknown device
         self.rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
         self.commands = 0
+        # per gun served (never per id a stranger sends to, which would grow without bound)
+        self.by_device: dict[str, Counter[str]] = {
+            device_id: Counter(commands=0, refused=0) for device_id in daemon.slots
+        }
         self.unanswered = 0  # refusals not answered because the outbox was backed up
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -LOG_EVERY_S
@@ -145,6 +149,7 @@ class Intake:
     def _take(self, device_id: str, message: aiomqtt.Message, received: Received[Any]) -> None:
         """Hand a parsed command to the gun's lane; answer when it is done."""
         self.commands += 1
+        self.by_device[device_id]["commands"] += 1
         self._changed()
         done = self.daemon.submit(device_id, received.command)
         done.add_done_callback(functools.partial(self._answer, device_id, message, received))
@@ -276,6 +281,8 @@ class Intake:
 
     def _count(self, exc: CommandError, device_id: str | None) -> None:
         self.rejected[exc.reason] += 1
+        if device_id in self.by_device:
+            self.by_device[device_id]["refused"] += 1
         self._changed()
         now = time.monotonic()
         if now - self._logged_at >= LOG_EVERY_S:
