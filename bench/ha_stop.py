@@ -29,11 +29,9 @@ from typing import Any
 import aiomqtt
 
 from bench.homeassistant import HomeAssistant, find_python
-from bench.mqtt_stop import SPEC, StopTimes, mosquitto, start_all
+from bench.mqtt_stop import SPEC, StopTimes, mosquitto, serving, start_all
 from bench.report import percentiles, report
-from gunctl.config import load_settings
 from gunctl.logs import configure
-from gunctl.mqtt.service import Service
 
 
 def _free_port() -> int:
@@ -54,22 +52,10 @@ async def _stop_button(hass: HomeAssistant, unique_id: str) -> str:
 
 
 async def measure(hass: HomeAssistant, port: int, samples: int) -> dict[str, list[float]]:
-    settings = load_settings(
-        None,
-        node_id="habench",
-        mqtt={"host": "127.0.0.1", "port": port},
-        devices={"sim": 1, "sim_spec": SPEC},
-        red_flags_acknowledged=True,
-        log_level="error",
-    )
-    service = Service(settings)
-    await service.start()
     timer = StopTimes()
     pressed: list[float] = []
     published: list[float] = []
-    try:
-        await service.daemon.wait_connected(10)
-        await asyncio.wait_for(service.bridge.connected.wait(), 10)
+    async with serving(port, "habench", 1) as service:
         (slot,) = service.daemon.slots.values()
         timer.watch(slot)
         button = await _stop_button(hass, f"gunctl_{slot.device_id}_stop")
@@ -90,8 +76,6 @@ async def measure(hass: HomeAssistant, port: int, samples: int) -> dict[str, lis
                 await asyncio.wait_for(timer.arrived[slot.device_id].wait(), 5)
                 (pressed if through_ha else published).append(times[before] - asked)
                 await asyncio.sleep(0.05)
-    finally:
-        await service.stop()
     return {"ha": pressed[:samples], "mqtt": published[:samples]}
 
 

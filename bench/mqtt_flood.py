@@ -31,9 +31,8 @@ from typing import Any
 
 import aiomqtt
 
-from bench.mqtt_stop import SPEC, StopTimes, mosquitto
+from bench.mqtt_stop import SPEC, StopTimes, mosquitto, serving
 from bench.report import percentiles, report
-from gunctl.config import load_settings
 from gunctl.control.supervisor import LoopStats
 from gunctl.daemon import DeviceSlot
 from gunctl.logs import configure
@@ -195,22 +194,9 @@ async def main(trials: int, junk: int, devices: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GUNCTL_DATA_DIR"] = tmp
         with mosquitto(Path(tmp)) as port:
-            settings = load_settings(
-                None,
-                node_id="flood",
-                mqtt={"host": "127.0.0.1", "port": port},
-                devices={"sim": devices, "sim_spec": SPEC},
-                red_flags_acknowledged=True,
-                log_level="error",
-            )
-            service = Service(settings)
-            await service.start()
-            gc.freeze()  # as gunctl serve does once started (Service.run)
             results: list[tuple[bool, dict[str, Any]]] = []
-            try:
-                await service.daemon.wait_connected(10)
-                await asyncio.wait_for(service.bridge.connected.wait(), 10)
-                await asyncio.wait_for(service.bridge.stopline.connected.wait(), 10)
+            async with serving(port, "flood", devices) as service:
+                gc.freeze()  # as gunctl serve does once started (Service.run)
                 timer = StopTimes()
                 for slot in service.daemon.slots.values():
                     timer.watch(slot)
@@ -225,8 +211,6 @@ async def main(trials: int, junk: int, devices: int) -> None:
                                 await trial(service, client, timer, port, files, on_stop_topic),
                             )
                         )
-            finally:
-                await service.stop()
             floors = [await floor(port, files) for _ in range(max(1, trials // 4))]
     rows = []
     for on_stop_topic, name in ((True, "stop topic (stop line)"), (False, "set topic")):

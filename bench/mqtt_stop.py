@@ -24,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,28 @@ class StopTimes:
         link.write = write  # type: ignore[method-assign]
 
 
+@contextlib.asynccontextmanager
+async def serving(port: int, node_id: str, devices: int) -> AsyncIterator[Service]:
+    """``gunctl serve`` on ``devices`` simulated guns, connected (both lines) to the broker."""
+    settings = load_settings(
+        None,
+        node_id=node_id,
+        mqtt={"host": "127.0.0.1", "port": port},
+        devices={"sim": devices, "sim_spec": SPEC},
+        red_flags_acknowledged=True,
+        log_level="error",
+    )
+    service = Service(settings)
+    await service.start()
+    try:
+        await service.daemon.wait_connected(10)
+        await asyncio.wait_for(service.bridge.connected.wait(), 10)
+        await asyncio.wait_for(service.bridge.stopline.connected.wait(), 10)
+        yield service
+    finally:
+        await service.stop()
+
+
 async def start_all(service: Service, slots: list[DeviceSlot]) -> None:
     """A session on every gun, motor running (head confirmed, ramp begun)."""
     for slot in slots:
@@ -112,23 +134,11 @@ async def start_all(service: Service, slots: list[DeviceSlot]) -> None:
 
 
 async def measure(port: int, count: int, samples: int) -> dict[str, list[float]]:
-    settings = load_settings(
-        None,
-        node_id=f"bench{count}",
-        mqtt={"host": "127.0.0.1", "port": port},
-        devices={"sim": count, "sim_spec": SPEC},
-        red_flags_acknowledged=True,
-        log_level="error",
-    )
-    service = Service(settings)
-    await service.start()
     timer = StopTimes()
     mqtt: list[float] = []
     direct: list[float] = []
     rng = random.Random(count)
-    try:
-        await service.daemon.wait_connected(10)
-        await asyncio.wait_for(service.bridge.connected.wait(), 10)
+    async with serving(port, f"bench{count}", count) as service:
         slots = list(service.daemon.slots.values())
         for slot in slots:
             timer.watch(slot)
@@ -159,8 +169,6 @@ async def measure(port: int, count: int, samples: int) -> dict[str, list[float]]
                         await supervisor.request(Simple("stop"))
                     await asyncio.sleep(rng.random() * 0.01)
                 await asyncio.sleep(0.05)
-    finally:
-        await service.stop()
     return {"mqtt": mqtt[:samples], "direct": direct[:samples]}
 
 
