@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -83,12 +84,16 @@ async def churn(
     return {"rounds": rounds, "connects": connects, "failures": failures}
 
 
-async def measure(guns: int, seconds: float, addresses: list[str]) -> list[dict[str, Any]]:
+async def measure(
+    guns: int, seconds: float, addresses: list[str], *, freeze: bool = True
+) -> list[dict[str, Any]]:
     clock = Clock()
     running = await connect_sim(SPEC, clock=clock, device_id="running", record_lateness=True)
     helper = asyncio.create_task(confirm_heads(running))
     await running.supervisor.request(Start(glute_plan(running)))
     await asyncio.sleep(3)  # the ramp is done, the motor at its hold speed
+    if freeze:  # as gunctl serve does once it is up: start-up objects out of every collection
+        gc.freeze()
     stats = running.supervisor.loop_stats
 
     async def quiet(_: int) -> Device:
@@ -137,18 +142,26 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
     parser.add_argument("--guns", type=int, default=15, help="guns plugged in and out together")
     parser.add_argument("--no-ble", action="store_true", help="simulated guns only")
+    parser.add_argument("--no-freeze", action="store_true", help="leave out serve's gc.freeze()")
     args = parser.parse_args()
     configure(level="critical")
     if args.no_ble:
-        rows = asyncio.run(measure(args.guns, args.seconds, []))
+        rows = asyncio.run(measure(args.guns, args.seconds, [], freeze=not args.no_freeze))
     else:
         with fake_bluez(args.guns) as addresses:
-            rows = asyncio.run(measure(args.guns, args.seconds, addresses))
+            rows = asyncio.run(
+                measure(args.guns, args.seconds, addresses, freeze=not args.no_freeze)
+            )
     report(
         "hotplug",
         f"The running gun's tick lateness while {args.guns} guns come and go",
         rows,
-        {"spec": SPEC, "seconds": args.seconds, "target_max_ms": PERIOD_MS},
+        {
+            "spec": SPEC,
+            "seconds": args.seconds,
+            "gc_freeze": not args.no_freeze,
+            "target_max_ms": PERIOD_MS,
+        },
     )
 
 

@@ -83,9 +83,8 @@ MUTATIONS = [
     Mutation(
         "a start is not checked against the faults already reported",
         "src/gunctl/control/supervisor.py",
-        "            self._start(request.plan, request.prior)\n"
-        "            await self._check_telemetry()\n",
-        "            self._start(request.plan, request.prior)\n",
+        "                return\n            await self._check_telemetry()\n",
+        "                return\n",
         (f"{CONTROL}/test_latched_faults.py",),
     ),
     Mutation(
