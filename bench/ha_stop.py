@@ -40,17 +40,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _stop_button(hass: HomeAssistant, unique_id: str) -> str:
-    async with asyncio.timeout(30):
-        while True:
-            entities = await hass.entities()
-            if unique_id in entities:
-                entity_id = str(entities[unique_id]["entity_id"])
-                await hass.until_state(entity_id, lambda s: s != "unavailable")
-                return entity_id
-            await asyncio.sleep(0.1)
-
-
 async def measure(hass: HomeAssistant, port: int, samples: int) -> dict[str, list[float]]:
     timer = StopTimes()
     pressed: list[float] = []
@@ -58,7 +47,9 @@ async def measure(hass: HomeAssistant, port: int, samples: int) -> dict[str, lis
     async with serving(port, "habench", 1) as service:
         (slot,) = service.daemon.slots.values()
         timer.watch(slot)
-        button = await _stop_button(hass, f"gunctl_{slot.device_id}_stop")
+        stop = f"gunctl_{slot.device_id}_stop"
+        button = (await hass.entity_ids({stop}, timeout=30))[stop]
+        await hass.until_state(button, lambda s: s != "unavailable")
         topic = service.bridge.topics.stop(slot.device_id)
         async with aiomqtt.Client("127.0.0.1", port, protocol=aiomqtt.ProtocolVersion.V5) as client:
             while len(pressed) < samples or len(published) < samples:

@@ -197,6 +197,15 @@ class HomeAssistant:
         entries = await self.ws({"type": "config/entity_registry/list"})
         return {e["unique_id"]: e for e in entries if e["platform"] == platform}
 
+    async def entity_ids(self, unique_ids: set[str], timeout: float = 20.0) -> dict[str, str]:
+        """Wait for every unique id to be registered; map each to its entity id."""
+        async with asyncio.timeout(timeout):
+            while True:
+                registered = await self.entities()
+                if unique_ids <= set(registered):
+                    return {u: str(registered[u]["entity_id"]) for u in unique_ids}
+                await asyncio.sleep(0.1)
+
     async def devices(self) -> list[dict[str, Any]]:
         return list(await self.ws({"type": "config/device_registry/list"}))
 

@@ -71,16 +71,6 @@ def hass(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[H
         home.stop()
 
 
-async def _entity_ids(hass: HomeAssistant, unique_ids: set[str]) -> dict[str, str]:
-    """Wait for Home Assistant to register every unique id; map each to its entity id."""
-    async with asyncio.timeout(20):
-        while True:
-            registered = await hass.entities()
-            if unique_ids <= set(registered):
-                return {u: registered[u]["entity_id"] for u in unique_ids}
-            await asyncio.sleep(0.1)
-
-
 async def test_every_discovered_entity_appears_on_one_device_without_a_warning(
     hass: HomeAssistant, broker: Broker, make_settings: Settings
 ) -> None:
@@ -92,7 +82,7 @@ async def test_every_discovered_entity_appears_on_one_device_without_a_warning(
             for device_id in service.daemon.slots:
                 config: dict[str, Any] = (await watcher.first(topics.discovery(device_id))).json()
                 unique_ids = {c["unique_id"] for c in config["cmps"].values()}
-                entity_ids = await _entity_ids(hass, unique_ids)
+                entity_ids = await hass.entity_ids(unique_ids)
 
                 devices = [
                     d
@@ -125,7 +115,7 @@ async def _page(hass: HomeAssistant, watcher: Watcher, device_id: str) -> Callab
     """The entity id of each of the gun's controls and sensors, by gunctl's key for it."""
     topics = watcher.topics
     config: dict[str, Any] = (await watcher.first(topics.discovery(device_id))).json()
-    ids = await _entity_ids(hass, {c["unique_id"] for c in config["cmps"].values()})
+    ids = await hass.entity_ids({c["unique_id"] for c in config["cmps"].values()})
     return lambda key: ids[f"gunctl_{device_id}_{key}"]
 
 
