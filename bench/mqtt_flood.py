@@ -31,7 +31,7 @@ from typing import Any
 
 import aiomqtt
 
-from bench.mqtt_stop import SPEC, StopTimes, mosquitto, serving
+from bench.mqtt_stop import SPEC, StopTimes, mosquitto, protocol_of, serving
 from bench.report import percentiles, report
 from gunctl.control.supervisor import LoopStats
 from gunctl.daemon import DeviceSlot
@@ -50,7 +50,7 @@ async def run_all(service: Service, slots: list[DeviceSlot]) -> None:
         supervisor = slot.device.supervisor  # type: ignore[union-attr]
         if supervisor.running:
             continue
-        start = StartCommand(action="start", protocol="glute", side="left")
+        start = StartCommand(action="start", protocol=protocol_of(slot), side="left")
         await service.daemon.submit(slot.device_id, start)
         await service.daemon.submit(slot.device_id, SessionCommand(action="confirm_head"))
     while not all(  # noqa: ASYNC110  (the setpoint has no event to wait on)

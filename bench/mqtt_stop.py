@@ -38,6 +38,7 @@ from gunctl.links.base import Endpoint
 from gunctl.logs import configure
 from gunctl.mqtt.commands import SessionCommand, StartCommand
 from gunctl.mqtt.service import Service
+from gunctl.profiles.loader import load_catalogue
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import get_spec
 from gunctl.specs.messages import Stop
@@ -97,9 +98,45 @@ class StopTimes:
         link.write = write  # type: ignore[method-assign]
 
 
+def own_muscles(directory: Path, count: int) -> Path:
+    """A profiles folder in which gun ``n`` (from 1) has a muscle and a protocol of its own.
+
+    Every gun of one daemon, simulated ones too, books its sessions in one
+    person's exposure ledger, so four guns running the glute protocol on the
+    same side at once pass its 48-hour cap and the fourth start is refused, as
+    it should be. These benches measure MQTT, not the ledger: gun ``n`` runs
+    protocol ``bench-n`` on a made-up muscle ``bench-n`` with the gluteus
+    maximus's envelope (one 60 s hold a side). Each start is still checked and
+    booked in the ledger; the guns only stop sharing one muscle. The 270 s a
+    side over 48 hours leave room for about 30 flood trials on gun 1.
+    """
+    folder = directory / "bench-profiles"
+    (folder / "protocols").mkdir(parents=True, exist_ok=True)
+    envelope = load_catalogue().muscles["gluteus-maximus"].model_dump(mode="json")
+    muscles = {f"bench-{n}": {**envelope, "name": f"Bench muscle {n}"} for n in range(1, count + 1)}
+    (folder / "muscles.yaml").write_text(json.dumps({"muscles": muscles}))  # JSON is YAML
+    for name in muscles:
+        step = {"muscle": name, "side": "both", "head": "ball", "intensity": 0.5, "hold_s": 60}
+        step |= {"ramp_s": 2, "rest_s": 5, "placement": "anywhere"}
+        protocol = {"name": name, "title": name, "description": "a bench's own muscle"}
+        path = folder / "protocols" / f"{name}.yaml"
+        path.write_text(json.dumps({**protocol, "steps": [step]}))
+    return folder
+
+
+def protocol_of(slot: DeviceSlot) -> str:
+    """The protocol of the gun's own muscle (:func:`own_muscles`): ``bench-<its number>``."""
+    return f"bench-{slot.target}"
+
+
 @contextlib.asynccontextmanager
 async def serving(port: int, node_id: str, devices: int) -> AsyncIterator[Service]:
-    """``gunctl serve`` on ``devices`` simulated guns, connected (both lines) to the broker."""
+    """``gunctl serve`` on ``devices`` simulated guns, connected (both lines) to the broker.
+
+    Each gun has a muscle of its own (:func:`own_muscles`), in a folder beside
+    ``GUNCTL_DATA_DIR``'s history.
+    """
+    folder = own_muscles(Path(os.environ["GUNCTL_DATA_DIR"]), devices)
     settings = load_settings(
         None,
         node_id=node_id,
@@ -108,7 +145,7 @@ async def serving(port: int, node_id: str, devices: int) -> AsyncIterator[Servic
         red_flags_acknowledged=True,
         log_level="error",
     )
-    service = Service(settings)
+    service = Service(settings, catalogue=load_catalogue(folder))
     await service.start()
     try:
         await service.daemon.wait_connected(10)
@@ -123,7 +160,7 @@ async def start_all(service: Service, slots: list[DeviceSlot]) -> None:
     """A session on every gun, motor running (head confirmed, ramp begun)."""
     for slot in slots:
         await service.daemon.execute(
-            slot.device_id, StartCommand(action="start", protocol="glute", side="left")
+            slot.device_id, StartCommand(action="start", protocol=protocol_of(slot), side="left")
         )
         await service.daemon.execute(slot.device_id, SessionCommand(action="confirm_head"))
     # the setpoint has no event to wait on
