@@ -129,6 +129,30 @@ MUTATIONS = [
         "prior[(muscle, side)] = float(recorded)",
         (f"{CONTROL}/test_shared_caps.py",),
     ),
+    *(
+        Mutation(
+            f"the diary rule {rule} is left out",
+            "src/gunctl/store/diary.py",
+            f'    "{rule}": {rule},\n',
+            "",
+            (f"{CONTROL}/test_diary_rules.py",),
+        )
+        for rule in ("pain_severe", "pain_rising", "pain_spreading", "not_improving")
+    ),
+    Mutation(
+        "a start is not checked against the diary",
+        "src/gunctl/control/supervisor.py",
+        "            if (verdict := self.exposure.diary_refusal()) is not None:\n",
+        "            if (verdict := None) is not None:\n",
+        (f"{CONTROL}/test_diary_rules.py",),
+    ),
+    Mutation(
+        "a professional's visit does not start a new baseline",
+        "src/gunctl/store/history.py",
+        'start = _iso(since) if since is not None else (visit or "")',
+        'start = _iso(since) if since is not None else ""',
+        (f"{CONTROL}/test_diary_rules.py",),
+    ),
     Mutation(
         "a latched fault flag raised while running is ignored",
         "src/gunctl/control/rules.py",

@@ -63,6 +63,7 @@ from gunctl.specs.models import DeviceSpec
 from gunctl.store import selections
 from gunctl.store.history import History, follow
 from gunctl.store.selections import Selection
+from gunctl.store.trace import sampler
 
 if TYPE_CHECKING:
     from gunctl.links.proxy import Proxies
@@ -509,7 +510,13 @@ class Daemon:
             return dict(session.worked) if session is not None else {}
 
         slot.follower = asyncio.create_task(
-            follow(self.history, subscription, session_id, progress=progress),
+            follow(
+                self.history,
+                subscription,
+                session_id,
+                progress=progress,
+                sample=sampler(supervisor),
+            ),
             name=f"history {slot.device_id}",
         )
         log.info(

@@ -378,6 +378,7 @@ async def _supervise(
     from gunctl.control.events import ENDING_EVENTS
     from gunctl.control.supervisor import RequestError, Simple, Start
     from gunctl.store.history import follow
+    from gunctl.store.trace import sampler
 
     sup = device.supervisor
     events = sup.bus.subscribe()
@@ -399,6 +400,7 @@ async def _supervise(
             sup.bus.subscribe(),
             session_id,
             progress=lambda: sup.session.worked if sup.session is not None else {},
+            sample=sampler(sup),
             scale=options.time_scale,
         )
     )

@@ -32,6 +32,7 @@ class StepInfo(DataModel):
     ppm: int
     level: int | None = None
     placement: str
+    force_cap_n: float | None = None  # the muscle's cap on pressing force, where it has one
 
 
 class SessionStarted(_Event):

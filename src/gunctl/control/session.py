@@ -110,6 +110,7 @@ class Session:
             ppm=step.ppm,
             level=step.level,
             placement=step.placement,
+            force_cap_n=step.force_cap_n,
         )
 
     # -- the clock -----------------------------------------------------------

@@ -45,6 +45,7 @@ from gunctl.profiles.plan import ExposureRefused, Key, Plan, Want, wants
 from gunctl.specs.codec import DecodeError
 from gunctl.specs.messages import Status, Version
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
+from gunctl.store.diary import DiaryVerdict
 
 log = structlog.get_logger("gunctl.supervisor")
 
@@ -59,7 +60,9 @@ class Exposure(Protocol):
     returns each side's exposure before this session (the last 48 hours, and
     what other running sessions have reserved). ``release`` gives the booking
     back once the session ends. ``pain_blocks`` names the muscle sides a pain
-    stop has blocked for the rest of the day.
+    stop has blocked for the rest of the day. ``diary_refusal`` is the symptom
+    diary's rule that refuses any session until a professional has been
+    seen (gunctl.store.diary), or None.
     """
 
     def exposure_s(self, muscle: str, side: str) -> float: ...
@@ -71,6 +74,8 @@ class Exposure(Protocol):
     def pain_blocks(self) -> Mapping[Key, str]:
         """(muscle, side) -> why it is blocked today, e.g. "sharp pain at 14:02"."""
         ...
+
+    def diary_refusal(self) -> DiaryVerdict | None: ...
 
 
 class NoExposure:
@@ -87,6 +92,9 @@ class NoExposure:
 
     def pain_blocks(self) -> Mapping[Key, str]:
         return {}
+
+    def diary_refusal(self) -> DiaryVerdict | None:
+        return None
 
 
 # -- requests ------------------------------------------------------------------
@@ -271,6 +279,8 @@ class Supervisor:
         plan_wants = wants(plan)
 
         def read() -> dict[Key, float]:
+            if (verdict := self.exposure.diary_refusal()) is not None:
+                raise RequestError(str(verdict))
             blocked = self.exposure.pain_blocks()
             for step in plan.steps:
                 if (reason := blocked.get((step.muscle, step.side))) is not None:

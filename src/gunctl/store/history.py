@@ -61,10 +61,23 @@ from gunctl.control.events import (
     StepCompleted,
     StepStarted,
     Subscription,
+    Warning_,
 )
 from gunctl.datafile import DataModel
 from gunctl.errors import StorageError
 from gunctl.profiles.plan import ExposureCheck, ExposureRefused, Want
+from gunctl.store.diary import (
+    DiaryData,
+    DiaryRule,
+    DiarySettings,
+    DiaryVerdict,
+    Moment,
+    Reach,
+    Score,
+    diary_settings,
+    first_refusal,
+)
+from gunctl.store.trace import CHUNK_SAMPLES, TRACE_HZ, Mark, Sample, Trace, decode, encode
 
 log = structlog.get_logger("gunctl.history")
 
@@ -163,6 +176,53 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    (
+        # The symptom diary (gunctl.store.diary): pain scores before and after sessions,
+        # and when the person saw a professional, which starts the rules' new baseline.
+        """
+        CREATE TABLE scores (
+            id          INTEGER PRIMARY KEY,
+            recorded_at TEXT NOT NULL,  -- wall clock, UTC, ISO 8601
+            simulated   INTEGER NOT NULL,
+            session_id  INTEGER REFERENCES sessions (id) ON DELETE SET NULL,
+            moment      TEXT NOT NULL CHECK (moment IN ('before', 'after')),
+            pain        INTEGER CHECK (pain BETWEEN 0 AND 10),
+            reach       TEXT CHECK (reach IN ('buttock', 'thigh', 'below_knee', 'foot')),
+            skipped     INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX scores_recorded_at ON scores (simulated, recorded_at)",
+        "CREATE UNIQUE INDEX scores_session ON scores (session_id, moment) "
+        "WHERE session_id IS NOT NULL",
+        """
+        CREATE TABLE professional_visits (
+            id          INTEGER PRIMARY KEY,
+            recorded_at TEXT NOT NULL,
+            simulated   INTEGER NOT NULL,
+            note        TEXT NOT NULL
+        )
+        """,
+        # Each session's telemetry trace (gunctl.store.trace), chunk by chunk, and the
+        # warnings and step starts drawn on it (stops and pain are in their own tables).
+        """
+        CREATE TABLE trace_chunks (
+            session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            t0         REAL NOT NULL,  -- session clock seconds of the first sample
+            data       BLOB NOT NULL,
+            PRIMARY KEY (session_id, t0)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE trace_marks (
+            session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            at         REAL NOT NULL,
+            kind       TEXT NOT NULL,
+            label      TEXT NOT NULL,
+            "values"   TEXT NOT NULL  -- JSON object
+        )
+        """,
+        "CREATE INDEX trace_marks_session ON trace_marks (session_id)",
+    ),
 ]
 
 
@@ -251,6 +311,7 @@ class SessionRecord(DataModel):
     muscles: list[MuscleTime]
     safety_stops: list[SafetyStopRecord]
     pain_reports: list[PainRecord]
+    scores: list[Score]  # the diary's answers before and after, skipped ones included
 
 
 # -- where, and who is writing -------------------------------------------------
@@ -376,6 +437,9 @@ class ExposureView:
     def release(self, device: str) -> None:
         self.history.release(device)
 
+    def diary_refusal(self) -> DiaryVerdict | None:
+        return self.history.diary_refusal(simulated=self.simulated)
+
 
 class History:
     """The session history in one SQLite file; safe to share between threads.
@@ -384,14 +448,22 @@ class History:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str] | None = None, *, read_only: bool = False
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        read_only: bool = False,
+        diary: DiarySettings | None = None,
     ) -> None:
         """Open (or create) the history; ``read_only`` only reads a file that exists.
+
+        ``diary`` sets the diary rules' thresholds; by default they are read
+        from ``GUNCTL_DIARY_*`` at each check.
 
         Raises HistoryError, saying what to do, when the file or its folder
         cannot be used (damaged, read-only, under a file, ...).
         """
         self.path = Path(path) if path is not None else default_path()
+        self._diary = diary
         self._lock = threading.RLock()
         self._live: dict[int, _Live] = {}
         self._by_device: dict[str, int] = {}
@@ -453,6 +525,10 @@ class History:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @property
+    def diary_settings(self) -> DiarySettings:
+        return self._diary or diary_settings()
 
     @property
     def schema_version(self) -> int:
@@ -673,6 +749,18 @@ class History:
                 )
             case StepStarted():
                 live.halt(at)
+                self._mark(
+                    db,
+                    session_id,
+                    at,
+                    "step",
+                    f"{event.step.muscle} {event.step.side}",
+                    {
+                        "index": event.step.index,
+                        "ppm": event.step.ppm,
+                        "force_cap_n": event.step.force_cap_n,
+                    },
+                )
                 live.current = (event.step.muscle, event.step.side)
                 live.accum = 0.0
                 live.running_since = None if live.paused else at
@@ -713,6 +801,8 @@ class History:
                 live.current, live.accum, live.running_since = None, 0.0, None
             case SessionCompleted() | SessionAborted():
                 live.halt(at)
+                ending = event.reason if isinstance(event, SessionAborted) else "completed"
+                self._mark(db, session_id, at, "end", ending, {})
                 rows = dict(live.completed)
                 for key, seconds in live.exact.items():
                     rows[key] = max(rows.get(key, 0.0), seconds)
@@ -731,9 +821,26 @@ class History:
                 now = _iso(_utc())
                 self._close_row(db, session_id, status, reason, message, now, event.worked_s)
                 return
+            case Warning_():
+                self._mark(db, session_id, at, "warning", event.rule, event.values)
             case _:
-                pass  # cues and warnings move time on, nothing more
+                pass  # cues move time on, nothing more
         self._save_rows(db, session_id, live.rows(at))
+
+    def _mark(
+        self,
+        db: sqlite3.Connection,
+        session_id: int,
+        at: float,
+        kind: str,
+        label: str,
+        values: Mapping[str, Any],
+    ) -> None:
+        db.execute(
+            'INSERT INTO trace_marks (session_id, at, kind, label, "values") '
+            "VALUES (?, ?, ?, ?, ?)",
+            (session_id, at, kind, label, json.dumps(values, default=str)),
+        )
 
     def _save_rows(
         self, db: sqlite3.Connection, session_id: int, rows: Mapping[Key, float]
@@ -866,6 +973,186 @@ class History:
             ).fetchall()
         return {(m, s): datetime.fromisoformat(at) for m, s, at in rows}
 
+    # -- the symptom diary ---------------------------------------------------------
+
+    def record_score(
+        self,
+        moment: Moment,
+        pain: int | None = None,
+        reach: Reach | str | None = None,
+        *,
+        session_id: int | None = None,
+        simulated: bool = False,
+        at: datetime | None = None,
+    ) -> int:
+        """Record a pain score (0-10) and where the pain reaches, before or after a session.
+
+        Neither given means the person skipped the question, which is kept as
+        such. With ``session_id`` the score belongs to that session (whose kind,
+        real or simulated, it takes) and replaces one given for the same moment;
+        a before-score given ahead of the session it is for is attached with
+        ``attach_score`` once that session has begun. Returns the score's id.
+        Raises ValueError, saying what is allowed, for a bad score or reach.
+        """
+        if moment not in ("before", "after"):
+            raise ValueError(f"a score is 'before' or 'after' a session, not {moment!r}")
+        if pain is not None and (isinstance(pain, bool) or pain not in range(11)):
+            raise ValueError(f"a pain score is a whole number from 0 to 10, not {pain!r}")
+        if reach is not None and reach not in set(Reach):
+            raise ValueError(f"the pain reaches {', '.join(r.value for r in Reach)}, not {reach!r}")
+        where = None if reach is None else Reach(reach).value
+        skipped = pain is None and where is None
+        with self._write() as db:
+            if session_id is not None:
+                row = db.execute(
+                    "SELECT simulated FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
+                if row is None:
+                    raise HistoryError(f"there is no session {session_id}")
+                simulated = bool(row[0])
+                db.execute(
+                    "DELETE FROM scores WHERE session_id = ? AND moment = ?", (session_id, moment)
+                )
+            cursor = db.execute(
+                "INSERT INTO scores (recorded_at, simulated, session_id, moment, pain, reach, "
+                "skipped) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_iso(_utc(at)), int(simulated), session_id, moment, pain, where, int(skipped)),
+            )
+        assert cursor.lastrowid is not None
+        log.info("score_recorded", moment=moment, pain=pain, reach=where, session=session_id)
+        return cursor.lastrowid
+
+    def attach_score(self, score_id: int, session_id: int) -> None:
+        """Tie a before-score given ahead of its session to that session, once it has begun."""
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM scores WHERE session_id = ? AND moment = "
+                "(SELECT moment FROM scores WHERE id = ?) AND id != ?",
+                (session_id, score_id, score_id),
+            )
+            db.execute("UPDATE scores SET session_id = ? WHERE id = ?", (session_id, score_id))
+
+    def record_professional(
+        self, note: str = "", *, simulated: bool = False, at: datetime | None = None
+    ) -> None:
+        """Record that a doctor or physiotherapist has seen the person: a new baseline.
+
+        The diary rules then read only the scores and sessions after it, so a
+        refusal they made is lifted.
+        """
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO professional_visits (recorded_at, simulated, note) VALUES (?, ?, ?)",
+                (_iso(_utc(at)), int(simulated), note),
+            )
+        log.info("professional_visit_recorded", simulated=simulated)
+
+    def _scores(self, where: str, params: Sequence[Any]) -> list[Score]:
+        return [
+            Score(
+                recorded_at=datetime.fromisoformat(at),
+                moment=moment,
+                pain=pain,
+                reach=reach,
+                skipped=bool(skipped),
+                session_id=sid,
+            )
+            for at, moment, pain, reach, skipped, sid in self._db.execute(
+                "SELECT recorded_at, moment, pain, reach, skipped, session_id FROM scores "
+                f"WHERE {where} ORDER BY recorded_at, id",
+                params,
+            )
+        ]
+
+    def diary(
+        self, *, simulated: bool = False, since: datetime | None = None, now: datetime | None = None
+    ) -> DiaryData:
+        """The scores and sessions that ran, from ``since`` (else the last visit) to ``now``.
+
+        Only real sessions at real time count, or only simulated ones with
+        ``simulated``: a demo never sends a person to a doctor.
+        """
+        end = _utc(now)
+        with self._lock:
+            (visit,) = self._db.execute(
+                "SELECT MAX(recorded_at) FROM professional_visits "
+                "WHERE simulated = ? AND recorded_at <= ?",
+                (int(simulated), _iso(end)),
+            ).fetchone()
+            baseline = datetime.fromisoformat(visit) if visit else None
+            start = _iso(since) if since is not None else (visit or "")
+            scores = self._scores(
+                "simulated = ? AND recorded_at > ? AND recorded_at <= ?",
+                (int(simulated), start, _iso(end)),
+            )
+            sessions = [
+                datetime.fromisoformat(at)
+                for (at,) in self._db.execute(
+                    "SELECT started_at FROM sessions WHERE simulated = ? AND time_scale = 1 "
+                    "AND worked_s > 0 AND started_at > ? AND started_at <= ? ORDER BY started_at",
+                    (int(simulated), start, _iso(end)),
+                )
+            ]
+        return DiaryData(now=end, baseline=baseline, scores=scores, sessions=sessions)
+
+    def diary_refusal(
+        self,
+        *,
+        simulated: bool = False,
+        settings: DiarySettings | None = None,
+        rules: dict[str, DiaryRule] | None = None,
+        now: datetime | None = None,
+    ) -> DiaryVerdict | None:
+        """The diary rule that refuses the next session, with its data, or None.
+
+        ``settings`` default to the history's own (``GUNCTL_DIARY_*``);
+        ``rules`` to every diary rule (tests leave one out).
+        """
+        data = self.diary(simulated=simulated, now=now)
+        return first_refusal(data, settings or self.diary_settings, rules)
+
+    # -- telemetry traces ------------------------------------------------------------
+
+    def write_trace(self, session_id: int, samples: list[Sample]) -> None:
+        """Append one chunk of a session's telemetry trace (see gunctl.store.trace)."""
+        if not samples:
+            return
+        t0, data = encode(samples)
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO trace_chunks (session_id, t0, data) VALUES (?, ?, ?)",
+                (session_id, t0, data),
+            )
+
+    def trace(self, session_id: int) -> Trace:
+        """A session's samples, and its step starts, warnings, stops, pain and end as marks."""
+        with self._lock:
+            chunks = self._db.execute(
+                "SELECT t0, data FROM trace_chunks WHERE session_id = ? ORDER BY t0",
+                (session_id,),
+            ).fetchall()
+            marks = [
+                Mark(at=at, kind=kind, label=label, values=json.loads(values))
+                for at, kind, label, values in self._db.execute(
+                    'SELECT at, kind, label, "values" FROM trace_marks WHERE session_id = ? '
+                    "ORDER BY rowid",
+                    (session_id,),
+                )
+            ]
+            record = self.session(session_id)
+        if record is None:
+            raise HistoryError(f"there is no session {session_id}")
+        marks += [
+            Mark(at=s.at, kind="safety_stop", label=s.rule, values=s.values)
+            for s in record.safety_stops
+        ]
+        marks += [
+            Mark(at=p.at, kind="pain", label=f"{p.muscle} {p.side}") for p in record.pain_reports
+        ]
+        order = ("step", "warning", "pain", "safety_stop", "end")  # at one moment, as they happen
+        marks.sort(key=lambda m: (m.at, order.index(m.kind)))
+        return Trace(samples=decode(chunks), marks=marks)
+
     def exposure(self, *, simulated: bool) -> ExposureView:
         """The exposure a Supervisor reads: real sessions', or simulated sessions'."""
         return ExposureView(self, simulated)
@@ -935,6 +1222,10 @@ class History:
                     reported_at=datetime.fromisoformat(reported) if reported else None,
                 )
             )
+        scores: dict[int, list[Score]] = {i: [] for i in ids}
+        for score in self._scores(f"session_id IN ({marks})", ids):
+            assert score.session_id is not None
+            scores[score.session_id].append(score)
         return [
             SessionRecord(
                 id=row["id"],
@@ -958,6 +1249,7 @@ class History:
                 muscles=muscles[row["id"]],
                 safety_stops=stops[row["id"]],
                 pain_reports=pains[row["id"]],
+                scores=scores[row["id"]],
             )
             for row in rows
         ]
@@ -991,6 +1283,8 @@ class History:
                 int(record.simulated),
                 len(record.safety_stops),
                 len(record.pain_reports),
+                *_score_cells(record, "before"),
+                *_score_cells(record, "after"),
             ]
             muscles: list[MuscleTime | None] = [*record.muscles] or [None]
             for muscle in muscles:
@@ -1000,6 +1294,16 @@ class History:
                     writer.writerow([*common, muscle.muscle, muscle.side, muscle.worked_s])
                 count += 1
         return count
+
+
+def _score_cells(record: SessionRecord, moment: Moment) -> tuple[str | int, str]:
+    """The pain and reach cells of one score: empty when not asked, "skipped" when skipped."""
+    for score in record.scores:
+        if score.moment == moment:
+            if score.skipped:
+                return "skipped", "skipped"
+            return ("" if score.pain is None else score.pain), (score.reach or "")
+    return "", ""
 
 
 CSV_COLUMNS = (
@@ -1020,6 +1324,10 @@ CSV_COLUMNS = (
     "simulated",
     "safety_stops",
     "pain_reports",
+    "pain_before",
+    "reach_before",
+    "pain_after",
+    "reach_after",
     "muscle",
     "side",
     "muscle_worked_s",
@@ -1035,6 +1343,7 @@ async def follow(
     session_id: int,
     *,
     progress: Callable[[], Mapping[Key, float]] | None = None,
+    sample: Callable[[], Sample] | None = None,
     every_s: float = CHECKPOINT_S,
     scale: float = 1.0,
 ) -> SessionRecord | None:
@@ -1048,7 +1357,9 @@ async def follow(
     Supervisor's ``session.worked``) and is checkpointed every ``every_s``
     seconds, so that a crash loses at most that much time. If the events stop
     before the session ends (the bus closed, or this task was cancelled), the
-    session is closed as interrupted. The subscription is closed on return.
+    session is closed as interrupted. ``sample``, when given, reads the
+    telemetry for the session's trace, ``TRACE_HZ`` times a second of session
+    time, written a chunk at a time. The subscription is closed on return.
     """
     record = await asyncio.to_thread(history.session, session_id)
     if record is None:
@@ -1059,6 +1370,12 @@ async def follow(
     ticker = (
         asyncio.create_task(_checkpoints(history, session_id, progress, every_s))
         if progress is not None
+        else None
+    )
+    samples: list[Sample] = []
+    tracer = (
+        asyncio.create_task(_tracing(history, session_id, sample, samples, scale))
+        if sample is not None
         else None
     )
     ended = False
@@ -1077,10 +1394,14 @@ async def follow(
                 break
     finally:
         subscription.close()
-        if ticker is not None:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+        for task in (ticker, tracer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if samples:
+            with contextlib.suppress(sqlite3.Error, HistoryError):
+                await asyncio.to_thread(history.write_trace, session_id, samples)
         if subscription.dropped:
             log.warning("history_missed_events", session=session_id, dropped=subscription.dropped)
         if not ended:
@@ -1104,3 +1425,23 @@ async def _checkpoints(
             await asyncio.to_thread(history.checkpoint, session_id, worked)
         except (sqlite3.Error, HistoryError) as exc:
             log.error("history_checkpoint_failed", session=session_id, error=str(exc))
+
+
+async def _tracing(
+    history: History,
+    session_id: int,
+    sample: Callable[[], Sample],
+    samples: list[Sample],
+    scale: float,
+) -> None:
+    """Sample the telemetry into ``samples``, writing each full chunk and starting the next."""
+    while True:
+        await asyncio.sleep(1 / (TRACE_HZ * scale))
+        samples.append(sample())
+        if len(samples) >= CHUNK_SAMPLES:
+            chunk = samples[:]
+            samples.clear()
+            try:
+                await asyncio.to_thread(history.write_trace, session_id, chunk)
+            except (sqlite3.Error, HistoryError) as exc:
+                log.error("history_trace_failed", session=session_id, error=str(exc))
