@@ -65,16 +65,17 @@ kind_option = click.option(
 )
 
 
-def _open() -> History | None:
+def open_history(*, create: bool = False) -> History | None:
     """The history, or None when nothing has been recorded yet (no file is created).
 
-    A history that cannot be written (read-only) is still read.
+    With ``create`` a missing history is created (to record in it). A history
+    that cannot be written (read-only) is still read.
     """
     from gunctl.store.history import History, HistoryError, data_folder, default_path
 
     path = default_path()
     data_folder(path)  # a data folder that can never hold a history is an error, not "empty"
-    if not path.exists():
+    if not path.exists() and not create:
         return None
     try:
         return History(path)
@@ -98,7 +99,7 @@ def history(ctx: click.Context, since: datetime | None, real: bool | None, as_js
     """
     if ctx.invoked_subcommand is not None:
         return
-    store = _open()
+    store = open_history()
     records = [] if store is None else _read(store, since, real)
     result = [r.model_dump(mode="json") for r in records]
     emit(result, as_json, lambda _: _describe(records, since))
@@ -107,6 +108,48 @@ def history(ctx: click.Context, since: datetime | None, real: bool | None, as_js
 def _read(store: History, since: datetime | None, real: bool | None) -> list[SessionRecord]:
     with store:
         return store.sessions(since, simulated=None if real is None else not real)
+
+
+@history.command("show")
+@click.argument("session_id", metavar="ID", type=int)
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    metavar="FILE.png",
+    help="Draw speed and force against each step's cap, temperature, and the stops "
+    "(needs gunctl[plot]).",
+)
+@json_option
+def show(session_id: int, plot: Path | None, as_json: bool) -> None:
+    """One session: what it worked, how it ended, its scores, and its telemetry trace."""
+    from gunctl.errors import GunctlError
+
+    store = open_history()
+    record = None if store is None else store.session(session_id)
+    if store is None or record is None:
+        raise GunctlError(f"there is no session {session_id}", "`gunctl history` lists them")
+    with store:
+        trace = store.trace(session_id)
+    if plot is not None:
+        from gunctl import plots
+
+        if not trace.samples:
+            raise GunctlError(
+                f"session {session_id} has no telemetry trace to draw",
+                "sessions recorded before gunctl kept traces have none",
+            )
+        plots.session(record, trace, plot)
+        click.echo(f"Wrote {plot}.", err=True)
+    result = {**record.model_dump(mode="json"), "trace": trace.model_dump(mode="json")}
+
+    def render(_: Any) -> str:
+        from rich.console import Group
+
+        lines = [*describe_session(record), f"  telemetry: {len(trace.samples)} samples"]
+        lines += [f"  {m.at:7.1f} s  {m.kind}: {m.label}" for m in trace.marks]
+        return to_text(Group(*lines))
+
+    emit(result, as_json, render)
 
 
 @history.command("export")
@@ -128,7 +171,7 @@ def export(as_csv: bool, output: Path | None, since: datetime | None, real: bool
     from gunctl.store.history import CSV_COLUMNS
 
     buffer = io.StringIO()
-    store = _open()
+    store = open_history()
     rows = 0
     if store is None:
         import csv
@@ -219,6 +262,8 @@ def describe_session(record: SessionRecord) -> list[Any]:
         details.add_row(f"  stopped by {stop.rule}", stop.message)
     for pain in record.pain_reports:
         details.add_row("  pain reported", f"{pain.muscle} {pain.side}")
+    for score in record.scores:
+        details.add_row(f"  pain {score.moment}", score.describe())
     if record.status == "aborted" and record.end_message and not record.safety_stops:
         details.add_row("  why", record.end_message)
     return [heading, details]

@@ -181,7 +181,18 @@ def run(**kwargs: object) -> None:
         prepared.check(spec, show=options.sim or options.spec is not None)
         if not _screen(options, keys):
             sys.exit(EXIT_INVALID)
-        sys.exit(asyncio.run(_run_through_proxies(options, keys, prepared)))
+        # The diary asks in a terminal, of sessions in real time: a demo asks no one.
+        asking = keys and options.time_scale == 1.0
+        if asking:
+            from gunctl.cli.diary import ask
+
+            kind = prepared.exposure.simulated
+            prepared.before_score = ask(prepared.history, "before", simulated=kind)
+            prepared.refuse_by_diary()  # a severe score refuses this very session
+        code = asyncio.run(_run_through_proxies(options, keys, prepared))
+        if asking and prepared.session_id is not None:
+            ask(prepared.history, "after", simulated=kind, session_id=prepared.session_id)
+        sys.exit(code)
 
 
 def _fake_bluez(options: Options) -> bool:
@@ -222,9 +233,21 @@ class Prepared:
     protocol: Protocol
     history: History
     exposure: ExposureView
+    before_score: int | None = None  # the diary's score before, given ahead of the session
+    session_id: int | None = None  # the session, once the Supervisor has taken it
+
+    def refuse_by_diary(self) -> None:
+        """Raise GunctlError (exit 3) when a diary rule refuses the session, saying why."""
+        from gunctl.errors import GunctlError
+
+        verdict = self.exposure.diary_refusal()
+        if verdict is not None:
+            raise GunctlError(
+                f"refused: {verdict.rule}: {verdict.message}", verdict.advice, EXIT_SAFETY
+            )
 
     def check(self, spec: DeviceSpec, *, show: bool) -> Plan:
-        """The plan for ``spec``: heads, caps, pain blocks and 48-hour exposure checked.
+        """The plan for ``spec``: the diary, heads, caps, pain blocks and exposure checked.
 
         Raises GunctlError (exit 2 or 3) when the session may not start;
         ``show`` prints the plan summary.
@@ -234,6 +257,7 @@ class Prepared:
         from gunctl.profiles.plan import BlockedToday, PlanError, exposure_checks, make_plan
 
         options = self.options
+        self.refuse_by_diary()
         try:
             plan = make_plan(
                 self.protocol,
@@ -330,7 +354,7 @@ async def _run(options: Options, keys: bool, prepared: Prepared, proxies: Proxie
         # in a worker thread, since the Supervisor is already running on this loop
         show = not (options.sim or options.spec)
         plan = await asyncio.to_thread(prepared.check, device.spec, show=show)
-        return await _supervise(device, plan, prepared.history, options, keys)
+        return await _supervise(device, plan, prepared, keys)
     finally:
         await device.aclose()
 
@@ -372,14 +396,13 @@ def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
     click.echo("\n".join(lines), file=sys.stderr if options.as_json else sys.stdout)
 
 
-async def _supervise(
-    device: Device, plan: Plan, history: History, options: Options, keys: bool
-) -> int:
+async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool) -> int:
     from gunctl.control.events import ENDING_EVENTS
     from gunctl.control.supervisor import RequestError, Simple, Start
     from gunctl.store.history import follow
     from gunctl.store.trace import sampler
 
+    history, options = prepared.history, prepared.options
     sup = device.supervisor
     events = sup.bus.subscribe()
     session_id = await asyncio.to_thread(
@@ -480,6 +503,9 @@ async def _supervise(
             loop.remove_signal_handler(sig)
         click.echo(f"gunctl: refused: {exc}", err=True)
         return EXIT_SAFETY
+    prepared.session_id = session_id
+    if prepared.before_score is not None:
+        await asyncio.to_thread(history.attach_score, prepared.before_score, session_id)
     try:
         if live:
             from rich.live import Live

@@ -279,3 +279,61 @@ def first_refusal(
         if verdict is not None:
             return verdict
     return None
+
+
+# -- what a person looks at ---------------------------------------------------------
+
+
+class Week(DataModel):
+    """One week of the diary: sessions, minutes per muscle side, mean scores."""
+
+    start: datetime
+    sessions: int
+    minutes: dict[str, float]  # "muscle side" -> minutes worked
+    before: float | None  # mean pain before sessions, None with no scores
+    after: float | None
+
+    @property
+    def total_minutes(self) -> float:
+        return sum(self.minutes.values())
+
+
+def weekly(
+    sessions: Sequence[tuple[datetime, dict[str, float]]],
+    scores: Sequence[Score],
+    now: datetime,
+    weeks: int,
+) -> list[Week]:
+    """The last ``weeks`` weeks up to ``now``, oldest first, from sessions and scores.
+
+    ``sessions`` are (start, seconds per "muscle side") pairs.
+    """
+    result = []
+    for n in range(weeks, 0, -1):
+        lo, hi = now - timedelta(weeks=n), now - timedelta(weeks=n - 1)
+        minutes: dict[str, float] = {}
+        count = 0
+        for started, worked in sessions:
+            if lo <= started < hi:
+                count += 1
+                for key, seconds in worked.items():
+                    minutes[key] = minutes.get(key, 0.0) + seconds / 60
+
+        def mean(moment: Moment, lo: datetime = lo, hi: datetime = hi) -> float | None:
+            pains = [
+                s.pain
+                for s in scores
+                if s.moment == moment and s.pain is not None and lo <= s.recorded_at < hi
+            ]
+            return round(sum(pains) / len(pains), 2) if pains else None
+
+        result.append(
+            Week(
+                start=lo,
+                sessions=count,
+                minutes=minutes,
+                before=mean("before"),
+                after=mean("after"),
+            )
+        )
+    return result

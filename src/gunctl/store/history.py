@@ -74,8 +74,10 @@ from gunctl.store.diary import (
     Moment,
     Reach,
     Score,
+    Week,
     diary_settings,
     first_refusal,
+    weekly,
 )
 from gunctl.store.trace import CHUNK_SAMPLES, TRACE_HZ, Mark, Sample, Trace, decode, encode
 
@@ -1110,6 +1112,22 @@ class History:
         """
         data = self.diary(simulated=simulated, now=now)
         return first_refusal(data, settings or self.diary_settings, rules)
+
+    def weeks(
+        self, count: int = 8, *, simulated: bool = False, now: datetime | None = None
+    ) -> list[Week]:
+        """The diary week by week, the last ``count`` weeks up to ``now``, oldest first."""
+        end = _utc(now)
+        start = end - timedelta(weeks=count)
+        records = self.sessions(start, simulated=simulated)
+        worked = [
+            (r.started_at, {f"{m.muscle} {m.side}": m.worked_s for m in r.muscles})
+            for r in records
+            if r.started_at <= end
+        ]
+        return weekly(
+            worked, self.diary(simulated=simulated, since=start, now=end).scores, end, count
+        )
 
     # -- telemetry traces ------------------------------------------------------------
 
