@@ -99,6 +99,7 @@ WRITER = textwrap.dedent(
     import sys, time
     from gunctl.control.events import Cue, SessionStarted, StepCompleted, StepInfo, StepStarted
     from gunctl.store.history import History
+    from gunctl.store.trace import Sample
 
     D = "AA:BB:CC:DD:EE:01"
 
@@ -114,6 +115,8 @@ WRITER = textwrap.dedent(
                                side="right", worked_s=66.5))
     store.record(StepStarted(at=70, device=D, step=info(1, "gluteus_minimus")))
     store.record(Cue(at=78, device=D, message="-", step_index=1))
+    store.record_score("before", 5, "thigh", session_id=sid)
+    store.write_trace(sid, [Sample(at=t / 4, speed_ppm=1800, force_n=20) for t in range(20)])
     print("session", sid, flush=True)
     time.sleep(120)
     """
@@ -142,6 +145,7 @@ def test_a_killed_writer_leaves_an_aborted_record_with_its_time(db_path: Path) -
         assert store.recovered == [sid]
         [record] = store.sessions()
         exposure = store.exposure_s("gluteus_medius", "right")
+        trace = store.trace(sid)
     assert record.id == sid
     assert record.status == "aborted"
     assert record.end_reason == "interrupted"
@@ -151,3 +155,9 @@ def test_a_killed_writer_leaves_an_aborted_record_with_its_time(db_path: Path) -
     times = {(m.muscle, m.side): m.worked_s for m in record.muscles}
     assert times == {("gluteus_medius", "right"): 66.5, ("gluteus_minimus", "right"): 8.0}
     assert exposure == 66.5
+    assert [(s.moment, s.pain) for s in record.scores] == [("before", 5)]  # the diary survives
+    assert len(trace.samples) == 20
+    assert [m.label for m in trace.marks if m.kind == "step"] == [
+        "gluteus_medius right",
+        "gluteus_minimus right",
+    ]
