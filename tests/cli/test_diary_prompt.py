@@ -35,15 +35,20 @@ def spawn(tmp_path: Path, folder: Path) -> pexpect.spawn:
     return child
 
 
-def history(tmp_path: Path, folder: Path) -> list[dict[str, Any]]:
-    out = subprocess.run(
-        [GUNCTL, "history", "--json"],
+def gunctl(tmp_path: Path, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``gunctl ARGS`` with no terminal, on the test's data folder."""
+    return subprocess.run(
+        [GUNCTL, *args],
         env=env(tmp_path, folder),
         capture_output=True,
         text=True,
-        check=True,
+        stdin=subprocess.DEVNULL,
+        timeout=30,
     )
-    return json.loads(out.stdout)
+
+
+def history(tmp_path: Path, folder: Path) -> list[dict[str, Any]]:
+    return json.loads(gunctl(tmp_path, folder, "history", "--json").stdout)
 
 
 def test_scores_before_and_after_a_session_with_a_bad_answer_asked_again(tmp_path: Path) -> None:
@@ -89,19 +94,10 @@ def test_a_severe_score_before_refuses_the_session_and_the_next(tmp_path: Path) 
     assert child.exitstatus == 3
     assert history(tmp_path, folder) == []  # refused before anything began
 
-    again = subprocess.run(
-        [GUNCTL, "run", "quick", "--sim", "--yes"],
-        env=env(tmp_path, folder),
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=30,
-    )
+    again = gunctl(tmp_path, folder, "run", "quick", "--sim", "--yes")
     assert again.returncode == 3
     assert "refused: pain_severe" in again.stderr
-    subprocess.run(
-        [GUNCTL, "diary", "seen", "--sim"], env=env(tmp_path, folder), check=True, timeout=30
-    )
+    assert gunctl(tmp_path, folder, "diary", "seen", "--sim").returncode == 0
     child = spawn(tmp_path, folder)  # asked again: the refusal is lifted
     child.sendline("")
     child.expect("Recorded as skipped.")
