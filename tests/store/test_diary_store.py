@@ -6,16 +6,18 @@ import asyncio
 import csv
 import io
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from store_events import DEVICE, step
 
+from gunctl.clock import wall_now
 from gunctl.control.events import (
     EventBus,
     SafetyStop,
     SessionAborted,
+    SessionCompleted,
     SessionStarted,
     Warning_,
 )
@@ -145,3 +147,25 @@ async def test_follow_keeps_a_trace_with_steps_warnings_and_stops(history: Histo
         ("end", "force"),
     ]
     assert trace.marks[0].values["ppm"] == 1800
+
+
+def test_the_summary_has_the_latest_answers_this_weeks_massage_and_a_refusal(
+    history: History,
+) -> None:
+    now = wall_now()
+    for days, before, after in ((9, 3, 2), (2, 4, None), (1, 8, 3)):
+        at = now - timedelta(days=days)
+        sid = history.begin(device=DEVICE, protocol="glute", started_at=at)
+        history.checkpoint(sid, {("piriformis", "left"): 90.0})
+        history.record(SessionCompleted(at=90.0, device=DEVICE, worked_s=90.0), sid)
+        history.record_score("before", before, session_id=sid, at=at)
+        history.record_score("after", after, session_id=sid, at=at + timedelta(minutes=10))
+    summary = history.diary_summary()
+    assert summary.last_before is not None
+    assert summary.last_after is not None
+    assert (summary.last_before.pain, summary.last_after.pain) == (8, 3)
+    assert (summary.sessions_this_week, summary.minutes_this_week) == (2, 3.0)
+    assert summary.refusal is not None
+    assert summary.refusal.rule == "pain_severe"
+    history.record_professional()
+    assert history.diary_summary().refusal is None

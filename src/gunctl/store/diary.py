@@ -56,6 +56,10 @@ SEE_PROFESSIONAL = (
 Moment = Literal["before", "after"]
 
 
+class ScoreError(GunctlError, ValueError):
+    """A score that cannot be recorded as given; the message says what is allowed."""
+
+
 class Reach(StrEnum):
     """How far down the leg the pain reaches, nearest first."""
 
@@ -134,7 +138,7 @@ class DiaryData:
 
 
 @dataclass(frozen=True)
-class DiaryVerdict:
+class DiaryVerdict:  # a dataclass, not a model: the rules build one on every start check
     """A refusal: which rule, on which data, and what to do."""
 
     rule: str
@@ -337,3 +341,21 @@ def weekly(
             )
         )
     return result
+
+
+class Refusal(DataModel):
+    """A diary refusal as a document: for Home Assistant, scripts and the Python API."""
+
+    rule: str
+    message: str
+    advice: str
+
+
+class DiarySummary(DataModel):
+    """Where the diary stands now: the latest scores, this week's massage, any refusal."""
+
+    last_before: Score | None
+    last_after: Score | None
+    minutes_this_week: float  # motor time in the seven days up to now
+    sessions_this_week: int
+    refusal: Refusal | None  # set while a rule asks for a professional

@@ -70,10 +70,13 @@ from gunctl.store.diary import (
     DiaryData,
     DiaryRule,
     DiarySettings,
+    DiarySummary,
     DiaryVerdict,
     Moment,
     Reach,
+    Refusal,
     Score,
+    ScoreError,
     Week,
     diary_settings,
     first_refusal,
@@ -994,14 +997,14 @@ class History:
         real or simulated, it takes) and replaces one given for the same moment;
         a before-score given ahead of the session it is for is attached with
         ``attach_score`` once that session has begun. Returns the score's id.
-        Raises ValueError, saying what is allowed, for a bad score or reach.
+        Raises ScoreError, saying what is allowed, for a bad score or reach.
         """
         if moment not in ("before", "after"):
-            raise ValueError(f"a score is 'before' or 'after' a session, not {moment!r}")
+            raise ScoreError(f"a score is 'before' or 'after' a session, not {moment!r}")
         if pain is not None and (isinstance(pain, bool) or pain not in range(11)):
-            raise ValueError(f"a pain score is a whole number from 0 to 10, not {pain!r}")
+            raise ScoreError(f"a pain score is a whole number from 0 to 10, not {pain!r}")
         if reach is not None and reach not in set(Reach):
-            raise ValueError(f"the pain reaches {', '.join(r.value for r in Reach)}, not {reach!r}")
+            raise ScoreError(f"the pain reaches {', '.join(r.value for r in Reach)}, not {reach!r}")
         where = None if reach is None else Reach(reach).value
         skipped = pain is None and where is None
         with self._write() as db:
@@ -1127,6 +1130,32 @@ class History:
         ]
         return weekly(
             worked, self.diary(simulated=simulated, since=start, now=end).scores, end, count
+        )
+
+    def diary_summary(
+        self, *, simulated: bool = False, now: datetime | None = None
+    ) -> DiarySummary:
+        """The latest scores, the last seven days' massage and any refusal, in one document."""
+        (week,) = self.weeks(1, simulated=simulated, now=now)
+        with self._lock:
+            latest = {
+                moment: self._scores(
+                    "simulated = ? AND moment = ? AND skipped = 0 AND id = (SELECT id FROM "
+                    "scores WHERE simulated = ? AND moment = ? AND skipped = 0 "
+                    "ORDER BY recorded_at DESC, id DESC LIMIT 1)",
+                    (int(simulated), moment, int(simulated), moment),
+                )
+                for moment in ("before", "after")
+            }
+        verdict = self.diary_refusal(simulated=simulated, now=now)
+        return DiarySummary(
+            last_before=next(iter(latest["before"]), None),
+            last_after=next(iter(latest["after"]), None),
+            minutes_this_week=round(week.total_minutes, 1),
+            sessions_this_week=week.sessions,
+            refusal=None
+            if verdict is None
+            else Refusal(rule=verdict.rule, message=verdict.message, advice=verdict.advice),
         )
 
     # -- telemetry traces ------------------------------------------------------------
