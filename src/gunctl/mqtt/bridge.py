@@ -1,7 +1,7 @@
 """The MQTT bridge: one broker connection, kept up, moving messages both ways.
 
-aiomqtt has no automatic reconnect, so :meth:`Bridge.run` is a loop around
-``async with aiomqtt.Client(...)``: each time it connects it announces the
+The connection does not reconnect by itself, so :meth:`Bridge.run` is a loop
+around ``async with Connection(...)``: each time it connects it announces the
 bridge (``online``, retained; the broker publishes the retained ``offline``
 last will if the process dies), subscribes again, and publishes again what a
 newcomer or a broker that lost its store needs: discovery, availability and
@@ -10,8 +10,14 @@ a jittered back-off; the guns are not touched by any of this (a session in
 progress goes on under its Supervisor).
 
 Outgoing messages go through one outbox drained by one sender task, in order.
-Session events and results produced while the broker is away wait there (up to
-a bound) and go out after the reconnect; telemetry is not queued.
+Session events and results produced while the broker is away wait there and go
+out after the reconnect; state and telemetry wait as their newest value only
+(:mod:`gunctl.mqtt.outbox`).
+
+The connection reads in a thread of its own (:mod:`gunctl.mqtt.client`), and
+what it reads reaches the event loop through a bounded hand-off taken in short
+slices (:mod:`gunctl.mqtt.handoff`), so a flood of junk never holds up a
+control loop.
 
 Incoming commands are parsed here and handed to :meth:`Daemon.submit`, whose
 per-gun lane runs them in arrival order with a stop winning over everything
@@ -43,12 +49,13 @@ from gunctl.control.events import Event
 from gunctl.daemon import Backoff, Daemon, DeviceSlot
 from gunctl.mqtt import discovery, payloads
 from gunctl.mqtt.client import (
+    Connection,
+    Incoming,
     Subscription,
-    make_client,
-    payload_bytes,
-    subscribe,
+    Will,
     subscription,
 )
+from gunctl.mqtt.handoff import Handoff
 from gunctl.mqtt.intake import Intake
 from gunctl.mqtt.neighbours import Neighbours
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
@@ -78,6 +85,7 @@ class Bridge:
         self.connected = asyncio.Event()  # set while connected and announced
         self.outbox = Outbox()
         self._put = self.outbox.put
+        self.handoff = Handoff(self._dispatch, _urgent)
         # one MQTT client id per process: two daemons given the same node id do not
         # take each other's connection over (see _duplicate)
         self.instance = secrets.token_hex(4)
@@ -87,6 +95,7 @@ class Bridge:
             self.topics,
             daemon,
             self.outbox,
+            self.handoff,
             mark=self._mark,
             changed=self._counters_changed,
             answers_for=self.neighbours.answers_for,
@@ -106,7 +115,6 @@ class Bridge:
         self._listed = False
         self._firmware: dict[str, str | None] = {}
         self._stopping = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
         daemon.listener = self
 
     # -- what the daemon tells us --------------------------------------------------
@@ -126,18 +134,18 @@ class Bridge:
         failures = 0
         mqtt = self.settings.mqtt
         stopline = asyncio.create_task(self.stopline.run(), name="mqtt stop line")
-        will = aiomqtt.Will(self.topics.bridge_state, OFFLINE, qos=1, retain=True)
+        will = Will(self.topics.bridge_state, OFFLINE)
+        self.handoff.bind(asyncio.get_running_loop())
         identifier = f"gunctl-{self.settings.node_id}-{self.instance}"
         while not self._stopping.is_set():
             try:
                 password = await asyncio.to_thread(self.settings.mqtt.password)  # a file read
-                async with make_client(
-                    self.settings, identifier, will, password=password
-                ) as client:
+                async with Connection(
+                    self.settings, identifier, self.handoff.offer, will=will, password=password
+                ) as connection:
                     failures = 0
-                    await self._serve(client)
+                    await self._serve(connection)
             except aiomqtt.MqttError as exc:
-                self._client = None
                 self.connected.clear()
                 if self._stopping.is_set():
                     break
@@ -152,7 +160,6 @@ class Bridge:
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
-        self._client = None
         self.connected.clear()
         stopline.cancel()
         await asyncio.gather(stopline, return_exceptions=True)
@@ -174,16 +181,14 @@ class Bridge:
         """Ask :meth:`run` to publish offline, disconnect and return."""
         self._stopping.set()
 
-    async def _serve(self, client: aiomqtt.Client) -> None:
-        self._client = client
+    async def _serve(self, connection: Connection) -> None:
         self.connections += 1
         self._diagnostics_dirty = True
-        receiver = asyncio.create_task(self._receive(client), name="mqtt receive")
-        tasks = [receiver]
+        tasks: list[asyncio.Future[Any]] = [connection.lost]
         lister: asyncio.Task[None] | None = None
         try:
-            await client.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
-            await subscribe(client, self._subscriptions())
+            await connection.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
+            await connection.subscribe(self._subscriptions())
             self._announce()
             log.info(
                 "broker_connected",
@@ -193,7 +198,7 @@ class Bridge:
                 connection=self.connections,
             )
             tasks += [
-                asyncio.create_task(self.outbox.send(client), name="mqtt send"),
+                asyncio.create_task(self.outbox.send(connection), name="mqtt send"),
                 asyncio.create_task(self._states(), name="mqtt state"),
                 asyncio.create_task(self._telemetry(), name="mqtt telemetry"),
             ]
@@ -214,7 +219,6 @@ class Bridge:
             raise aiomqtt.MqttError("a bridge task ended")
         finally:
             self.connected.clear()
-            self._client = None
             for task in [*tasks, *([lister] if lister is not None else [])]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -329,13 +333,16 @@ class Bridge:
         while True:
             deadline = max(deadline + period, loop.time())
             await asyncio.sleep(deadline - loop.time())
-            if len(self.outbox) > 100:  # the broker is slow or gone: telemetry can wait
-                continue
             for slot in self.daemon.slots.values():
                 values = payloads.telemetry(slot)
                 if values is not None:
                     self._put(
-                        Outgoing(self.topics.telemetry(slot.device_id), as_json(values), qos=0)
+                        Outgoing(
+                            self.topics.telemetry(slot.device_id),
+                            as_json(values),
+                            qos=0,
+                            latest=True,
+                        )
                     )
 
     def diagnostics(self) -> dict[str, Any]:
@@ -351,6 +358,8 @@ class Bridge:
             "commands": self.intake.commands,
             "rejected": dict(sorted(self.rejected.items())),
             "unanswered": self.intake.unanswered,
+            "outbox": self.outbox.stats(),
+            "received": {"waiting": len(self.handoff), "most_waiting": self.handoff.most_waiting},
             "guns": {
                 device_id: {**self.intake.by_device[device_id], **_link_and_loop(slot)}
                 for device_id, slot in sorted(self.daemon.slots.items())
@@ -393,24 +402,15 @@ class Bridge:
 
     # -- receiving -----------------------------------------------------------------
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
-            try:
-                self._dispatch(message)
-            except Exception:
-                log.exception("message_failed", topic=message.topic.value)
-            # a burst is already queued here, so the loop would not yield by itself:
-            # give the control loops their turn between two messages
-            await asyncio.sleep(0)
-
-    def _dispatch(self, message: aiomqtt.Message) -> None:
+    def _dispatch(self, message: Incoming) -> None:
+        """On the event loop, in the order read: one message from the main connection."""
         t = self.topics
-        topic = message.topic.value
-        payload = payload_bytes(message.payload)
+        topic = message.topic
+        payload = message.payload
         if topic in (t.bridge_set_all, t.bridge_set):
-            self.intake.bridge_command(message, payload)
+            self.intake.bridge_command(message)
         elif (device_id := t.device_of(topic, "set")) is not None:
-            self.intake.device_command(device_id, message, payload)
+            self.intake.device_command(device_id, message)
         elif (device_id := t.device_of(topic, "availability")) is not None:
             self.neighbours.availability(device_id, payload)
             slot = self.daemon.slots.get(device_id)
@@ -429,6 +429,15 @@ class Bridge:
         elif topic == t.ha_status and payload == ONLINE.encode():
             log.info("home_assistant_online")
             self._announce()
+
+
+def _urgent(message: Incoming) -> bool:
+    """In the network thread, in a flood: whether a message may be a stop, or is no command.
+
+    Every stop, pain stop and stop_all says ``stop``; anything else on a ``set``
+    topic may be shed unread (:mod:`gunctl.mqtt.handoff`).
+    """
+    return not message.topic.endswith("/set") or b"stop" in message.payload
 
 
 def _maker(spec: Any) -> str:

@@ -40,6 +40,7 @@ Reason = Literal[
     "refused",  # the plan or the Supervisor refused it; the message says why
     "cancelled",  # a stop for the same gun arrived after it and before it ran
     "retained",  # published with the retain flag: it would run again on every reconnect
+    "overloaded",  # shed unread in a flood, while the daemon had too many messages waiting
 ]
 REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
 

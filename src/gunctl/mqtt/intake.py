@@ -9,9 +9,11 @@ Refusing is cheap, because anyone allowed to publish can send thousands of bad
 messages: a payload that is refused before any gun's lane takes it (not a
 command, retained, for a device nobody serves) is parsed once, counted by
 reason, and answered at QoS 0; while more than :data:`BACKLOG` messages wait to
-go out (a flood), such refusals are counted but not answered, so that junk
-never pushes the events and results of real commands out of the outbox. A
-command a lane took gets its result, refused or not, at QoS 1. The log gets the
+go out or to be read (a flood), such refusals are counted but not answered, so
+that junk never crowds out the events and results of real commands. Past the
+hand-off's bound, the network thread sheds what cannot be a stop unread
+(``overloaded``, :mod:`gunctl.mqtt.handoff`). A command a lane took gets its
+result, refused or not, at QoS 1. The log gets the
 first refusal of a quiet spell in full and then one summary line per
 :data:`LOG_EVERY_S` with the count per reason, never one line per message.
 
@@ -33,7 +35,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
 import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -41,8 +42,10 @@ from paho.mqtt.properties import Properties
 from gunctl.config import ServeSettings
 from gunctl.daemon import Daemon
 from gunctl.mqtt import payloads
+from gunctl.mqtt.client import Incoming
 from gunctl.mqtt.commands import (
     REASONS,
+    STOPS,
     CommandError,
     DeviceCommand,
     Received,
@@ -50,13 +53,14 @@ from gunctl.mqtt.commands import (
     parse_device_command,
     parse_stop,
 )
+from gunctl.mqtt.handoff import Handoff
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
 from gunctl.mqtt.topics import Topics
 
 log = structlog.get_logger("gunctl.mqtt")
 
 LOG_EVERY_S = 10.0  # at most one summary line of refusals this often
-BACKLOG = 100  # outgoing messages waiting: past this, refusals are counted but not answered
+BACKLOG = 100  # messages waiting to go out or to be read: past this, junk is not answered
 RETAINED = (
     "a retained command is never obeyed: the broker would deliver it again on every "
     "reconnect, and it would run again by itself. Publish commands without the retain "
@@ -71,6 +75,7 @@ class Intake:
         topics: Topics,
         daemon: Daemon,
         outbox: Outbox,
+        received: Handoff,
         *,
         mark: Callable[[str], None],
         changed: Callable[[], None],
@@ -80,10 +85,12 @@ class Intake:
         self.topics = topics
         self.daemon = daemon
         self.outbox = outbox
+        self.received = received  # what the main connection read and the loop has not taken
         self._mark = mark  # a device's state changed
         self._changed = changed  # the counters changed
         self._answers_for = answers_for  # whether this daemon answers for an unknown device
-        self.rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
+        self._rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
+        self._shed_logged = 0
         self.commands = 0
         # per gun served (never per id a stranger sends to, which would grow without bound)
         self.by_device: dict[str, Counter[str]] = {
@@ -93,18 +100,28 @@ class Intake:
         self._unlogged: Counter[str] = Counter()
         self._logged_at = -LOG_EVERY_S
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Refused commands, by reason; those shed unread in the network thread included."""
+        return {**self._rejected, "overloaded": self.received.shed}
+
+    def flooded(self) -> bool:
+        """Whether junk goes unanswered now: too much waits to go out, or to be read."""
+        return len(self.outbox) > BACKLOG or len(self.received) > BACKLOG
+
     # -- what arrives ----------------------------------------------------------------
 
-    def device_command(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
+    def device_command(self, device_id: str, message: Incoming) -> None:
         """A message on ``<device>/set``."""
+        payload = message.payload
         if not payload:
             return  # a retained command being cleared, by us or by someone
         if device_id not in self.daemon.slots:
-            self._stranger(device_id, message, payload)
+            self._stranger(device_id, message)
             return
         result = self.topics.result(device_id)
         if message.retain:
-            self._retained(result, device_id, message, payload)
+            self._retained(result, device_id, message)
             return
         try:
             received = parse_device_command(payload)
@@ -113,24 +130,24 @@ class Intake:
             return
         self._take(device_id, message, received)
 
-    def device_stop(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
+    def device_stop(self, device_id: str, message: Incoming) -> None:
         """A message on ``<device>/stop``: whatever it says, it stops (or pain-stops)."""
+        payload = message.payload
         if not payload:
             return
         if message.retain:
-            self._retained(self.topics.result(device_id), device_id, message, payload)
+            self._retained(self.topics.result(device_id), device_id, message)
             return
         self._take(device_id, message, parse_stop(payload))
 
-    def bridge_command(
-        self, message: aiomqtt.Message, payload: bytes, *, stop_topic: bool = False
-    ) -> None:
+    def bridge_command(self, message: Incoming, *, stop_topic: bool = False) -> None:
         """A message on a bridge's ``set`` (or, with ``stop_topic``, ``stop``) topic."""
+        payload = message.payload
         if not payload:
             return
         result = self.topics.bridge_result
         if message.retain:
-            self._retained(result, None, message, payload)
+            self._retained(result, None, message)
             return
         try:
             received: Received[Any] = (
@@ -146,7 +163,7 @@ class Intake:
 
     # -- carrying out and answering -------------------------------------------------------
 
-    def _take(self, device_id: str, message: aiomqtt.Message, received: Received[Any]) -> None:
+    def _take(self, device_id: str, message: Incoming, received: Received[Any]) -> None:
         """Hand a parsed command to the gun's lane; answer when it is done."""
         self.commands += 1
         self.by_device[device_id]["commands"] += 1
@@ -157,7 +174,7 @@ class Intake:
     def _answer(
         self,
         device_id: str,
-        message: aiomqtt.Message,
+        message: Incoming,
         received: Received[DeviceCommand],
         done: asyncio.Future[dict[str, Any]],
     ) -> None:
@@ -175,7 +192,7 @@ class Intake:
                 ignored=received.ignored,
                 **done.result(),
             )
-            self._reply(result, message, body)
+            self._reply(result, message, body, keep=command.action in STOPS)
         else:
             if not isinstance(exc, CommandError):
                 log.error(
@@ -195,13 +212,13 @@ class Intake:
         self._mark(device_id)
 
     def _stopped_all(
-        self, message: aiomqtt.Message, received: Received[Any], done: asyncio.Future[list[str]]
+        self, message: Incoming, received: Received[Any], done: asyncio.Future[list[str]]
     ) -> None:
         if done.cancelled():
             return
         stopped = done.result()
         node = self.settings.node_id
-        log.warning("stop_all", node=node, stopped=stopped, topic=message.topic.value)
+        log.warning("stop_all", node=node, stopped=stopped, topic=message.topic)
         body = payloads.result(
             received.command.id,
             device=None,
@@ -209,15 +226,15 @@ class Intake:
             stopped=stopped,
             ignored=received.ignored,
         )
-        self._reply(self.topics.bridge_result, message, {**body, "node": node})
+        self._reply(self.topics.bridge_result, message, {**body, "node": node}, keep=True)
 
-    def _stranger(self, device_id: str, message: aiomqtt.Message, payload: bytes) -> None:
+    def _stranger(self, device_id: str, message: Incoming) -> None:
         """A command for a device this daemon does not serve: answered by one daemon only."""
         if not self._answers_for(device_id):
             return
         action: str | None
         try:
-            command = parse_device_command(payload).command
+            command = parse_device_command(message.payload).command
             command_id, action = command.id, command.action
         except CommandError as exc:
             command_id, action = exc.command_id, exc.action
@@ -228,20 +245,18 @@ class Intake:
         )
         self.refuse(self.topics.result(device_id), device_id, message, command_id, action, error)
 
-    def _retained(
-        self, result: str, device_id: str | None, message: aiomqtt.Message, payload: bytes
-    ) -> None:
+    def _retained(self, result: str, device_id: str | None, message: Incoming) -> None:
         command_id: str | int | None = None
         action: str | None = None
         try:
-            command = parse_device_command(payload).command
+            command = parse_device_command(message.payload).command
             command_id, action = command.id, command.action
         except CommandError as exc:
             command_id, action = exc.command_id, exc.action
         self.refuse(
             result, device_id, message, command_id, action, CommandError("retained", RETAINED)
         )
-        self.outbox.put(Outgoing(message.topic.value, b"", retain=True))
+        self.outbox.put(Outgoing(message.topic, b"", retain=True))
 
     # -- refusing ------------------------------------------------------------------
 
@@ -249,7 +264,7 @@ class Intake:
         self,
         result: str,
         device_id: str | None,
-        message: aiomqtt.Message,
+        message: Incoming,
         command_id: str | int | None,
         action: str | None,
         exc: CommandError,
@@ -259,6 +274,9 @@ class Intake:
     ) -> None:
         """Count and answer a refusal; ``taken``: of a command a lane took, not of junk."""
         self._count(exc, device_id)
+        if not taken and self.flooded():
+            self.unanswered += 1  # the events and results of real commands come first
+            return
         body = payloads.result(
             command_id,
             device=device_id,
@@ -270,17 +288,15 @@ class Intake:
         if device_id is None:
             body["node"] = self.settings.node_id
         if taken:  # a person's command: they see why nothing happened, automations too
-            self._reply(result, message, body)
+            self._reply(result, message, body, keep=action in STOPS)
             if device_id is not None:
                 event = payloads.refusal_event(device_id, body)
                 self.outbox.put(Outgoing(self.topics.event(device_id), as_json(event)))
-        elif len(self.outbox) > BACKLOG:
-            self.unanswered += 1  # a flood: the events and results of real commands come first
         else:
-            self._reply(result, message, body, qos=0)
+            self._reply(result, message, body, qos=0, keep=False)
 
     def _count(self, exc: CommandError, device_id: str | None) -> None:
-        self.rejected[exc.reason] += 1
+        self._rejected[exc.reason] += 1
         if device_id in self.by_device:
             self.by_device[device_id]["refused"] += 1
         self._changed()
@@ -294,15 +310,20 @@ class Intake:
 
     def flush_log(self) -> None:
         """Log the refusals not logged one by one, as one line of counts by reason."""
+        shed = self.received.shed
+        if shed > self._shed_logged:
+            self._unlogged["overloaded"] += shed - self._shed_logged
+            self._shed_logged = shed
         if self._unlogged:
             log.warning("commands_rejected", by_reason=dict(sorted(self._unlogged.items())))
             self._unlogged.clear()
 
     def _reply(
-        self, topic: str, message: aiomqtt.Message, body: dict[str, Any], qos: int = 1
+        self, topic: str, message: Incoming, body: dict[str, Any], qos: int = 1, *, keep: bool
     ) -> None:
+        """Answer on ``topic`` and the response topic; ``keep``: never dropped (a stop's)."""
         text = as_json(body)
-        self.outbox.put(Outgoing(topic, text, qos=qos))
+        self.outbox.put(Outgoing(topic, text, qos=qos, keep=keep))
         properties = message.properties
         response = getattr(properties, "ResponseTopic", None) if properties is not None else None
         if not response:
@@ -314,7 +335,7 @@ class Intake:
         correlation = getattr(properties, "CorrelationData", None)
         if correlation is not None:
             reply.CorrelationData = correlation
-        self.outbox.put(Outgoing(response, text, qos=qos, properties=reply))
+        self.outbox.put(Outgoing(response, text, qos=qos, properties=reply, keep=keep))
 
     def _safe_response_topic(self, topic: str) -> bool:
         """Not a wildcard, and not under gunctl's own or Home Assistant's topics."""

@@ -22,7 +22,7 @@ import structlog
 
 from gunctl.config import ServeSettings
 from gunctl.daemon import Backoff
-from gunctl.mqtt.client import make_client, payload_bytes, subscribe, subscription
+from gunctl.mqtt.client import Incoming, make_client, subscribe, subscription
 from gunctl.mqtt.intake import Intake
 from gunctl.mqtt.topics import Topics
 
@@ -73,18 +73,17 @@ class StopLine:
         try:
             async for message in client.messages:
                 try:
-                    self._dispatch(message)
+                    self._dispatch(Incoming.of(message))
                 except Exception:
                     log.exception("stop_failed", topic=message.topic.value)
                 await asyncio.sleep(0)  # let the control loops run between two messages
         finally:
             self.connected.clear()
 
-    def _dispatch(self, message: aiomqtt.Message) -> None:
-        topic = message.topic.value
-        payload = payload_bytes(message.payload)
+    def _dispatch(self, message: Incoming) -> None:
+        topic = message.topic
         if topic in (self.topics.bridge_stop, self.topics.bridge_stop_all):
-            self.intake.bridge_command(message, payload, stop_topic=True)
+            self.intake.bridge_command(message, stop_topic=True)
         elif (device_id := self.topics.device_of(topic, "stop")) in self.intake.daemon.slots:
             assert device_id is not None
-            self.intake.device_stop(device_id, message, payload)
+            self.intake.device_stop(device_id, message)
