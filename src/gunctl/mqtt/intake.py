@@ -8,8 +8,9 @@ topic with its correlation data.
 Refusing is cheap, because anyone allowed to publish can send thousands of bad
 messages: a payload that is refused before any gun's lane takes it (not a
 command, retained, for a device nobody serves) is parsed once, counted by
-reason, and answered at QoS 0; while more than :data:`BACKLOG` messages wait to
-go out or to be read (a flood), such refusals are counted but not answered, so
+reason, and answered at QoS 0, at most :data:`JUNK_ANSWERS_PER_S` a second;
+past that, or while more than :data:`BACKLOG` messages wait to go out or to be
+read (a flood), such refusals are counted (``unanswered``) but not answered, so
 that junk never crowds out the events and results of real commands. Past the
 hand-off's bound, the network thread sheds what cannot be a stop unread
 (``overloaded``, :mod:`gunctl.mqtt.handoff`). A command a lane took gets its
@@ -61,6 +62,7 @@ log = structlog.get_logger("gunctl.mqtt")
 
 LOG_EVERY_S = 10.0  # at most one summary line of refusals this often
 BACKLOG = 100  # messages waiting to go out or to be read: past this, junk is not answered
+JUNK_ANSWERS_PER_S = 100  # refusals of junk answered a second (in bursts of as many)
 RETAINED = (
     "a retained command is never obeyed: the broker would deliver it again on every "
     "reconnect, and it would run again by itself. Publish commands without the retain "
@@ -91,6 +93,8 @@ class Intake:
         self._answers_for = answers_for  # whether this daemon answers for an unknown device
         self._rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
         self._shed_logged = 0
+        self._answers_left = float(JUNK_ANSWERS_PER_S)
+        self._answers_at = time.monotonic()
         self.commands = 0
         # per gun served (never per id a stranger sends to, which would grow without bound)
         self.by_device: dict[str, Counter[str]] = {
@@ -105,9 +109,15 @@ class Intake:
         """Refused commands, by reason; those shed unread in the network thread included."""
         return {**self._rejected, "overloaded": self.received.shed}
 
-    def flooded(self) -> bool:
-        """Whether junk goes unanswered now: too much waits to go out, or to be read."""
-        return len(self.outbox) > BACKLOG or len(self.received) > BACKLOG
+    def _answer_junk(self) -> bool:
+        """Whether a refusal of junk is answered: not in a flood, and not too many a second."""
+        now = time.monotonic()
+        left = self._answers_left + (now - self._answers_at) * JUNK_ANSWERS_PER_S
+        self._answers_left, self._answers_at = min(float(JUNK_ANSWERS_PER_S), left), now
+        if self._answers_left < 1 or len(self.outbox) > BACKLOG or len(self.received) > BACKLOG:
+            return False
+        self._answers_left -= 1
+        return True
 
     # -- what arrives ----------------------------------------------------------------
 
@@ -274,7 +284,7 @@ class Intake:
     ) -> None:
         """Count and answer a refusal; ``taken``: of a command a lane took, not of junk."""
         self._count(exc, device_id)
-        if not taken and self.flooded():
+        if not taken and not self._answer_junk():
             self.unanswered += 1  # the events and results of real commands come first
             return
         body = payloads.result(
