@@ -8,9 +8,16 @@ devices nobody serves, payloads that are not JSON, JSON nested thousands deep,
 and valid starts refused because a session runs. Then one stop for gun 1, on
 its stop topic (the stop line) or on its ``set`` topic (alternating trials).
 Measured: stops lost (no stop frame within 10 s), stop published -> stop frame
-written, every running gun's worst control-loop lateness during the trial,
-and how many junk messages the daemon drained per second (and how many the
-broker dropped from its full queue for the daemon, as it is allowed to).
+written, the worst control-loop lateness of the other running guns during the
+flood and, as the machine's own noise, during a quiet spell of the same length
+just before it (same daemon, same guns, no flood), and how many junk messages
+the daemon refused per second from the first to the last (and how many the
+broker dropped from its full queue for the daemon, as it is allowed to), how
+many the network thread shed unread and the most that waited for the event
+loop (:mod:`gunctl.mqtt.handoff`).
+The floor, in the same run: the daemon's own kind of connection
+(:class:`gunctl.mqtt.client.Connection`) taking the same flood and doing
+nothing with it, beside a bare 50 Hz asyncio ticker.
 
     python -m bench.mqtt_flood [--trials 20] [--junk 10000] [--devices 4]
 """
@@ -33,15 +40,18 @@ import aiomqtt
 
 from bench.mqtt_stop import SPEC, StopTimes, mosquitto, protocol_of, serving
 from bench.report import percentiles, report
+from gunctl.config import load_settings
 from gunctl.control.supervisor import LoopStats
 from gunctl.daemon import DeviceSlot
 from gunctl.logs import configure
+from gunctl.mqtt.client import Connection, Incoming
 from gunctl.mqtt.commands import SessionCommand, StartCommand
 from gunctl.mqtt.service import Service
 
 STOP_TOPIC_P99_MS = 50.0
 SET_TOPIC_MAX_S = 1.0
 PERIOD_MS = 20.0  # one control-loop period at 50 Hz
+DRAIN_PER_S = 10_000
 
 
 async def run_all(service: Service, slots: list[DeviceSlot]) -> None:
@@ -109,35 +119,77 @@ async def ticker(period: float, worst: list[float]) -> None:
         worst[0] = max(worst[0], loop.time() - deadline)
 
 
+class Drain:
+    """Samples a running count of refused messages: how many, from the first to the last."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+        self.start = count()
+        self.value = self.start
+        self.first: float | None = None
+        self.last = 0.0
+
+    async def watch(self) -> None:
+        while True:
+            now = self._count()
+            if now != self.value:
+                at = time.perf_counter()
+                if self.first is None:
+                    self.first = at
+                self.value, self.last = now, at
+            await asyncio.sleep(0.002)
+
+    async def until_quiet(self, quiet_s: float = 0.5) -> None:
+        """Wait until the count has not moved for ``quiet_s``: all the broker passed on is in."""
+        while time.perf_counter() - max(self.last, self.first or 0.0) < quiet_s:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+    @property
+    def drained(self) -> int:
+        return self.value - self.start
+
+    @property
+    def span_s(self) -> float:
+        return self.last - self.first if self.first is not None else 0.0
+
+
 async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float, float]:
-    """The same flood to a bare aiomqtt client that does nothing with what it gets.
+    """The same flood to the daemon's kind of connection, doing nothing with what it gets.
 
     A bare 50 Hz ticker runs beside it: how late a loop gets on this machine
     with no daemon at all.
     """
-    received, last = 0, 0.0
     worst = [0.0]
-    async with aiomqtt.Client("127.0.0.1", port) as client:
-        await client.subscribe("floor/#", qos=1)
+    received = [0]
 
-        async def count() -> None:
-            nonlocal received, last
-            async for _ in client.messages:
-                received, last = received + 1, time.perf_counter()
+    def count(_: Incoming) -> None:  # in the connection's network thread
+        received[0] += 1
 
-        counter = asyncio.create_task(count())
-        began = time.perf_counter()
+    mqtt = {"host": "127.0.0.1", "port": port}
+    settings = load_settings(None, node_id="floor", mqtt=mqtt, devices={"sim": 1})
+    async with Connection(settings, "gunctl-floor", count) as connection:
+        await connection.subscribe([("floor/#", 1)])
+        drain = Drain(lambda: received[0])
+        watcher = asyncio.create_task(drain.watch())
         ticking: list[asyncio.Task[None]] = []
         await flood(
             port,
             [(f"floor/{n}", path) for n, (_, path) in enumerate(files)],
             lambda: ticking.append(asyncio.create_task(ticker(PERIOD_MS / 1000, worst))),
         )
-        while time.perf_counter() - max(last, began) < 0.5:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        counter.cancel()
+        await drain.until_quiet()
+        watcher.cancel()
         ticking[0].cancel()
-    return received, last - began, worst[0] * 1000
+    return drain.drained, drain.span_s, worst[0] * 1000
+
+
+def worst_late_ms(slots: list[DeviceSlot]) -> float:
+    return 1000 * max(s.device.supervisor.loop_stats.max_late_s for s in slots)  # type: ignore[union-attr]
+
+
+def restart_stats(slots: list[DeviceSlot]) -> None:
+    for slot in slots:
+        slot.device.supervisor.loop_stats = LoopStats()  # type: ignore[union-attr]
 
 
 async def trial(
@@ -150,16 +202,12 @@ async def trial(
 ) -> dict[str, Any]:
     slots = list(service.daemon.slots.values())
     await run_all(service, slots)
-    target = slots[0]
+    target, others = slots[0], slots[1:]
     topics = service.bridge.topics
-    refused_before = sum(service.bridge.rejected.values())
-    began = time.perf_counter()
-
-    def restart_stats() -> None:
-        for slot in slots:
-            slot.device.supervisor.loop_stats = LoopStats()  # type: ignore[union-attr]
-
-    published_s = await flood(port, files, restart_stats)
+    drain = Drain(lambda: sum(service.bridge.rejected.values()))
+    watcher = asyncio.create_task(drain.watch())
+    shed_before = service.bridge.handoff.shed
+    published_s = await flood(port, files, lambda: restart_stats(others))
     times = timer.at[target.device_id]
     before = len(times)
     timer.arrived[target.device_id].clear()
@@ -171,21 +219,21 @@ async def trial(
         latency: float | None = times[before] - asked
     except TimeoutError:
         latency = None
-    # the rest of the flood: wait until the daemon has taken in all the broker passed on
-    quiet_since, seen = time.perf_counter(), -1
-    while time.perf_counter() - quiet_since < 0.5:
-        now = sum(service.bridge.rejected.values())
-        if now != seen:
-            seen, quiet_since = now, time.perf_counter()
-        await asyncio.sleep(0.05)
-    drained = seen - refused_before
-    late = max(s.device.supervisor.loop_stats.max_late_s for s in slots[1:])  # type: ignore[union-attr]
+    await drain.until_quiet()  # the rest of the flood: all the broker passed on is taken in
+    watcher.cancel()
+    flooded_s = time.perf_counter() - asked + published_s
+    late = worst_late_ms(others)
+    # the machine's own noise: the same guns, as long again, with no flood
+    restart_stats(others)
+    await asyncio.sleep(flooded_s)
     return {
         "latency": latency,
-        "late_ms": late * 1000,
-        "drained": drained,
-        "drain_s": quiet_since - began - 0.0,
-        "published_s": published_s,
+        "late_ms": late,
+        "quiet_late_ms": worst_late_ms(others),
+        "drained": drain.drained,
+        "drain_s": drain.span_s,
+        "shed": service.bridge.handoff.shed - shed_before,
+        "most_waiting": service.bridge.handoff.most_waiting,
     }
 
 
@@ -226,7 +274,10 @@ async def main(trials: int, junk: int, devices: int) -> None:
                 "stops lost": len(mine) - len(latencies),
                 **{f"stop {k} ms": v for k, v in percentiles(latencies).items() if k != "n"},
                 "loop late max ms": round(max(r["late_ms"] for r in mine), 2),
+                "quiet late max ms": round(max(r["quiet_late_ms"] for r in mine), 2),
                 "junk drained": drained,
+                "of it shed": sum(r["shed"] for r in mine),
+                "most waiting": max(r["most_waiting"] for r in mine),
                 "junk dropped by broker": junk * len(mine) - drained,
                 "drained per s": round(drained / sum(r["drain_s"] for r in mine)),
             }
@@ -235,7 +286,7 @@ async def main(trials: int, junk: int, devices: int) -> None:
     rows.append(
         {
             **{key: "-" for key in rows[0]},
-            "stop on": "(floor: a bare aiomqtt client, no daemon)",
+            "stop on": "(floor: the connection alone, no daemon)",
             "trials": len(floors),
             "loop late max ms": round(max(late for _, _, late in floors), 2),
             "junk drained": got,
@@ -247,7 +298,7 @@ async def main(trials: int, junk: int, devices: int) -> None:
         "mqtt_flood",
         f"{junk} junk messages then a stop, Mosquitto at defaults, {devices} guns running "
         f"(targets: 0 lost; stop topic p99 < {STOP_TOPIC_P99_MS:g} ms; set topic < "
-        f"{SET_TOPIC_MAX_S:g} s; loop lateness < {PERIOD_MS:g} ms)",
+        f"{SET_TOPIC_MAX_S:g} s; loop lateness < {PERIOD_MS:g} ms; {DRAIN_PER_S:,} refused/s)",
         rows,
         meta={"spec": SPEC, "junk": junk, "devices": devices, "qos": 1, "trials": trials},
     )
