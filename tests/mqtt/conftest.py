@@ -16,10 +16,14 @@ _NODES = itertools.count(1)  # node ids never repeat on one broker, so retained 
 
 
 @pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+def broker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Broker]:
+    """The module's Mosquitto, with the module's ``BROKER_CONFIG`` lines if it has any."""
     if not Path(MOSQUITTO).exists():
         pytest.skip("mosquitto is not installed (scripts/bootstrap installs it)")
-    server = Broker(tmp_path_factory.mktemp("mosquitto"), free_port())
+    extra = getattr(request.module, "BROKER_CONFIG", "")
+    server = Broker(tmp_path_factory.mktemp("mosquitto"), free_port(), extra=extra)
     server.start()
     try:
         yield server

@@ -8,11 +8,11 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mqtthost import MOSQUITTO, Broker, free_port, running, watching
+from mqtthost import MOSQUITTO, Broker, running, watching
 
 from gunctl.config import ServeSettings
 from gunctl.mqtt.handoff import BOUND
@@ -21,22 +21,8 @@ from gunctl.mqtt.outbox import ANSWERS_MAX, Outgoing, as_json
 pytestmark = pytest.mark.mqtt
 
 Settings = Callable[..., ServeSettings]
+BROKER_CONFIG = "max_queued_messages 0\n"  # keep all for a slow subscriber: the watcher sees all
 PUBLISH = shutil.which("mosquitto_pub") or str(Path(MOSQUITTO).with_name("mosquitto_pub"))
-
-
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """Mosquitto keeping every message for a slow subscriber: the watcher must see them all."""
-    if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (scripts/bootstrap installs it)")
-    server = Broker(
-        tmp_path_factory.mktemp("mosquitto"), free_port(), extra="max_queued_messages 0\n"
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
 
 
 async def test_junk_past_the_bound_is_shed_and_counted_and_a_stop_behind_it_is_obeyed(
