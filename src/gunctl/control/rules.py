@@ -13,6 +13,7 @@ on time, speed and staleness still hold.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -111,6 +112,9 @@ class Tick:
 
 
 class Rule(Protocol):
+    """A dataclass: its constructor arguments are settings, its ``init=False`` fields state."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
     name: str
     on_frame: ClassVar[bool]  # runs on each telemetry frame rather than on the tick
 
@@ -150,7 +154,7 @@ class StaleTelemetry:
 class Temperature:
     name: str = "temperature"
     on_frame: ClassVar[bool] = True
-    warned: bool = False
+    warned: bool = field(default=False, init=False)
 
     def check(self, tick: Tick) -> Verdict | None:
         temperature = tick.telemetry.get("temperature_c")
@@ -184,7 +188,7 @@ class Force:
 
     name: str = "force"
     on_frame: ClassVar[bool] = True
-    over_since: float | None = None
+    over_since: float | None = field(default=None, init=False)
 
     def check(self, tick: Tick) -> Verdict | None:
         force = tick.telemetry.get("force_n")
@@ -207,7 +211,7 @@ class Force:
 class Stall:
     name: str = "stall"
     on_frame: ClassVar[bool] = True
-    slow_since: float | None = None
+    slow_since: float | None = field(default=None, init=False)
 
     def check(self, tick: Tick) -> Verdict | None:
         speed = tick.telemetry.get("speed_ppm")
@@ -262,8 +266,10 @@ class DeviceFaults:
 
     name: str = "device_fault"
     on_frame: ClassVar[bool] = True
-    earlier: set[str] = field(default_factory=set)  # latched flags raised before the last start
-    reported: set[str] = field(default_factory=set)
+    earlier: set[str] = field(
+        default_factory=set, init=False
+    )  # latched flags raised before the last start
+    reported: set[str] = field(default_factory=set, init=False)
 
     def check(self, tick: Tick) -> Verdict | None:
         faults = set(tick.telemetry.get("faults") or ())
@@ -379,7 +385,7 @@ class HeadMismatch:
 
     name: str = "head_mismatch"
     on_frame: ClassVar[bool] = True
-    since: float | None = None
+    since: float | None = field(default=None, init=False)
 
     def check(self, tick: Tick) -> Verdict | None:
         head = tick.telemetry.get("head")
@@ -404,8 +410,8 @@ class StuckMotor:
 
     name: str = "stuck_motor"
     on_frame: ClassVar[bool] = True
-    escalated: Action | None = None
-    stop_seen: float | None = None
+    escalated: Action | None = field(default=None, init=False)
+    stop_seen: float | None = field(default=None, init=False)
 
     def check(self, tick: Tick) -> Verdict | None:
         if tick.stop_written_at != self.stop_seen:  # a new stop: start watching afresh
@@ -468,8 +474,13 @@ class RuleSet:
         return cls([make() for name, make in RULES.items() if name not in names])
 
     def fresh(self) -> RuleSet:
-        """The same rules with their state reset, for a new session."""
-        return RuleSet([type(rule)() for rule in self.rules])
+        """The same rules, with the settings they were built with and their state reset.
+
+        A rule's constructor arguments are its settings and its ``init=False``
+        fields its state, so ``dataclasses.replace`` rebuilds it for a new
+        session without losing a limit someone chose.
+        """
+        return RuleSet([dataclasses.replace(rule) for rule in self.rules])
 
     def check(self, tick: Tick, *, on_frame: bool) -> list[Verdict]:
         """The verdicts of the rules that run on a frame (``on_frame``) or on the tick."""
