@@ -28,9 +28,9 @@ from typing import Any
 from bench.report import percentiles, report
 from bench.supervisor import RATE_HZ, SPEC, confirm_heads, glute_plan
 from gunctl.clock import Clock
-from gunctl.control.supervisor import Start
 from gunctl.devices import Device, connect_ble, connect_sim
 from gunctl.logs import configure
+from gunctl.requests import Start
 
 PERIOD_MS = 1000 / RATE_HZ
 

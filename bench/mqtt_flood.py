@@ -45,8 +45,8 @@ from gunctl.control.supervisor import LoopStats
 from gunctl.daemon import DeviceSlot
 from gunctl.logs import configure
 from gunctl.mqtt.client import Connection, Incoming
-from gunctl.mqtt.commands import SessionCommand, StartCommand
 from gunctl.mqtt.service import Service
+from gunctl.requests import SessionCommand, StartCommand
 
 STOP_TOPIC_P99_MS = 50.0
 SET_TOPIC_MAX_S = 1.0

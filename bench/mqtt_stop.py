@@ -32,13 +32,12 @@ import aiomqtt
 
 from bench.report import percentiles, report
 from gunctl.config import load_settings
-from gunctl.control.supervisor import Simple
 from gunctl.daemon import DeviceSlot
 from gunctl.links.base import Endpoint
 from gunctl.logs import configure
-from gunctl.mqtt.commands import SessionCommand, StartCommand
 from gunctl.mqtt.service import Service
 from gunctl.profiles.loader import load_catalogue
+from gunctl.requests import SessionAction, SessionCommand, StartCommand
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import get_spec
 from gunctl.specs.messages import Stop
@@ -200,10 +199,10 @@ async def measure(port: int, count: int, samples: int) -> dict[str, list[float]]
                         mqtt.append(times[before] - asked)
                     elif len(direct) < samples:
                         asked = time.perf_counter()
-                        await supervisor.request(Simple("stop"))
+                        await supervisor.request(SessionAction("stop"))
                         direct.append(times[before] - asked)
                     else:
-                        await supervisor.request(Simple("stop"))
+                        await supervisor.request(SessionAction("stop"))
                     await asyncio.sleep(rng.random() * 0.01)
                 await asyncio.sleep(0.05)
     return {"mqtt": mqtt[:samples], "direct": direct[:samples]}

@@ -30,13 +30,13 @@ from typing import Any
 
 from bench.report import percentiles, report
 from gunctl.clock import Clock
-from gunctl.control.supervisor import Simple, Start
 from gunctl.devices import Device, connect_ble, connect_sim
 from gunctl.links.proxy import Proxies
 from gunctl.links.proxy_config import ProxyConfig
 from gunctl.logs import configure
 from gunctl.profiles.loader import load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
+from gunctl.requests import SessionAction, Start
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import get_spec
 from gunctl.specs.messages import Stop
@@ -78,7 +78,7 @@ async def running(device: Device, gun: SimDevice) -> None:
     plan = long_hold(device)
     gun.fit_head(plan.steps[0].head)
     await device.supervisor.request(Start(plan))
-    await device.supervisor.request(Simple("confirm_head"))
+    await device.supervisor.request(SessionAction("confirm_head"))
     while device.supervisor.driver.setpoint.stopped:  # noqa: ASYNC110 (no event to wait on)
         await asyncio.sleep(0.005)
 
@@ -126,7 +126,7 @@ async def measure(bus: str, samples: int) -> dict[str, list[float]]:
                 timer.arrived.clear()
                 before = len(timer.times)
                 asked = time.perf_counter()
-                await device.supervisor.request(Simple("stop"))
+                await device.supervisor.request(SessionAction("stop"))
                 await asyncio.wait_for(timer.arrived.wait(), 5)
                 results.setdefault(name, []).append(timer.times[before] - asked)
                 await asyncio.sleep(0.02)

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.report import percentiles, report
 from gunctl.clock import Clock
-from gunctl.control.supervisor import Simple, Start, Supervisor
+from gunctl.control.supervisor import Supervisor
 from gunctl.devices import Device, connect_sim
 from gunctl.heads import Head
 from gunctl.links.base import Endpoint, Link, Notification
@@ -25,6 +25,7 @@ from gunctl.links.sim import SimLink
 from gunctl.logs import configure
 from gunctl.profiles.loader import load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
+from gunctl.requests import SessionAction, Start
 from gunctl.specs.codec import Codec, DecodeError
 from gunctl.specs.loader import get_spec
 from gunctl.specs.messages import Status, Stop
@@ -47,7 +48,7 @@ async def confirm_heads(device: Device) -> None:
         if event.type == "head_change_required":
             assert device.sim is not None
             device.sim.fit_head(Head(event.step.head))
-            await device.supervisor.request(Simple("confirm_head"))
+            await device.supervisor.request(SessionAction("confirm_head"))
 
 
 async def bare_loop(tasks: int, seconds: float) -> dict[str, Any]:
@@ -159,7 +160,7 @@ async def stop_latency(repeats: int) -> dict[str, list[float]]:
         before = len(timer.stops)
         if i % 2 == 0:
             asked = time.perf_counter()
-            await supervisor.request(Simple("stop"))
+            await supervisor.request(SessionAction("stop"))
             requested.append(timer.stops[before] - asked)
         else:
             sim.faults.inject(Overheat(temperature_c=70))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gunctl.config import ConfigError, load_settings
+from gunctl.config import load_settings
+from gunctl.errors import ConfigError
 
 KEY = base64.b64encode(os.urandom(32)).decode()
 

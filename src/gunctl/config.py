@@ -57,14 +57,18 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from gunctl.errors import GunctlError
+from gunctl.errors import ConfigError
 from gunctl.heads import Head
 from gunctl.links.proxy_config import ProxyConfig
-from gunctl.mqtt.topics import BASE, SEGMENT, valid_id
+
+BRIDGE = "bridge"  # the reserved second level of the MQTT bridge topics: not a device id
+SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")  # one topic level; what Home Assistant accepts as an id
+BASE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
 
-class ConfigError(GunctlError, ValueError):
-    """The configuration cannot be used; the message names every bad setting."""
+def valid_id(value: str) -> bool:
+    """A node or device id that is one MQTT topic level and a valid Home Assistant id."""
+    return bool(SEGMENT.match(value)) and value != BRIDGE
 
 
 def default_node_id() -> str:

@@ -16,8 +16,9 @@ nothing here can raise a setpoint. A start is planned with ``make_plan`` under
 the lowest of the command's intensity cap and the configured one, so no MQTT
 command can ask for more than the profile and the person allow.
 
-The daemon knows nothing of MQTT; it tells a :class:`Listener` (the bridge)
-about session events and links coming and going.
+The daemon knows nothing of MQTT: a front end (the MQTT bridge) calls
+:meth:`Daemon.subscribe` with a :class:`Subscriber`, and is told of session
+events and of links coming and going.
 """
 
 from __future__ import annotations
@@ -43,21 +44,23 @@ from gunctl.control.events import (
     SessionStarted,
     Subscription,
 )
-from gunctl.control.supervisor import RequestError, Simple, Start
 from gunctl.datafile import suggest
 from gunctl.devices import Device
+from gunctl.errors import RequestRefusedError
 from gunctl.lane import Lane, Result
-from gunctl.mqtt.commands import (
+from gunctl.profiles.loader import Catalogue, load_catalogue
+from gunctl.profiles.plan import PlanError, make_plan
+from gunctl.redflags import SUMMARY
+from gunctl.requests import (
     CommandError,
     ConfirmCommand,
     DeviceCommand,
     SelectCommand,
+    SessionAction,
     SessionCommand,
+    Start,
     StartCommand,
 )
-from gunctl.profiles.loader import Catalogue, load_catalogue
-from gunctl.profiles.plan import PlanError, make_plan
-from gunctl.redflags import SUMMARY
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 from gunctl.store import selections
@@ -73,16 +76,6 @@ log = structlog.get_logger("gunctl.daemon")
 BLE_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 FOLLOWER_WAIT_S = 2.0  # the longest a start waits for the last session's end to be written
-
-SimpleKind = Literal["pause", "resume", "skip", "confirm_head", "stop", "pain"]
-_SIMPLE: dict[str, SimpleKind] = {
-    "stop": "stop",
-    "pain_stop": "pain",
-    "pause": "pause",
-    "resume": "resume",
-    "skip": "skip",
-    "confirm_head": "confirm_head",
-}
 
 
 # -- reconnecting ----------------------------------------------------------------
@@ -117,7 +110,7 @@ def _hopeless(slot: DeviceSlot, exc: Exception, failures: int) -> bool:
     is most likely a typing mistake. A gun by address is looked for forever, at
     the back-off's cap: it may be switched off for the night.
     """
-    from gunctl.links.scan import DeviceNotFoundError, NoSpecError
+    from gunctl.errors import DeviceNotFoundError, NoSpecError
 
     if slot.kind != "ble":
         return False
@@ -133,10 +126,16 @@ def _hopeless(slot: DeviceSlot, exc: Exception, failures: int) -> bool:
 # -- what the bridge is told -------------------------------------------------------
 
 
-class Listener(Protocol):
-    def on_event(self, slot: DeviceSlot, event: Event) -> None: ...
+class Subscriber(Protocol):
+    """A front end told what happens to the daemon's guns; called on the event loop."""
 
-    def on_link(self, slot: DeviceSlot, online: bool) -> None: ...
+    def on_event(self, slot: DeviceSlot, event: Event) -> None:
+        """A gun's session event, in the order its Supervisor published it."""
+        ...
+
+    def on_link(self, slot: DeviceSlot, online: bool) -> None:
+        """A gun connected (``online``) or lost, or given up."""
+        ...
 
 
 Connector = Callable[["DeviceSlot"], Awaitable[Device]]
@@ -190,7 +189,7 @@ class Daemon:
         # A person's confirmation lasts minutes of their time, whatever a simulator's scale
         self.person_clock: Callable[[], float] = time.monotonic
         self._connector = connector or self._connect
-        self.listener: Listener | None = None
+        self._subscribers: list[Subscriber] = []
         self.slots: dict[str, DeviceSlot] = {}
         self._closing = False
         self._link_changed = asyncio.Event()
@@ -233,6 +232,10 @@ class Daemon:
     @property
     def protocol_titles(self) -> dict[str, str]:
         return {name: self.catalogue.protocols[name].title for name in self.protocols}
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Tell ``subscriber`` of every session event and link change from now on."""
+        self._subscribers.append(subscriber)
 
     # -- running -------------------------------------------------------------------
 
@@ -353,13 +356,13 @@ class Daemon:
         elif isinstance(event, SafetyStop):
             slot.fault = True
             slot.last_safety_stop = event
-        if self.listener is not None:
-            self.listener.on_event(slot, event)
+        for subscriber in self._subscribers:
+            subscriber.on_event(slot, event)
 
     def _tell_link(self, slot: DeviceSlot, online: bool) -> None:
         self._link_changed.set()
-        if self.listener is not None:
-            self.listener.on_link(slot, online)
+        for subscriber in self._subscribers:
+            subscriber.on_link(slot, online)
 
     # -- commands ------------------------------------------------------------------
 
@@ -476,7 +479,7 @@ class Daemon:
         subscription = supervisor.bus.subscribe()  # before Start: no event may be missed
         try:
             await supervisor.request(Start(plan))  # handed over at once: nothing awaits before
-        except RequestError as exc:
+        except RequestRefusedError as exc:
             subscription.close()
             raise CommandError("refused", str(exc)) from None
         slot.red_flags_confirmed_at = None  # a confirmation is good for one session
@@ -499,8 +502,8 @@ class Daemon:
         except Exception as exc:
             subscription.close()
             log.error("history_begin_failed", device=slot.device_id, error=str(exc))
-            with contextlib.suppress(RequestError):
-                await supervisor.request(Simple("stop"))
+            with contextlib.suppress(RequestRefusedError):
+                await supervisor.request(SessionAction("stop"))
             raise CommandError(
                 "refused", f"the session could not be recorded, so it was stopped: {exc}"
             ) from None
@@ -538,19 +541,18 @@ class Daemon:
         }
 
     async def _session(self, slot: DeviceSlot, command: SessionCommand) -> dict[str, Any]:
-        kind = _SIMPLE[command.action]
         device = slot.device
         if device is None or not device.connected:
             raise CommandError("offline", f"{slot.device_id} is not connected")
         supervisor = device.supervisor
-        if kind == "confirm_head" and device.sim is not None:
+        if command.action == "confirm_head" and device.sim is not None:
             # A simulated gun has no hands to fit the head: it is fitted as asked.
             session = supervisor.session
             if session is not None and session.step is not None:
                 device.sim.fit_head(session.step.head)
         try:
-            await supervisor.request(Simple(kind))
-        except RequestError as exc:
+            await supervisor.request(SessionAction(command.action))
+        except RequestRefusedError as exc:
             raise CommandError("refused", str(exc)) from None
         return {}
 

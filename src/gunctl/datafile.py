@@ -19,6 +19,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from gunctl.errors import GunctlError
+
 Loc = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
 
@@ -44,12 +46,14 @@ class Problem:
         return {"file": self.file, "line": self.line, "field": self.field, "message": self.message}
 
 
-class InvalidFileError(Exception):
-    """One or more problems in data files; ``problems`` holds all of them."""
+class InvalidFileError(GunctlError):
+    """One or more problems in data files; ``problems`` holds all of them, each FILE:LINE."""
+
+    reason = "invalid_file"
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
+        super().__init__("\n".join(str(p) for p in self.problems), "fix the lines above")
 
 
 def field_name(loc: Loc) -> str:

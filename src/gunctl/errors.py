@@ -1,13 +1,26 @@
-"""gunctl's exit codes and its one error root.
+"""gunctl's one error root, the errors a user can catch by class, and the exit codes.
 
 Every failure a person can cause or meet (a bad file, a data folder that cannot
-be written, a gun out of reach) is a :class:`GunctlError`, or one of the few
-outside errors that ``gunctl.cli.boundary`` explains, and reaches the person as
-one line, ``gunctl: what went wrong — what to do next``, with one of these
-exit codes. Anything else is a bug: it exits 1 and says how to report it.
+be written, a gun out of reach, a refused request, a safety stop) is a
+:class:`GunctlError`. Each carries a machine-readable ``reason`` a program can
+branch on, and ``advice``: what a person can do next. The CLI turns one into
+one line, ``gunctl: what went wrong — what to do next``, with the exit code its
+class names (``gunctl.cli.boundary`` is the one table); a program catches the
+class it can act on::
+
+    try:
+        gun = await gunctl.connect("Pro")
+    except gunctl.OutOfSlotsError:
+        ...  # free a proxy slot and try again
+    except gunctl.DeviceNotFoundError:
+        ...  # switch the gun on
+
+Anything else is a bug: the CLI exits 1 and says how to report it.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1  # a bug in gunctl
@@ -29,22 +42,129 @@ EXIT_CODES = {
 
 
 class GunctlError(Exception):
-    """An expected failure: what went wrong, what to do next, and the exit code."""
+    """An expected failure: what went wrong, a ``reason`` to branch on, and ``advice``.
 
+    ``reason`` defaults to the class's own; ``exit_code`` is what the CLI exits with.
+    """
+
+    reason: str = "error"
     exit_code = EXIT_INVALID
 
-    def __init__(self, what: str, next_step: str = "", exit_code: int | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        advice: str = "",
+        *,
+        reason: str | None = None,
+        exit_code: int | None = None,
+    ) -> None:
         super().__init__(what)
         self.what = what
-        self.next_step = next_step
+        self.advice = advice
+        if reason is not None:
+            self.reason = reason
         if exit_code is not None:
             self.exit_code = exit_code
 
     def __str__(self) -> str:
-        return f"{self.what} — {self.next_step}" if self.next_step else self.what
+        return f"{self.what} — {self.advice}" if self.advice else self.what
 
 
 class StorageError(GunctlError):
     """A file or folder gunctl must read or write cannot be used."""
 
+    reason = "storage"
     exit_code = EXIT_STORAGE
+
+
+class ConfigError(GunctlError, ValueError):
+    """The configuration cannot be used; the message names every bad setting."""
+
+    reason = "invalid_configuration"
+
+
+class UnknownNameError(GunctlError, KeyError):
+    """No firmware spec, protocol, muscle or rule by that name; the message lists the known."""
+
+    reason = "unknown_name"
+
+
+# -- reaching a gun ----------------------------------------------------------------
+
+
+class LinkError(GunctlError):
+    """A link operation failed; the device may or may not have seen it."""
+
+    reason = "link_error"
+    exit_code = EXIT_UNREACHABLE
+
+
+class LinkLostError(LinkError):
+    """The operation needs a connection that is not there (never made, or lost)."""
+
+    reason = "link_lost"
+
+
+class NoSpecError(LinkError):
+    """The device was found but no firmware spec recognises it."""
+
+    reason = "no_spec"
+
+
+class ConnectError(LinkError):
+    """A connection could not be made after every attempt the link allows."""
+
+    reason = "connect_failed"
+
+
+class DeviceNotFoundError(ConnectError):
+    """No device with that address or name advertised within the timeout."""
+
+    reason = "device_not_found"
+
+
+class OutOfSlotsError(ConnectError):
+    """Every adapter or proxy that hears the gun holds as many connections as it can."""
+
+    reason = "out_of_connection_slots"
+
+
+class ConnectAbortedError(ConnectError):
+    """The adapter gave the connection up part way (BlueZ busy, or the gun went away)."""
+
+    reason = "connect_aborted"
+
+
+class BluetoothUnavailableError(ConnectError):
+    """No BlueZ to talk to (no D-Bus system bus, no adapter, or it is off)."""
+
+    reason = "bluetooth_unavailable"
+
+
+class ProxyError(ConnectError):
+    """A proxy could not be used (unreachable, wrong key, or none configured)."""
+
+    reason = "proxy_unusable"
+
+
+# -- sessions ------------------------------------------------------------------------
+
+
+class RequestRefusedError(GunctlError):
+    """A request (start, pause, skip, ...) the gun's controller refused; it says why."""
+
+    reason = "refused"
+
+
+class SafetyStopError(GunctlError):
+    """A safety rule stopped the motor and ended the session; ``rule`` names it."""
+
+    reason = "safety_stop"
+    exit_code = EXIT_SAFETY
+
+    def __init__(
+        self, rule: str, message: str, values: dict[str, Any] | None = None, advice: str = ""
+    ) -> None:
+        super().__init__(f"safety stop ({rule}): {message}", advice)
+        self.rule = rule
+        self.values = dict(values or {})

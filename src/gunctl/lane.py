@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gunctl.mqtt.commands import STOPS, CommandError, DeviceCommand
+from gunctl.requests import STOPS, CommandError, DeviceCommand
 
 Result = dict[str, Any]
 Executor = Callable[[DeviceCommand], Awaitable[Result]]

@@ -16,12 +16,12 @@ from ruamel.yaml import YAML
 
 from gunctl.clock import Clock
 from gunctl.control.events import ENDING_EVENTS, Event
-from gunctl.control.supervisor import Simple
 from gunctl.devices import Device
 from gunctl.heads import Head
 from gunctl.links.base import Endpoint, Link, Notification
 from gunctl.profiles.loader import load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
+from gunctl.requests import SessionAction
 from gunctl.resources import shipped
 from gunctl.specs.codec import Codec, DecodeError
 from gunctl.specs.messages import (
@@ -233,7 +233,9 @@ class Watch:
             if event.type == "head_change_required":
                 self.gun.fit_head(Head(event.step.head))
                 self._tasks.append(
-                    asyncio.create_task(self.device.supervisor.request(Simple("confirm_head")))
+                    asyncio.create_task(
+                        self.device.supervisor.request(SessionAction("confirm_head"))
+                    )
                 )
 
 

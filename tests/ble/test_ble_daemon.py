@@ -1,6 +1,6 @@
 """The ``gunctl serve`` daemon keeping a gun connected through the real connect_ble and fake BlueZ.
 
-No broker is needed: a listener stands where the MQTT bridge would, and hears
+No broker is needed: a subscriber stands where the MQTT bridge would, and hears
 the links come and go and the session's events, as the bridge does.
 """
 
@@ -16,9 +16,9 @@ from gunctl.config import load_settings
 from gunctl.control.events import Event
 from gunctl.daemon import Backoff, Daemon, DeviceSlot
 from gunctl.heads import Head
-from gunctl.mqtt.commands import SessionCommand, StartCommand
 from gunctl.mqtt.payloads import device_state
 from gunctl.profiles.loader import load_catalogue
+from gunctl.requests import SessionCommand, StartCommand
 from gunctl.store.history import History
 
 from blehost import SHORT, Guns, eventually
@@ -65,7 +65,7 @@ async def test_the_daemon_reconnects_a_dropped_gun_and_the_session_stays_aborted
         backoff=Backoff(first_s=0.2, cap_s=0.4),
     )
     recorder = Recorder()
-    daemon.listener = recorder
+    daemon.subscribe(recorder)
     (slot,) = daemon.slots.values()
     daemon.start()
     try:

@@ -8,9 +8,10 @@ import pytest
 
 from gunctl.daemon import DeviceSlot
 from gunctl.devices import connect_ble
-from gunctl.links.base import ConnectError, Endpoint, LinkError, NotConnectedError
+from gunctl.errors import DeviceNotFoundError
+from gunctl.links.base import ConnectError, Endpoint, LinkError, LinkLostError
 from gunctl.links.ble import BleakLink
-from gunctl.links.scan import DeviceNotFoundError, find, open_ble_link, scan
+from gunctl.links.scan import find, open_ble_link, scan
 from gunctl.mqtt.payloads import device_state
 from gunctl.specs.codec import DecodeError, decode_battery_level
 from gunctl.specs.loader import load_specs
@@ -125,7 +126,7 @@ async def test_abrupt_radio_loss_is_reported_and_the_firmware_watchdog_stops_the
     assert not link.connected
     async with asyncio.timeout(1.0):
         assert [n async for n in stream] == []  # the stream ends instead of hanging
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(LinkLostError):
         await host.send(SetSpeed(ppm=2000))
 
     # Nothing feeds the firmware's watchdog any more: it stops the motor by itself.
@@ -232,7 +233,7 @@ async def test_a_device_without_the_specs_characteristics_is_refused(guns: Guns)
 async def test_operations_need_a_connection(guns: Guns) -> None:
     peripheral = guns.named["gunctl-open"]
     link = BleakLink(await find(peripheral.address, SHORT), peripheral.spec, clock=guns.clock)
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(LinkLostError):
         await link.write(Endpoint.COMMAND, b"\xa5", with_response=True)
     assert [n async for n in link.notifications()] == []
     assert await link.wait_disconnected() == "requested"

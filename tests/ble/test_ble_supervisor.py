@@ -13,8 +13,8 @@ import itertools
 
 import pytest
 
-from gunctl.control.supervisor import Start
 from gunctl.devices import connect_ble
+from gunctl.requests import Start
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import Keepalive, SetLevel, SetSpeed, StatusRequest

@@ -16,10 +16,11 @@ import pytest
 from aioesphomeapi.core import ReadFailedAPIError
 from bleak.exc import BleakError
 
-from gunctl.control.supervisor import Start
 from gunctl.devices import connect_ble
-from gunctl.links.base import Endpoint, NotConnectedError
-from gunctl.links.proxy import ANSWER_S, OutOfSlotsError, ProxiedLink, _proxy_gone
+from gunctl.errors import OutOfSlotsError
+from gunctl.links.base import Endpoint, LinkLostError
+from gunctl.links.proxy import ANSWER_S, ProxiedLink, _proxy_gone
+from gunctl.requests import Start
 from gunctl.specs.codec import Codec
 from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetLevel, SetSpeed
@@ -208,7 +209,7 @@ async def test_a_write_caught_by_a_reboot_is_a_lost_link_not_a_failed_write(
         writing = asyncio.create_task(link.write(Endpoint.COMMAND, frame, with_response=True))
         await eventually(lambda: proxy.counters.writes_with_response == 1)
         proxy.reboot(down_s=0.5)
-        with pytest.raises(NotConnectedError):
+        with pytest.raises(LinkLostError):
             await asyncio.wait_for(writing, SHORT)
         assert not link.connected
         assert link.reason == "lost"

@@ -13,11 +13,12 @@ from typing import Any
 
 from gunctl.clock import Clock
 from gunctl.control.events import ENDING_EVENTS, Event
-from gunctl.control.supervisor import Simple, Start, Supervisor
+from gunctl.control.supervisor import Supervisor
 from gunctl.heads import Head
 from gunctl.links.sim import SimLink
 from gunctl.profiles.loader import load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
+from gunctl.requests import SessionAction, Start
 from gunctl.specs.loader import load_specs
 from gunsim import SimDevice
 
@@ -54,7 +55,7 @@ class Rig:
         await self.supervisor.request(Start(plan))
 
     async def send(self, kind: str) -> None:
-        await self.supervisor.request(Simple(kind))  # type: ignore[arg-type]
+        await self.supervisor.request(SessionAction(kind))  # type: ignore[arg-type]
 
     async def until(self, kind: str, timeout: float = 1200.0, *, since: int | None = None) -> Event:
         """Wait (in loop time) for an event of ``kind`` after event number ``since`` (now)."""
@@ -103,7 +104,7 @@ async def open_rig(
                 rig._arrived.notify_all()
             if event.type == "head_change_required" and rig.confirm_heads:
                 sim.fit_head(Head(event.step.head))
-                asyncio.get_running_loop().create_task(sup.request(Simple("confirm_head")))
+                asyncio.get_running_loop().create_task(sup.request(SessionAction("confirm_head")))
 
     rig._tasks = [asyncio.create_task(sup.run()), asyncio.create_task(follow())]
     try:

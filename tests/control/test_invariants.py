@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gunctl.control.session import Phase
-from gunctl.control.supervisor import RequestError
+from gunctl.control.supervisor import RequestRefusedError
 from gunctl.profiles.models import Protocol
 from gunctl.profiles.plan import Plan, make_plan
 from gunctl.specs.speed import setpoint_for
@@ -45,7 +45,7 @@ FAULTS = [
     Stall(),
     StuckMotor(),
 ]
-REQUESTS = ["pause", "resume", "skip", "stop", "pain", "confirm_head"]
+REQUESTS = ["pause", "resume", "skip", "stop", "pain_stop", "confirm_head"]
 
 
 @st.composite
@@ -129,7 +129,9 @@ async def test_invariants_hold(family, protocol, user_cap, requests, fault, forc
             await asyncio.sleep(at - waited)
             waited = at
             if rig.supervisor.running or kind == "stop":
-                with contextlib.suppress(RequestError):  # a refusal is fine; anything else fails
+                with contextlib.suppress(
+                    RequestRefusedError
+                ):  # a refusal is fine; anything else fails
                     await rig.send(kind)
         session = rig.supervisor.session
         if rig.supervisor.running and session is not None and session.paused is not None:

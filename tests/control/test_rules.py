@@ -16,11 +16,12 @@ import pytest
 
 from gunctl.clock import Clock
 from gunctl.control.rules import Limits, RuleSet
-from gunctl.control.supervisor import NoExposure, Simple, Start, Supervisor
+from gunctl.control.supervisor import NoExposure, Supervisor
 from gunctl.heads import Head
 from gunctl.links.base import LinkError
 from gunctl.links.sim import SimLink
 from gunctl.profiles.plan import Plan
+from gunctl.requests import SessionAction, Start
 from gunsim import LowBattery, Overheat, ScriptedPerson, Silence, SimDevice, Stall, StuckMotor
 
 from rig import SPECS, Rig, plan_for
@@ -293,7 +294,7 @@ async def test_a_write_failing_on_a_live_link_is_a_safety_stop() -> None:
         plan = one_step("glute", "gunctl-open")
         await supervisor.request(Start(plan))
         sim.fit_head(plan.steps[0].head)
-        await supervisor.request(Simple("confirm_head"))
+        await supervisor.request(SessionAction("confirm_head"))
         await asyncio.sleep(3)
         flaky.failing = True
         await asyncio.sleep(1)

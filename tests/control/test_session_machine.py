@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gunctl.control.events import Event
-from gunctl.control.session import CUE, Phase, RequestRefused, Session
+from gunctl.control.session import CUE, Phase, RequestRefusedError, Session
 from gunctl.heads import Head
 from gunctl.profiles.loader import load_catalogue
 from gunctl.profiles.plan import PlanError, make_plan
@@ -98,7 +98,7 @@ def test_pause_freezes_the_step_and_resume_continues() -> None:
     run_for(session, 1)
     assert session.remaining_s == pytest.approx(before - 1, abs=DT)
     assert types(events)[-2:] == ["paused", "resumed"]
-    with pytest.raises(RequestRefused):
+    with pytest.raises(RequestRefusedError):
         session.resume()
 
 
@@ -127,7 +127,7 @@ def test_skip_and_completion() -> None:
     assert session.done
     assert types(events)[-1] == "session_completed"
     assert sum(1 for e in events if e.type == "step_completed") == len(session.plan.steps)
-    with pytest.raises(RequestRefused):
+    with pytest.raises(RequestRefusedError):
         session.skip()
 
 

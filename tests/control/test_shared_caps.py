@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gunctl.control.supervisor import RequestError
+from gunctl.control.supervisor import RequestRefusedError
 from gunctl.store.history import History, follow
 
 from rig import Rig, plan_for
@@ -35,7 +35,7 @@ async def run_one(rig: Rig, history: History) -> float | None:
     recorder = asyncio.create_task(follow(history, sup.bus.subscribe(), session_id))
     try:
         await rig.start(plan)
-    except RequestError as exc:
+    except RequestRefusedError as exc:
         refused = str(exc)
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from gunctl.control.supervisor import NoExposure, RequestError
+from gunctl.control.supervisor import NoExposure, RequestRefusedError
 from gunctl.specs.messages import Stop
 from gunsim import ClearFaults, DuplicateFrames, Overheat, RandomPerson, ReorderNotifications
 
@@ -60,7 +60,7 @@ async def test_pain_stops_at_once_and_waits_for_the_person(rig_factory) -> None:
     await rig.until("step_started", since=0)
     await asyncio.sleep(10.005)
     asked = rig.clock.now()
-    await rig.send("pain")
+    await rig.send("pain_stop")
     assert rig.device.commands[-1].command == Stop()
     assert rig.device.commands[-1].at == asked
     await asyncio.sleep(60)
@@ -105,7 +105,7 @@ async def test_nothing_resumes_after_a_safety_stop(rig_factory) -> None:
     await rig.finish(timeout=5)
     rig.device.faults.inject(ClearFaults())
     stopped_at = rig.clock.now()
-    with pytest.raises(RequestError, match="no session"):
+    with pytest.raises(RequestRefusedError, match="no session"):
         await rig.send("resume")
     await asyncio.sleep(120)
     assert not [
@@ -118,7 +118,7 @@ async def test_a_second_start_while_running_is_refused(rig_factory) -> None:
     rig = await rig_factory("gunctl-open")
     plan = plan_for("glute", "gunctl-open")
     await rig.start(plan)
-    with pytest.raises(RequestError, match="already running"):
+    with pytest.raises(RequestRefusedError, match="already running"):
         await rig.start(plan)
 
 
@@ -173,7 +173,9 @@ async def test_a_plan_with_a_side_blocked_today_is_refused_and_a_plan_without_it
     rig_factory,
 ) -> None:
     rig = await rig_factory("gunctl-open", exposure=PainToday())
-    with pytest.raises(RequestError, match=r"piriformis left is blocked until tomorrow \(sharp"):
+    with pytest.raises(
+        RequestRefusedError, match=r"piriformis left is blocked until tomorrow \(sharp"
+    ):
         await rig.start(plan_for("glute", "gunctl-open"))
     assert not rig.supervisor.running
     plan = plan_for("glute", "gunctl-open", blocked=PainToday().pain_blocks())

@@ -16,8 +16,9 @@ from test_rules import one_step
 
 from gunctl.clock import Clock
 from gunctl.control.events import Event
-from gunctl.control.supervisor import Simple, Start, Supervisor
+from gunctl.control.supervisor import Supervisor
 from gunctl.links.sim import SimLink
+from gunctl.requests import SessionAction, Start
 from gunsim import Silence, SimDevice
 
 from rig import SPECS
@@ -37,7 +38,7 @@ async def run_paused(pauses: int, *, silence: bool) -> tuple[list[Event], bool]:
         plan = one_step("glute", "gunctl-open", hold_s=300, hold_max_s=310)
         await supervisor.request(Start(plan))
         sim.fit_head(plan.steps[0].head)
-        await supervisor.request(Simple("confirm_head"))
+        await supervisor.request(SessionAction("confirm_head"))
         await asyncio.sleep(0.2)  # 20 s of session time: into the hold
         if silence:
             sim.faults.inject(Silence())

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from gunctl.clock import Clock
-from gunctl.config import ConfigError, load_settings
+from gunctl.config import load_settings
 from gunctl.control.events import Event
 from gunctl.daemon import Backoff, Daemon, DeviceSlot
 from gunctl.devices import Device, connect_sim
+from gunctl.errors import ConfigError
 from gunctl.links.base import ConnectError
 from gunctl.profiles.loader import load_catalogue
 from gunctl.store.history import History
@@ -71,7 +72,7 @@ async def test_a_lost_ble_gun_is_reconnected_after_a_back_off(tmp_path: Path) ->
         backoff=Backoff(first_s=0.05, cap_s=0.2),
     )
     recorder = Recorder()
-    daemon.listener = recorder
+    daemon.subscribe(recorder)
     (slot,) = daemon.slots.values()
     assert slot.device_id == "ble-c45a11203b7e"
     daemon.start()

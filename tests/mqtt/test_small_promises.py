@@ -22,7 +22,7 @@ from gunctl.clock import Clock
 from gunctl.config import ServeSettings, load_settings
 from gunctl.daemon import Backoff, Daemon, DeviceSlot
 from gunctl.devices import Device
-from gunctl.links.scan import DeviceNotFoundError
+from gunctl.errors import DeviceNotFoundError
 from gunctl.logs import configure
 from gunctl.mqtt.commands import parse_device_command
 from gunctl.mqtt.service import Service

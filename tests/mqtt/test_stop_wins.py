@@ -27,8 +27,9 @@ from gunctl.config import ServeSettings, load_settings
 from gunctl.daemon import Daemon, DeviceSlot
 from gunctl.lane import Result
 from gunctl.logs import configure
-from gunctl.mqtt.commands import STOPS, CommandError, DeviceCommand, parse_device_command
+from gunctl.mqtt.commands import parse_device_command
 from gunctl.profiles.loader import load_catalogue
+from gunctl.requests import STOPS, CommandError, DeviceCommand
 from gunctl.store.history import History
 
 pytestmark = pytest.mark.mqtt

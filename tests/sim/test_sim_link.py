@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gunctl.links.base import ConnectError, Endpoint, Link, LinkError, NotConnectedError
+from gunctl.links.base import ConnectError, Endpoint, Link, LinkError, LinkLostError
 from gunctl.links.sim import SimLink
 from gunctl.specs.codec import decode_battery_level
 from gunctl.specs.messages import SetSpeed, Status
@@ -32,7 +32,7 @@ async def test_a_requested_disconnect_ends_notifications(
     assert not host.link.connected
     # the firmware stops the motor when the link goes
     assert not device.state.running
-    with pytest.raises(NotConnectedError):
+    with pytest.raises(LinkLostError):
         await host.send(SetSpeed(ppm=2000))
     async for _ in host.link.notifications():
         pytest.fail("a closed link has no notifications")

@@ -19,11 +19,11 @@ from gunctl.control.events import (
     Paused,
     Resumed,
     SafetyStop,
+    SafetyWarning,
     SessionAborted,
     SessionCompleted,
     SessionStarted,
     StepCompleted,
-    Warning_,
 )
 from gunctl.store import history as history_module
 from gunctl.store.history import CSV_COLUMNS, History, HistoryError, default_path
@@ -99,7 +99,7 @@ def test_an_aborted_session_keeps_its_stop_and_the_unfinished_step(history: Hist
     history.record(completed(40.0, 0, "piriformis", 35.0, side="right"))
     history.record(step(1, "piriformis", "left", at=40.0))
     history.record(
-        Warning_(at=50.0, device=DEVICE, rule="temperature", message="warm", values={"c": 55})
+        SafetyWarning(at=50.0, device=DEVICE, rule="temperature", message="warm", values={"c": 55})
     )
     values = {"force_n": 61.2, "cap_n": 45.0}
     history.record(

@@ -12,7 +12,7 @@ import pytest
 from gunctl.config import load_settings
 from gunctl.daemon import Daemon
 from gunctl.logs import configure
-from gunctl.mqtt.commands import SelectCommand
+from gunctl.requests import SelectCommand
 from gunctl.store import selections
 from gunctl.store.history import History
 from gunctl.store.selections import Selection

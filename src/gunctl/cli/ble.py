@@ -70,7 +70,7 @@ def scan(timeout: float, proxies: list[ProxyConfig], as_json: bool) -> None:
     """
     from rich.console import Console
 
-    from gunctl.links.scan import BluetoothUnavailableError
+    from gunctl.errors import BluetoothUnavailableError
 
     console = Console(stderr=True)
     spinner = (
@@ -92,7 +92,8 @@ def scan(timeout: float, proxies: list[ProxyConfig], as_json: bool) -> None:
 
 
 async def _scan(timeout: float, configs: list[ProxyConfig]) -> tuple[list[Found], list[ProxyState]]:
-    from gunctl.links.scan import BluetoothUnavailableError, merge
+    from gunctl.errors import BluetoothUnavailableError
+    from gunctl.links.scan import merge
     from gunctl.links.scan import scan as local_scan
 
     if not configs:

@@ -45,11 +45,11 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     """The line to print and the exit code for an expected failure; None for a bug."""
     from gunctl.datafile import InvalidFileError
 
-    if isinstance(exc, GunctlError):
-        return str(exc), exc.exit_code
-    if isinstance(exc, InvalidFileError):
+    if isinstance(exc, InvalidFileError):  # one line per problem, not one long line
         lines = "\n  ".join(str(p) for p in exc.problems)
         return f"invalid file:\n  {lines}\n— fix the lines above and try again", EXIT_INVALID
+    if isinstance(exc, GunctlError):
+        return str(exc), exc.exit_code
     if isinstance(exc, sqlite3.DatabaseError):
         from gunctl.store.history import default_path
 

@@ -35,6 +35,7 @@ from gunctl.errors import (
     EXIT_OK,
     EXIT_SAFETY,
     EXIT_UNREACHABLE,
+    UnknownNameError,
 )
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 KEY_ACTIONS = {
     " ": "toggle_pause",
     "n": "skip",
-    "p": "pain",
+    "p": "pain_stop",
     "\r": "confirm_head",
     "\n": "confirm_head",
     "q": "quit",
@@ -167,17 +168,13 @@ def run(**kwargs: object) -> None:
             "warning signs apply; head changes then go on by themselves"
         )
     from gunctl.devices import DEFAULT_SIM_SPEC
-    from gunctl.errors import GunctlError
     from gunctl.specs.loader import get_spec
 
     prepared = _prepare(options)
     with contextlib.closing(prepared.history):
         # Everything that can refuse the session without a gun is checked first; a
         # found gun's spec is known only once it is found, but heads, pain and exposure are.
-        try:
-            spec = get_spec(options.spec or DEFAULT_SIM_SPEC)
-        except KeyError as exc:
-            raise GunctlError(str(exc.args[0]), "`gunctl specs list` shows them") from None
+        spec = get_spec(options.spec or DEFAULT_SIM_SPEC)
         prepared.check(spec, show=options.sim or options.spec is not None)
         if not _screen(options, keys):
             sys.exit(EXIT_INVALID)
@@ -283,7 +280,8 @@ class Prepared:
                 f"{first.prior_s:.0f} s in the last 48 hours; this session would add "
                 f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap",
                 "give it a rest day",
-                EXIT_SAFETY,
+                reason="exposure_48h",
+                exit_code=EXIT_SAFETY,
             )
         return plan
 
@@ -343,8 +341,8 @@ async def _run(options: Options, keys: bool, prepared: Prepared, proxies: Proxie
                 proxies=proxies,
                 timeout=options.scan_timeout,
             )
-    except KeyError as exc:
-        click.echo(f"gunctl: {exc.args[0]}", err=True)
+    except UnknownNameError as exc:
+        click.echo(f"gunctl: {exc}", err=True)
         return EXIT_INVALID
     except LinkError as exc:
         click.echo(f"gunctl: cannot reach {options.device or 'the simulator'}: {exc}", err=True)
@@ -398,7 +396,8 @@ def _summary(plan: Plan, checks: list[ExposureCheck], options: Options) -> None:
 
 async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool) -> int:
     from gunctl.control.events import ENDING_EVENTS
-    from gunctl.control.supervisor import RequestError, Simple, Start
+    from gunctl.errors import RequestRefusedError
+    from gunctl.requests import SessionAction, Start
     from gunctl.store.history import follow
     from gunctl.store.trace import sampler
 
@@ -441,9 +440,9 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
         interrupted.append(reason)
         with contextlib.suppress(Exception):
             if reason == "quit":
-                await sup.request(Simple("stop", "quit", "you quit (q)"))
+                await sup.request(SessionAction("stop", "quit", "you quit (q)"))
             else:
-                await sup.request(Simple("stop", "stopped", f"stopped by {reason}"))
+                await sup.request(SessionAction("stop", "stopped", f"stopped by {reason}"))
 
     def on_signal(sig: signal.Signals) -> None:
         spawn(stop_first(sig.name))
@@ -453,7 +452,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     async def send(kind: str) -> None:
         with contextlib.suppress(Exception):
-            await sup.request(Simple(kind))  # type: ignore[arg-type]
+            await sup.request(SessionAction(kind))  # type: ignore[arg-type]
 
     from gunctl.cli.live import View
 
@@ -496,7 +495,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     try:
         await sup.request(Start(plan))
-    except RequestError as exc:  # another session booked this muscle side meanwhile
+    except RequestRefusedError as exc:  # another session booked this muscle side meanwhile
         recorder.cancel()
         await asyncio.gather(recorder, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM):

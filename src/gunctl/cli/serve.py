@@ -111,7 +111,8 @@ def serve(
     red_flags_acknowledged = true, after reading the warning signs that call
     for a doctor instead. gunctl is not medical advice.
     """
-    from gunctl.config import ConfigError, load_settings
+    from gunctl.config import load_settings
+    from gunctl.errors import ConfigError
     from gunctl.logs import configure
 
     try:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from gunctl.cli.output import EXIT_INVALID, emit, fail_invalid, json_option, to_text
+from gunctl.errors import UnknownNameError
 
 if TYPE_CHECKING:
     from gunctl.specs.models import DeviceSpec, FieldSpec
@@ -76,8 +77,8 @@ def show_spec(name: str, as_json: bool) -> None:
         spec = get_spec(name)
     except InvalidFileError as exc:
         fail_invalid(exc, as_json)
-    except KeyError as exc:
-        click.echo(f"gunctl: {exc.args[0]}", err=True)
+    except UnknownNameError as exc:
+        click.echo(f"gunctl: {exc}", err=True)
         sys.exit(EXIT_INVALID)
     emit(spec.model_dump(mode="json"), as_json, lambda _: _describe(spec))
 
@@ -200,8 +201,8 @@ def _load_one(ref: str, as_json: bool) -> DeviceSpec:
         return find_spec(ref)
     except InvalidFileError as exc:
         fail_invalid(exc, as_json)
-    except KeyError as exc:
-        click.echo(f"gunctl: {exc.args[0]}", err=True)
+    except UnknownNameError as exc:
+        click.echo(f"gunctl: {exc}", err=True)
         sys.exit(EXIT_INVALID)
 
 

@@ -59,7 +59,7 @@ class Cue(_Event):
     step_index: int
 
 
-class Warning_(_Event):
+class SafetyWarning(_Event):
     type: Literal["warning"] = "warning"
     rule: str
     message: str
@@ -118,7 +118,7 @@ Event = Annotated[
     | StepStarted
     | HeadChangeRequired
     | Cue
-    | Warning_
+    | SafetyWarning
     | Paused
     | Resumed
     | PainReported

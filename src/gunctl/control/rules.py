@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from gunctl.datafile import DataModel
+from gunctl.errors import UnknownNameError
 from gunctl.profiles.plan import PlannedStep
 from gunctl.specs.models import DeviceSpec
 
@@ -470,7 +471,7 @@ class RuleSet:
     def without(cls, *names: str) -> RuleSet:
         unknown = set(names) - set(RULES)
         if unknown:
-            raise KeyError(f"no such rules: {sorted(unknown)}")
+            raise UnknownNameError(f"no such rules: {sorted(unknown)}", f"known: {sorted(RULES)}")
         return cls([make() for name, make in RULES.items() if name not in names])
 
     def fresh(self) -> RuleSet:

@@ -24,6 +24,7 @@ from gunctl.control.events import (
     StepInfo,
     StepStarted,
 )
+from gunctl.errors import RequestRefusedError
 from gunctl.heads import Head
 from gunctl.profiles.plan import Plan, PlannedStep
 
@@ -41,10 +42,6 @@ class Phase(StrEnum):
 
 
 MOTOR_PHASES = (Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN)
-
-
-class RequestRefused(ValueError):
-    """A request that makes no sense in the session's current state."""
 
 
 class Session:
@@ -232,33 +229,33 @@ class Session:
 
     def confirm_head(self) -> None:
         if self.phase is not Phase.HEAD_CHANGE:
-            raise RequestRefused("no head change is waiting to be confirmed")
+            raise RequestRefusedError("no head change is waiting to be confirmed")
         self.fitted = self.plan.steps[self.index].head
         self._begin_motion()
 
     def pause(self, reason: str = "requested") -> None:
         if self.done:
-            raise RequestRefused("the session has ended")
+            raise RequestRefusedError("the session has ended")
         if self.paused is None:
             self.paused = reason
             self._emit(Paused(at=self._now, device=self.device, reason=reason))
 
     def resume(self) -> None:
         if self.paused is None:
-            raise RequestRefused("the session is not paused")
+            raise RequestRefusedError("the session is not paused")
         self.paused = None
         self._emit(Resumed(at=self._now, device=self.device))
 
     def skip(self) -> None:
         if self.done:
-            raise RequestRefused("the session has ended")
+            raise RequestRefusedError("the session has ended")
         self._complete_step(skipped=True)
 
     def pain(self) -> None:
         """Sharp or shooting pain: this muscle is done for the session, and all waits."""
         step = self.step
         if step is None:
-            raise RequestRefused("the session has ended")
+            raise RequestRefusedError("the session has ended")
         self.ended_muscles.add(step.muscle)
         self._emit(
             PainReported(

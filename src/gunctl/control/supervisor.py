@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -34,14 +34,16 @@ from gunctl.control.events import (
     Event,
     EventBus,
     SafetyStop,
+    SafetyWarning,
     SessionAborted,
     SessionStarted,
-    Warning_,
 )
 from gunctl.control.rules import Action, Limits, RuleSet, Telemetry, Tick, Verdict
-from gunctl.control.session import Phase, RequestRefused, Session
+from gunctl.control.session import Phase, Session
+from gunctl.errors import RequestRefusedError
 from gunctl.links.base import Endpoint, Link, LinkError
 from gunctl.profiles.plan import ExposureRefused, Key, Plan, Want, wants
+from gunctl.requests import STOPS, Request, SessionAction, Start
 from gunctl.specs.codec import DecodeError
 from gunctl.specs.messages import Status, Version
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
@@ -101,32 +103,12 @@ class NoExposure:
 
 
 @dataclass(frozen=True)
-class Start:
-    plan: Plan
-
-
-@dataclass(frozen=True)
-class Simple:
-    kind: Literal["pause", "resume", "skip", "confirm_head", "stop", "pain"]
-    # for a stop: why, as the session's end reason (a person quitting is not an interruption)
-    reason: str = "stopped"
-    message: str = "stopped on request"
-
-
-Request = Start | Simple
-
-
-@dataclass(frozen=True)
 class _Begin:
     """A start with the plan's prior exposure already read, off the loop."""
 
     plan: Plan
     prior: dict[Key, float]
     overtaken: bool = False  # a stop arrived after the start, while it was being booked
-
-
-class RequestError(Exception):
-    """A request the Supervisor refused; the message says why."""
 
 
 # -- state for observers -------------------------------------------------------
@@ -209,7 +191,7 @@ class Supervisor:
         self._starting = asyncio.Lock()
         self._stops = 0  # stop and pain requests taken, to tell a start that one overtook it
         self._releases: set[asyncio.Task[None]] = set()
-        self._requests: asyncio.Queue[tuple[_Begin | Simple, asyncio.Future[None]]] = (
+        self._requests: asyncio.Queue[tuple[_Begin | SessionAction, asyncio.Future[None]]] = (
             asyncio.Queue()
         )
         self._intensity = 0.0  # the intensity in force, after the slew limit
@@ -245,11 +227,11 @@ class Supervisor:
         return self.session is not None and not self.session.done
 
     async def request(self, request: Request) -> None:
-        """Hand a request to the Supervisor; raises RequestError if it is refused."""
+        """Hand a request to the Supervisor; raises RequestRefusedError if it is refused."""
         if self._closed.is_set():
-            raise RequestError("the device is no longer connected")
-        if isinstance(request, Simple):
-            if request.kind in ("stop", "pain"):
+            raise RequestRefusedError("the device is no longer connected", reason="offline")
+        if isinstance(request, SessionAction):
+            if request.action in STOPS:
                 self._stops += 1  # counted as it arrives: a start still being booked loses
             await self._queue(request)
             return
@@ -259,7 +241,7 @@ class Supervisor:
             # a stop that came while the start was being booked ends it as it begins
             await self._queue(dataclasses.replace(begin, overtaken=self._stops != stops))
 
-    async def _queue(self, item: _Begin | Simple) -> None:
+    async def _queue(self, item: _Begin | SessionAction) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._requests.put_nowait((item, future))
         await future
@@ -273,9 +255,9 @@ class Supervisor:
         """
         plan = start.plan
         if self.running:
-            raise RequestError("a session is already running on this device")
+            raise RequestRefusedError("a session is already running on this device", reason="busy")
         if plan.spec != self.spec.name:
-            raise RequestError(f"the plan is for {plan.spec}, not {self.spec.name}")
+            raise RequestRefusedError(f"the plan is for {plan.spec}, not {self.spec.name}")
         plan_wants = wants(plan)
 
         def read() -> dict[Key, float]:
@@ -284,9 +266,10 @@ class Supervisor:
             blocked = self.exposure.pain_blocks()
             for step in plan.steps:
                 if (reason := blocked.get((step.muscle, step.side))) is not None:
-                    raise RequestError(
+                    raise RequestRefusedError(
                         f"{step.muscle} {step.side} is blocked until tomorrow ({reason}); "
-                        "make the plan with make_plan(blocked=...) to skip it"
+                        "make the plan with make_plan(blocked=...) to skip it",
+                        reason="blocked_today",
                     )
             if self.clock.scale != 1:
                 return {key: self.exposure.exposure_s(*key) for key in plan_wants}
@@ -295,7 +278,7 @@ class Supervisor:
         try:
             return _Begin(plan, await asyncio.to_thread(read))
         except ExposureRefused as exc:
-            raise RequestError(f"exposure_48h: {exc}") from None
+            raise RequestRefusedError(f"exposure_48h: {exc}", reason="exposure_48h") from None
 
     async def run(self) -> str:
         """Supervise the connected link until it is lost or ``close()`` is called."""
@@ -349,17 +332,21 @@ class Supervisor:
             request, future = await self._requests.get()
             try:
                 await self._handle(request)
-            except (RequestError, RequestRefused) as exc:
+            except RequestRefusedError as exc:
                 if not future.done():
-                    future.set_exception(RequestError(str(exc)))
+                    future.set_exception(exc)
             except LinkError as exc:
                 if not future.done():
-                    future.set_exception(RequestError(f"the device did not take it: {exc}"))
+                    future.set_exception(
+                        RequestRefusedError(
+                            f"the device did not take it: {exc}", reason="not_taken"
+                        )
+                    )
             else:
                 if not future.done():
                     future.set_result(None)
 
-    async def _handle(self, request: _Begin | Simple) -> None:
+    async def _handle(self, request: _Begin | SessionAction) -> None:
         if isinstance(request, _Begin):
             self._start(request.plan, request.prior)
             if request.overtaken:  # its stop frame is out already; the session ends unrun
@@ -367,28 +354,28 @@ class Supervisor:
                 return
             await self._check_telemetry()
             return
-        if request.kind in ("stop", "pain"):
+        if request.action in STOPS:
             # the frame goes out first: no tick, no bookkeeping ahead of it
             await self._stop_now()
-            log.info("stop_requested", device=self.device_id, kind=request.kind)
+            log.info("stop_requested", device=self.device_id, kind=request.action)
             if self.session is None or self.session.done:
                 return
             self.session.note_time(self.clock.now())
-            if request.kind == "pain":
+            if request.action == "pain_stop":
                 self.session.pain()
             else:
                 self._abort(request.reason, request.message)
             return
         session = self.session
         if session is None or session.done:
-            raise RequestError("no session is running")
+            raise RequestRefusedError("no session is running", reason="no_session")
         session.note_time(self.clock.now())
-        if request.kind == "pause":
+        if request.action == "pause":
             session.pause()
             await self._stop_now()
-        elif request.kind == "resume":
+        elif request.action == "resume":
             session.resume()
-        elif request.kind == "skip":
+        elif request.action == "skip":
             await self._stop_now()
             session.skip()
         else:
@@ -528,7 +515,7 @@ class Supervisor:
 
     def _warn(self, verdict: Verdict) -> None:
         self._publish(
-            Warning_(
+            SafetyWarning(
                 at=self.clock.now(),
                 device=self.device_id,
                 rule=verdict.rule,
@@ -632,7 +619,9 @@ class Supervisor:
         while not self._requests.empty():
             _, future = self._requests.get_nowait()
             if not future.done():
-                future.set_exception(RequestError("the device is no longer connected"))
+                future.set_exception(
+                    RequestRefusedError("the device is no longer connected", reason="offline")
+                )
 
     # -- telemetry -------------------------------------------------------------
 

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+# the link errors, defined with every other public error, are raised from here
+from gunctl.errors import ConnectError as ConnectError
+from gunctl.errors import LinkError as LinkError
+from gunctl.errors import LinkLostError as LinkLostError
+
 
 class Endpoint(StrEnum):
     COMMAND = "command"  # host writes frames here
@@ -26,18 +31,6 @@ class Notification:
     endpoint: Endpoint
     data: bytes
     received_at: float  # clock seconds when the link handed it over
-
-
-class LinkError(Exception):
-    """A link operation failed; the device may or may not have seen it."""
-
-
-class NotConnectedError(LinkError):
-    """The operation needs a connection that is not there (never made, or lost)."""
-
-
-class ConnectError(LinkError):
-    """A connection could not be made after every attempt the link allows."""
 
 
 @runtime_checkable
@@ -59,11 +52,11 @@ class Link(Protocol):
         ...
 
     async def write(self, endpoint: Endpoint, data: bytes, *, with_response: bool) -> None:
-        """Write one frame; raises NotConnectedError or LinkError."""
+        """Write one frame; raises LinkLostError or LinkError."""
         ...
 
     async def read(self, endpoint: Endpoint) -> bytes:
-        """Read a characteristic's value; raises NotConnectedError or LinkError."""
+        """Read a characteristic's value; raises LinkLostError or LinkError."""
         ...
 
     def notifications(self) -> AsyncIterator[Notification]:

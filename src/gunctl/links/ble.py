@@ -32,24 +32,56 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 from bleak_retry_connector import (
+    BleakAbortedError,
     BleakClientWithServiceCache,
+    BleakNotFoundError,
+    BleakOutOfConnectionSlotsError,
     close_stale_connections_by_address,
     establish_connection,
 )
 
 from gunctl.clock import Clock
+from gunctl.errors import (
+    ConnectAbortedError,
+    DeviceNotFoundError,
+    OutOfSlotsError,
+    UnknownNameError,
+)
 from gunctl.links.base import (
     ConnectError,
     Endpoint,
     Lifetime,
     LinkError,
-    NotConnectedError,
+    LinkLostError,
     Notification,
 )
 from gunctl.specs.models import DeviceSpec
 
 # What bleak and the D-Bus underneath it raise when an operation or connection fails
 _BLE_ERRORS = (BleakError, asyncio.TimeoutError, EOFError, BrokenPipeError, OSError)
+
+
+_CONNECT_ERRORS: tuple[tuple[type[BaseException], type[ConnectError], str], ...] = (
+    (BleakNotFoundError, DeviceNotFoundError, "switch the gun on and bring it nearer"),
+    (
+        BleakOutOfConnectionSlotsError,
+        OutOfSlotsError,
+        "disconnect another device from the adapter or proxy, or add a proxy",
+    ),
+    (BleakAbortedError, ConnectAbortedError, "try again; if it keeps failing, restart bluetooth"),
+)
+
+
+def connect_error(who: str, exc: BaseException) -> ConnectError:
+    """bleak-retry-connector's failure as gunctl's: not found, out of slots and aborted stay apart.
+
+    A person acts differently on each (switch the gun on, free a slot, try
+    again), so each is its own class, with that advice.
+    """
+    for theirs, ours, advice in _CONNECT_ERRORS:
+        if isinstance(exc, theirs):
+            return ours(f"{who}: {exc}", advice)
+    return ConnectError(f"{who}: {exc}")
 
 
 class BleakLink:
@@ -115,7 +147,7 @@ class BleakLink:
                 max_attempts=self.max_attempts,
             )
         except _BLE_ERRORS as exc:
-            raise ConnectError(f"{self.name} ({self.address}): {exc}") from exc
+            raise connect_error(f"{self.name} ({self.address})", exc) from exc
         try:
             self._chars = self._find_characteristics(client)
         except ConnectError:
@@ -212,12 +244,12 @@ class BleakLink:
 
     def _check(self) -> BleakClient:
         if not self.connected or self._client is None:
-            raise NotConnectedError(f"{self.name} ({self.address}) is not connected")
+            raise LinkLostError(f"{self.name} ({self.address}) is not connected")
         return self._client
 
     def _error(self, operation: str, exc: BaseException) -> LinkError:
         if not self.connected:
-            return NotConnectedError(f"{self.name}: the link went during a {operation}: {exc}")
+            return LinkLostError(f"{self.name}: the link went during a {operation}: {exc}")
         return LinkError(f"{self.name}: {operation} failed: {exc}")
 
 
@@ -233,7 +265,7 @@ async def open_ble_link(
 
     Raises ``DeviceNotFoundError`` (a ``ConnectError``) when nothing with that
     address or name advertises within ``timeout``, ``NoSpecError`` when no spec
-    recognises it, and ``KeyError`` for an unknown ``spec_name``.
+    recognises it, and ``UnknownNameError`` for an unknown ``spec_name``.
     """
     from gunctl.links.scan import find_advertised
 
@@ -249,7 +281,8 @@ def pick_spec(
     specs: Iterable[DeviceSpec] | None = None,
 ) -> DeviceSpec:
     """The spec named, or the one the advertisement matches; NoSpecError when none does."""
-    from gunctl.links.scan import NoSpecError, advertisement
+    from gunctl.errors import NoSpecError
+    from gunctl.links.scan import advertisement
     from gunctl.specs.matching import match
 
     if specs is None:
@@ -260,7 +293,9 @@ def pick_spec(
     if spec_name is not None:
         by_name = {s.name: s for s in candidates}
         if spec_name not in by_name:
-            raise KeyError(f"no firmware spec named {spec_name!r}")
+            raise UnknownNameError(
+                f"no firmware spec named {spec_name!r}", "`gunctl specs list` shows them"
+            )
         return by_name[spec_name]
     hit = match(advertisement(device, adv), candidates)
     if hit is None:

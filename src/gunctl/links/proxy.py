@@ -56,7 +56,8 @@ from habluetooth import (
 )
 
 from gunctl.clock import Clock
-from gunctl.links.base import ConnectError, Endpoint, LinkError, NotConnectedError
+from gunctl.errors import OutOfSlotsError, ProxyError
+from gunctl.links.base import Endpoint, LinkError, LinkLostError
 from gunctl.links.ble import BleakLink, pick_spec
 from gunctl.links.proxy_config import ProxyConfig
 from gunctl.links.scan import Found, Hearing, recognise, sort_found
@@ -69,14 +70,6 @@ ANSWER_S = 1.0  # a GATT operation through a proxy unanswered this long gives th
 # habluetooth's BleakClient: connects through whichever proxy hears the device best and has a
 # free slot
 PROXY_CLIENT = HaBleakClientWrapper
-
-
-class ProxyError(ConnectError):
-    """A proxy could not be used (unreachable, wrong key, or none configured)."""
-
-
-class OutOfSlotsError(ConnectError):
-    """Every proxy that hears the gun holds as many connections as it can."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +237,7 @@ class Proxies:
         Once one proxy hears it, the others get up to ``SETTLE_S`` to hear it
         too, so that the choice of proxy is made on every proxy's signal.
         """
-        from gunctl.links.scan import DeviceNotFoundError
+        from gunctl.errors import DeviceNotFoundError
 
         wanted = address_or_name.strip()
         by_address = bool(_ADDRESS.match(wanted))
@@ -300,8 +293,8 @@ class Proxies:
         adapter gets ``SETTLE_S`` more to hear it too; a machine with no adapter
         (or no BlueZ) simply has no say.
         """
+        from gunctl.errors import DeviceNotFoundError
         from gunctl.links.ble import open_ble_link
-        from gunctl.links.scan import DeviceNotFoundError
 
         local = asyncio.create_task(
             open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
@@ -417,7 +410,7 @@ class ProxiedLink(BleakLink):
             if self.connected:
                 self._life.close("lost")
                 self._letting_go = asyncio.create_task(self._let_go())
-            raise NotConnectedError(
+            raise LinkLostError(
                 f"{self.name}: the proxy did not answer a {operation} within {ANSWER_S:g} s"
             ) from None
 

@@ -16,23 +16,11 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakError
 
-from gunctl.links.base import ConnectError, LinkError
+from gunctl.errors import BluetoothUnavailableError, DeviceNotFoundError, NoSpecError
 from gunctl.specs.matching import Advertisement, Match, match
 from gunctl.specs.models import DeviceSpec
 
 _ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
-
-
-class DeviceNotFoundError(ConnectError):
-    """No device with that address or name advertised within the timeout."""
-
-
-class NoSpecError(LinkError):
-    """The device was found but no firmware spec recognises it."""
-
-
-class BluetoothUnavailableError(ConnectError):
-    """No BlueZ to talk to (no D-Bus system bus, no adapter, or it is off)."""
 
 
 LOCAL = "local adapter"  # the source name of what this machine's own adapter heard

@@ -27,7 +27,7 @@ from gunctl.links.base import (
     Endpoint,
     Lifetime,
     LinkError,
-    NotConnectedError,
+    LinkLostError,
     Notification,
 )
 from gunsim.device import LinkRefused, SimDevice
@@ -106,4 +106,4 @@ class SimLink:
 
     def _check(self) -> None:
         if not self._life.up:
-            raise NotConnectedError(f"{self.address} is not connected")
+            raise LinkLostError(f"{self.address} is not connected")

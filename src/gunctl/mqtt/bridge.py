@@ -115,7 +115,7 @@ class Bridge:
         self._listed = False
         self._firmware: dict[str, str | None] = {}
         self._stopping = asyncio.Event()
-        daemon.listener = self
+        daemon.subscribe(self)
 
     # -- what the daemon tells us --------------------------------------------------
 

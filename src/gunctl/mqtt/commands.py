@@ -24,102 +24,22 @@ import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
+
+from gunctl.requests import (
+    DEVICE_ACTIONS,
+    STOPS,
+    BaseCommand,
+    CommandError,
+    CommandId,
+    DeviceCommand,
+    SessionCommand,
+)
 
 MAX_PAYLOAD = 4096  # bytes; anything longer is refused unread
 
-Reason = Literal[
-    "too_large",  # over MAX_PAYLOAD bytes
-    "not_json",  # not UTF-8 JSON, or not a JSON object
-    "invalid",  # unknown action or field, a value of the wrong type or out of range
-    "unknown_protocol",  # no protocol by that name
-    "unknown_device",  # no instance serves that device id
-    "busy",  # a start while a session runs
-    "red_flags_not_acknowledged",  # starts are refused until the config says the flags were read
-    "offline",  # the device's link is down
-    "refused",  # the plan or the Supervisor refused it; the message says why
-    "cancelled",  # a stop for the same gun arrived after it and before it ran
-    "retained",  # published with the retain flag: it would run again on every reconnect
-    "overloaded",  # shed unread in a flood, while the daemon had too many messages waiting
-]
-REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
 
-Side = Literal["left", "right", "both"]
-CommandId = Annotated[str, Field(max_length=128, strict=True)] | StrictInt
-IntensityCap = Annotated[float, Field(gt=0.0, le=1.0, strict=True)]
-STOPS = ("stop", "pain_stop")
-
-
-class CommandError(Exception):
-    """A command refused before or while it was carried out."""
-
-    def __init__(
-        self,
-        reason: Reason,
-        message: str,
-        command_id: CommandId | None = None,
-        action: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.reason: Reason = reason
-        self.message = message
-        self.command_id = command_id
-        self.action = action  # when the payload named a known one
-
-
-class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: CommandId | None = None  # echoed in the result, to match the two up
-
-
-class StartCommand(_Command):
-    """Start a protocol; fields left out come from the last ``select``, then the defaults."""
-
-    action: Literal["start"]
-    protocol: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    side: Side | None = None
-    intensity_cap: IntensityCap | None = None
-
-
-class SelectCommand(_Command):
-    """Choose what the next ``start`` without arguments runs (Home Assistant's select/number)."""
-
-    action: Literal["select"]
-    protocol: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-    side: Side | None = None
-    intensity_cap: IntensityCap | None = None
-
-
-class ConfirmCommand(_Command):
-    """A person says none of the warning signs apply: one start may follow, for a while."""
-
-    action: Literal["confirm_no_red_flags"]
-
-
-class SessionCommand(_Command):
-    """A request on the session in progress; ``stop`` and ``pain_stop`` always stop the motor."""
-
-    action: Literal["stop", "pause", "resume", "skip", "confirm_head", "pain_stop"]
-
-
-DeviceCommand = Annotated[
-    StartCommand | SelectCommand | ConfirmCommand | SessionCommand, Field(discriminator="action")
-]
-DEVICE_ACTIONS = (
-    "start",
-    "select",
-    "confirm_no_red_flags",
-    "stop",
-    "pause",
-    "resume",
-    "skip",
-    "confirm_head",
-    "pain_stop",
-)
-
-
-class StopAllCommand(_Command):
+class StopAllCommand(BaseCommand):
     action: Literal["stop_all"]
 
 

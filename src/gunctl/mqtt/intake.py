@@ -45,10 +45,6 @@ from gunctl.daemon import Daemon
 from gunctl.mqtt import payloads
 from gunctl.mqtt.client import Incoming
 from gunctl.mqtt.commands import (
-    REASONS,
-    STOPS,
-    CommandError,
-    DeviceCommand,
     Received,
     parse_bridge_command,
     parse_device_command,
@@ -57,6 +53,7 @@ from gunctl.mqtt.commands import (
 from gunctl.mqtt.handoff import Handoff
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
 from gunctl.mqtt.topics import Topics
+from gunctl.requests import REASONS, STOPS, CommandError, DeviceCommand
 
 log = structlog.get_logger("gunctl.mqtt")
 

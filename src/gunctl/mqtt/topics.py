@@ -25,20 +25,13 @@ With the default base ``gunctl`` and discovery prefix ``homeassistant``::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+# the grammar of ids and the base topic is the configuration's, which checks them
+from gunctl.config import BRIDGE, SEGMENT
 
 ONLINE = "online"
 OFFLINE = "offline"
-BRIDGE = "bridge"  # the reserved second level of the bridge topics
-
-SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")  # what Home Assistant accepts in a discovery id
-BASE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
-
-
-def valid_id(value: str) -> bool:
-    """A node or device id that is one topic level and a valid Home Assistant id."""
-    return bool(SEGMENT.match(value)) and value != BRIDGE
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gunctl.datafile import Document, InvalidFileError, Problem, Stamp, plain, stamp, suggest
-from gunctl.errors import GunctlError
+from gunctl.errors import GunctlError, UnknownNameError
 from gunctl.heads import Head
 from gunctl.profiles.models import MAX_SESSION_S, Muscle, MuscleCatalogue, Protocol, Step
 from gunctl.resources import shipped
@@ -51,7 +51,7 @@ class Catalogue:
             return self.protocol_sources[name]
         if name in self.muscle_sources:
             return self.muscle_sources[name]
-        raise KeyError(name)
+        raise UnknownNameError(f"no protocol or muscle named {name!r}")
 
 
 def user_profiles_dir(user_dir: Path | None = None) -> Path | None:

@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from gunctl.datafile import DataModel
+from gunctl.errors import RequestRefusedError
 from gunctl.heads import Head
 from gunctl.profiles.models import Muscle, Protocol
 from gunctl.specs.models import DeviceSpec
@@ -23,12 +24,16 @@ from gunctl.specs.speed import setpoint_for
 Binding = Literal["step", "muscle", "user"]
 
 
-class PlanError(ValueError):
-    """The protocol cannot be run safely on this device by this person."""
+class PlanError(RequestRefusedError):
+    """The protocol cannot be run safely on this device by this person: the start is refused."""
+
+    reason = "plan_refused"
 
 
 class BlockedToday(PlanError):
     """Every step left is on a muscle side that a pain stop has blocked for today."""
+
+    reason = "blocked_today"
 
 
 class Skipped(DataModel):

@@ -20,7 +20,7 @@ import structlog
 from pydantic import ValidationError
 
 from gunctl.datafile import Document, InvalidFileError, Problem, Stamp, stamp, suggest
-from gunctl.errors import GunctlError
+from gunctl.errors import GunctlError, UnknownNameError
 from gunctl.resources import shipped
 from gunctl.specs.codec import Codec, DecodeError, EncodeError
 from gunctl.specs.messages import COMMAND_ADAPTER, REPORT_ADAPTER, STATUS_ATTRIBUTES
@@ -125,14 +125,17 @@ def _parse(paths: Iterable[Path], *, yours_left_out: bool) -> dict[str, DeviceSp
 def get_spec(name: str) -> DeviceSpec:
     specs = load_specs()
     if name not in specs:
-        raise KeyError(f"no firmware spec named {name!r}{suggest(name, specs)}")
+        raise UnknownNameError(
+            f"no firmware spec named {name!r}{suggest(name, specs)}",
+            "`gunctl specs list` shows them",
+        )
     return specs[name]
 
 
 def find_spec(ref: str) -> DeviceSpec:
     """A spec file by path (``*.yaml``), or a shipped spec by name.
 
-    Raises InvalidFileError for a broken file, KeyError for an unknown name.
+    Raises InvalidFileError for a broken file, UnknownNameError for an unknown name.
     """
     if ref.endswith((".yaml", ".yml")):
         return load_spec(Path(ref))

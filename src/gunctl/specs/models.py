@@ -225,13 +225,15 @@ class KeepaliveStrategy(StrEnum):
     REPEAT_LAST = "repeat_last"  # send the last command again
 
 
-class Keepalive(DataModel):
+class KeepalivePolicy(DataModel):
+    """How the host feeds the firmware watchdog (the frame itself is ``messages.Keepalive``)."""
+
     strategy: KeepaliveStrategy
     period_s: float | None = Field(default=None, gt=0)  # how often the host sends it
     timeout_s: float | None = Field(default=None, gt=0)  # firmware stops the motor after this
 
     @model_validator(mode="after")
-    def _periods(self) -> Keepalive:
+    def _periods(self) -> KeepalivePolicy:
         needs = self.strategy is not KeepaliveStrategy.NONE
         if needs and (self.period_s is None or self.timeout_s is None):
             raise ValueError("a keepalive strategy needs period_s and timeout_s")
@@ -245,7 +247,9 @@ class TelemetryMode(StrEnum):
     POLL = "poll"  # the host sends status_request and the device answers
 
 
-class Telemetry(DataModel):
+class TelemetryPolicy(DataModel):
+    """How status frames arrive: streamed by the device or polled by the host, how often."""
+
     mode: TelemetryMode
     period_s: float = Field(gt=0)  # notification period, or how often the host polls
 
@@ -253,8 +257,8 @@ class Telemetry(DataModel):
 class Capabilities(DataModel):
     speed: SpeedRange | None = None
     levels_ppm: list[int] | None = None  # the ppm of level 1, 2, ... in order
-    keepalive: Keepalive
-    telemetry: Telemetry
+    keepalive: KeepalivePolicy
+    telemetry: TelemetryPolicy
     auto_off_s: float | None = Field(default=None, gt=0)
     temperature_limit_c: float | None = None  # firmware thermal cutoff
     stall_force_n: float | None = Field(default=None, gt=0)
