@@ -19,7 +19,8 @@ import pytest
 
 from gunctl.clock import wall_now
 from gunctl.control.events import SessionCompleted
-from gunctl.control.supervisor import NoExposure, RequestError
+from gunctl.control.supervisor import NoExposure
+from gunctl.errors import RequestRefusedError
 from gunctl.store.diary import DiaryRule, DiarySettings, DiaryVerdict, without
 from gunctl.store.history import History
 
@@ -80,7 +81,7 @@ async def refusal(rig_factory, history: History, **kwargs) -> str | None:
     rig = await rig_factory("gunctl-open", exposure=Diary(history, **kwargs))
     try:
         await rig.start(plan_for("glute", "gunctl-open"))
-    except RequestError as exc:
+    except RequestRefusedError as exc:
         assert not rig.supervisor.running
         return str(exc)
     assert rig.supervisor.running
@@ -90,7 +91,7 @@ async def refusal(rig_factory, history: History, **kwargs) -> str | None:
 async def test_the_history_is_what_the_supervisor_reads(rig_factory, history: History) -> None:
     session(history, wall_now() - timedelta(days=1), before=9)
     rig = await rig_factory("gunctl-open", exposure=history.exposure(simulated=False))
-    with pytest.raises(RequestError, match=r"^pain_severe: pain 9/10 before the session"):
+    with pytest.raises(RequestRefusedError, match=r"^pain_severe: pain 9/10 before the session"):
         await rig.start(plan_for("glute", "gunctl-open"))
     assert history.exposure(simulated=True).diary_refusal() is None  # a demo is not refused
 

@@ -16,10 +16,10 @@ from gunctl.clock import wall_now
 from gunctl.control.events import (
     EventBus,
     SafetyStop,
+    SafetyWarning,
     SessionAborted,
     SessionCompleted,
     SessionStarted,
-    Warning_,
 )
 from gunctl.store import history as history_module
 from gunctl.store.history import History, HistoryError, follow
@@ -123,7 +123,9 @@ async def test_follow_keeps_a_trace_with_steps_warnings_and_stops(history: Histo
     await asyncio.sleep(seconds)
     assert len(history.trace(sid).samples) == 2 * CHUNK_SAMPLES  # on disk while running
     bus.publish(
-        Warning_(at=seconds, device=DEVICE, rule="force", message="ease off", values={"cap_n": 20})
+        SafetyWarning(
+            at=seconds, device=DEVICE, rule="force", message="ease off", values={"cap_n": 20}
+        )
     )
     bus.publish(
         SafetyStop(

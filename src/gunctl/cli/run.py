@@ -240,7 +240,10 @@ class Prepared:
         verdict = self.exposure.diary_refusal()
         if verdict is not None:
             raise GunctlError(
-                f"refused: {verdict.rule}: {verdict.message}", verdict.advice, EXIT_SAFETY
+                f"refused: {verdict.rule}: {verdict.message}",
+                verdict.advice,
+                reason=verdict.rule,
+                exit_code=EXIT_SAFETY,
             )
 
     def check(self, spec: DeviceSpec, *, show: bool) -> Plan:

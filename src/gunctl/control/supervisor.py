@@ -262,7 +262,7 @@ class Supervisor:
 
         def read() -> dict[Key, float]:
             if (verdict := self.exposure.diary_refusal()) is not None:
-                raise RequestError(str(verdict))
+                raise RequestRefusedError(str(verdict), reason=verdict.rule)
             blocked = self.exposure.pain_blocks()
             for step in plan.steps:
                 if (reason := blocked.get((step.muscle, step.side))) is not None:

@@ -40,7 +40,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gunctl.datafile import DataModel
-from gunctl.errors import GunctlError
+from gunctl.errors import GunctlError, UnknownNameError
 
 ENV_PREFIX = "GUNCTL_DIARY_"
 SEEK_MEDICAL = (
@@ -270,7 +270,7 @@ def without(*names: str) -> dict[str, DiaryRule]:
     """The diary rules less ``names``: tests leave one out to prove it matters."""
     unknown = set(names) - set(DIARY_RULES)
     if unknown:
-        raise KeyError(f"no such diary rules: {sorted(unknown)}")
+        raise UnknownNameError(f"no such diary rules: {sorted(unknown)}")
     return {name: rule for name, rule in DIARY_RULES.items() if name not in names}
 
 

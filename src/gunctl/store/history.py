@@ -55,13 +55,13 @@ from gunctl.control.events import (
     Paused,
     Resumed,
     SafetyStop,
+    SafetyWarning,
     SessionAborted,
     SessionCompleted,
     SessionStarted,
     StepCompleted,
     StepStarted,
     Subscription,
-    Warning_,
 )
 from gunctl.datafile import DataModel
 from gunctl.errors import StorageError
@@ -826,7 +826,7 @@ class History:
                 now = _iso(_utc())
                 self._close_row(db, session_id, status, reason, message, now, event.worked_s)
                 return
-            case Warning_():
+            case SafetyWarning():
                 self._mark(db, session_id, at, "warning", event.rule, event.values)
             case _:
                 pass  # cues move time on, nothing more
