@@ -554,7 +554,7 @@ def _exit_code(end: Event | None, interrupted: list[str]) -> int:
         return EXIT_OK
     reason = getattr(end, "reason", "")
     message = getattr(end, "message", "")
-    if reason in ("link_lost", "link_error"):  # gone, or a write to it failed: either way, 4
+    if reason in ("link_lost", "link_error", "write_unanswered"):  # gone, failing or hung: 4
         click.echo(f"gunctl: link lost: {message} — check the gun is on and in range", err=True)
         return EXIT_UNREACHABLE
     click.echo(f"gunctl: safety stop: {reason}: {message}", err=True)

@@ -4,15 +4,25 @@ This is the one place in gunctl that makes command frames, so it is where the
 caps are enforced: whatever intensity it is handed, it writes no faster than
 the cap it is given and the device's top speed, and the codec refuses anything
 above the firmware's limit. Only the Supervisor holds a Driver.
+
+Every write is bounded: a frame the link has not acknowledged within
+``ACK_WITHIN_S`` raises ``Unanswered``, so a link that hangs (a stuck
+adapter, a gun that stopped answering) cannot hold up the control loop that
+awaits it. A stop never queues behind another write: it goes out at once,
+beside whatever is still waiting for its acknowledgement, and a setpoint still
+waiting for its turn when a stop goes out is dropped rather than written after
+it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import structlog
 
-from gunctl.links.base import Endpoint, Link
+from gunctl.links.base import Endpoint, Link, LinkError
 from gunctl.specs.codec import Codec, decode_battery_level
 from gunctl.specs.messages import (
     Command,
@@ -28,13 +38,23 @@ from gunctl.specs.speed import STOPPED, Setpoint, setpoint_for
 
 log = structlog.get_logger("gunctl.driver")
 
+# Longer than BlueZ's default supervision timeout (420 ms): a real link silent this
+# long is gone, and a loaded host's stalls (tens of ms) stay well inside it.
+ACK_WITHIN_S = 0.5
+
+
+class Unanswered(LinkError):
+    """The link took a frame (or a read) but did not answer in time: it cannot be trusted."""
+
 
 class Driver:
-    def __init__(self, spec: DeviceSpec, link: Link) -> None:
+    def __init__(self, spec: DeviceSpec, link: Link, *, ack_within_s: float = ACK_WITHIN_S) -> None:
         self.spec = spec
         self.link = link
+        self.ack_within_s = ack_within_s
         self.codec = Codec(spec)
-        self._gatt = asyncio.Lock()  # one GATT operation at a time
+        self._gatt = asyncio.Lock()  # one GATT operation at a time, stops aside
+        self._stops = 0  # stops written: a setpoint queued before one is dropped
         self.setpoint: Setpoint = STOPPED  # the last setpoint written
         self._last: Command = Stop()  # what a repeat-last keepalive repeats
         self.frames_written = 0
@@ -54,13 +74,15 @@ class Driver:
             if setpoint.level is not None
             else SetSpeed(ppm=setpoint.ppm)
         )
-        await self._write(command)
-        self.setpoint = setpoint
-        return setpoint
+        if await self._write(command):
+            self.setpoint = setpoint
+        return self.setpoint
 
     async def stop(self) -> None:
+        """Write stop now, ahead of any write still waiting for its turn or its acknowledgement."""
         self.setpoint = STOPPED
-        await self._write(Stop())
+        self._stops += 1
+        await self._write(Stop(), urgent=True)
 
     async def keepalive(self) -> None:
         """What the spec's strategy sends; a stopped motor's keepalive is always stop."""
@@ -80,16 +102,36 @@ class Driver:
             await self._write(VersionRequest(), remember=False)
 
     async def read_battery(self) -> float:
-        async with self._gatt:
+        async with self._bounded("battery read"), self._gatt:
             return decode_battery_level(await self.link.read(Endpoint.BATTERY))
 
-    async def _write(self, command: Command, *, remember: bool = True) -> None:
+    async def _write(
+        self, command: Command, *, remember: bool = True, urgent: bool = False
+    ) -> bool:
+        """Write ``command``; False if a stop went out while it waited for its turn."""
         frame = self.codec.encode_command(command)
-        async with self._gatt:
-            await self.link.write(
-                Endpoint.COMMAND, frame, with_response=self.codec.with_response(command)
-            )
+        response = self.codec.with_response(command)
+        stops = self._stops
+        async with self._bounded(command.kind):
+            if urgent:
+                await self.link.write(Endpoint.COMMAND, frame, with_response=response)
+            else:
+                async with self._gatt:
+                    if self._stops != stops:
+                        return False
+                    await self.link.write(Endpoint.COMMAND, frame, with_response=response)
         self.frames_written += 1
         if remember:
             self._last = command
         log.debug("frame_written", command=command.kind, frame=frame.hex())
+        return True
+
+    @contextlib.asynccontextmanager
+    async def _bounded(self, what: str) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.ack_within_s):
+                yield
+        except TimeoutError:
+            raise Unanswered(
+                f"the device did not acknowledge a {what} within {self.ack_within_s:g} s"
+            ) from None

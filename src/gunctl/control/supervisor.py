@@ -11,6 +11,11 @@ Requests (start, pause, resume, skip, stop, pain, confirm head) come through
 one queue. Stop and pain are handled the moment they arrive: the stop frame is
 written at once, not at the next tick. After a safety stop or a lost link the
 session ends aborted and the motor stays stopped until someone starts anew.
+
+A write the device does not acknowledge within the driver's bound is a safety
+stop (``write_unanswered``), and the link is then dropped: a link that hangs
+cannot carry the next stop either, so the firmware's own watchdog takes over,
+and the time rules wait at most that bound for a tick held by the write.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from gunctl.clock import Clock
-from gunctl.control.driver import Driver
+from gunctl.control.driver import Driver, Unanswered
 from gunctl.control.events import (
     ENDING_EVENTS,
     Event,
@@ -342,6 +347,7 @@ class Supervisor:
                             f"the device did not take it: {exc}", reason="not_taken"
                         )
                     )
+                await self._write_failed(exc)
             else:
                 if not future.done():
                     future.set_result(None)
@@ -462,11 +468,23 @@ class Supervisor:
             await self._write_failed(exc)
 
     async def _write_failed(self, exc: LinkError) -> None:
-        if self.link.connected:  # a lost link is the link watcher's to report
-            verdict = Verdict(
-                "link_error", Action.STOP, f"a write failed: {exc}", {"error": str(exc)}
-            )
-            await self._safety_stop(verdict)
+        if not self.link.connected:  # a lost link is the link watcher's to report
+            return
+        if isinstance(exc, Unanswered):
+            verdict = Verdict("write_unanswered", Action.STOP, str(exc), {"error": str(exc)})
+            await self._drop(verdict, "dropped: writes unanswered")
+            return
+        verdict = Verdict("link_error", Action.STOP, f"a write failed: {exc}", {"error": str(exc)})
+        await self._safety_stop(verdict)
+
+    async def _drop(self, verdict: Verdict, ended: str) -> None:
+        """Stop, then drop the link: the firmware's own watchdog is the last word."""
+        await self._safety_stop(verdict)
+        log.error("dropping_link", device=self.device_id, **verdict.values)
+        self.ended = ended
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.driver.ack_within_s):
+                await self.link.disconnect()
 
     def _observe(self, now: float, motor_on: bool) -> Tick:
         session = self.session
@@ -508,10 +526,7 @@ class Supervisor:
             log.error("stop_not_taken", device=self.device_id, **verdict.values)
             await self.driver.stop()
         elif verdict.action is Action.DROP_LINK:
-            await self._safety_stop(verdict)
-            log.error("dropping_link", device=self.device_id, **verdict.values)
-            self.ended = "dropped: motor ignores stop"
-            await self.link.disconnect()
+            await self._drop(verdict, "dropped: motor ignores stop")
 
     def _warn(self, verdict: Verdict) -> None:
         self._publish(

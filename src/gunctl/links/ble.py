@@ -9,7 +9,10 @@ firmware spec; the spec maps the link's roles to characteristic UUIDs.
   errors. The command and telemetry characteristics must be there, or the
   link disconnects and raises ``ConnectError``: this is not that device. It
   then subscribes to telemetry, and to Battery Level where the device has it.
-- One GATT operation at a time: writes and reads queue on one lock.
+- One GATT request at a time: writes with response and reads queue on one
+  lock, because a reply is matched to its request. A write without response
+  has no reply to wait for and does not queue: a stop sent that way goes out
+  even while a request is still waiting for its answer.
 - A frame larger than the ATT payload (MTU - 3) is refused with ``LinkError``;
   frames are never split, because no firmware spec says how to reassemble them.
 - ``open_ble_link`` finds a device by address or advertised name and picks its
@@ -186,7 +189,7 @@ class BleakLink:
             raise LinkError(
                 f"a {len(data)}-byte frame does not fit the {limit}-byte ATT payload (MTU - 3)"
             )
-        async with self._lock:
+        async with self._lock if with_response else contextlib.nullcontext():
             self._check()
             try:
                 await client.write_gatt_char(char, data, response=with_response)

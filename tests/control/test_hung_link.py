@@ -1,0 +1,59 @@
+"""A link that takes frames but never acknowledges them: bounded, a safety stop, and dropped.
+
+theragun-gen4 asks for its status with a write that needs a response, and has
+no keepalive watchdog: if the Supervisor waited on that write for as long as
+the link hangs, no rule on time would run and nothing would stop the motor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gunctl.control.driver import ACK_WITHIN_S
+from gunctl.errors import RequestRefusedError
+from gunctl.specs.messages import Stop
+from gunsim import SlowAcks
+
+from rig import plan_for
+
+pytestmark = pytest.mark.looptime(noop_cycles=1)
+
+HANG_S = 600.0  # far longer than any bound: the acknowledgement never comes in the test
+
+
+async def test_a_write_that_hangs_is_a_safety_stop_within_the_bound(rig_factory) -> None:
+    rig = await rig_factory("theragun-gen4")
+    await rig.start(plan_for("glute", "theragun-gen4"))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(5)
+    assert rig.device.state.running
+    hung_at = rig.clock.now()
+    rig.device.faults.inject(SlowAcks(delay_s=HANG_S))
+    end = await rig.finish(timeout=4 * ACK_WITHIN_S)
+    assert end.reason == "write_unanswered"
+    stop = next(c for c in rig.device.commands if c.at > hung_at and c.command == Stop())
+    assert stop.at - hung_at <= 2 * ACK_WITHIN_S  # one poll's bound, then the stop
+    await rig.settle(2.0)
+    assert not rig.device.state.running
+    assert not rig.link.connected  # dropped: a hung link carries no further stop
+    assert rig.supervisor.ended == "dropped: writes unanswered"
+
+
+async def test_a_stop_does_not_queue_behind_a_write_still_unanswered(rig_factory) -> None:
+    rig = await rig_factory("theragun-gen4")
+    await rig.start(plan_for("glute", "theragun-gen4"))
+    await rig.until("step_started", since=0)
+    await asyncio.sleep(5)
+    rig.device.faults.inject(SlowAcks(delay_s=HANG_S))
+    await asyncio.sleep(0.1)  # a status request is now waiting for its acknowledgement
+    asked = rig.clock.now()
+    with pytest.raises(RequestRefusedError, match="did not acknowledge"):
+        async with asyncio.timeout(2 * ACK_WITHIN_S):
+            await rig.send("stop")
+    stop = next(c for c in rig.device.commands if c.at >= asked and c.command == Stop())
+    assert stop.at == asked  # written at once, beside the write still waiting
+    assert rig.clock.now() - asked <= 1.5 * ACK_WITHIN_S
+    end = await rig.finish(timeout=2 * ACK_WITHIN_S)
+    assert end.reason == "write_unanswered"
