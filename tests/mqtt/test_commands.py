@@ -99,7 +99,13 @@ async def test_bad_commands_are_refused_counted_and_change_nothing(
             loop = diagnostics.json()["guns"][device_id]  # the gun's control loop, as it runs
             assert loop["ticks"] > 0
             assert loop["frames"] > 0
-            assert {"overruns", "max_late_ms", "decode_errors", "out_of_order"} <= loop.keys()
+            assert {
+                "overruns",
+                "max_late_ms",
+                "decode_errors",
+                "out_of_order",
+                "coalesced",
+            } <= loop.keys()
             assert loop["refused"] == len(BAD)  # every one of them, counted against this gun
             assert loop["commands"] == 3  # taken in turn: the unknown protocol and select, pause
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from gunctl.links.base import ConnectError, Endpoint, Link, LinkError, LinkLostError
+from gunctl.links.base import FANOUT_BOUND, ConnectError, Endpoint, Link, LinkError, LinkLostError
 from gunctl.links.sim import SimLink
 from gunctl.specs.codec import decode_battery_level
 from gunctl.specs.messages import SetSpeed, Status
@@ -82,3 +84,27 @@ async def test_received_at_is_clock_time(sim_device_factory, sim_host_factory) -
     times = [n.received_at for n in host.notes]
     assert times == pytest.approx([0.04, 0.08, 0.12, 0.16, 0.2], abs=1e-5)
     assert all(isinstance(s, Status) for s in host.statuses())
+
+
+async def test_a_listener_that_falls_behind_keeps_the_newest_frames_and_the_end(
+    sim_device_factory, sim_clock
+) -> None:
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    link = SimLink(device)
+    await link.connect()
+    slow = link.notifications()  # reads nothing until the link has closed
+    every: list[bytes] = []
+
+    async def keep_up() -> None:
+        async for note in link.notifications():
+            every.append(note.data)
+
+    reader = asyncio.create_task(keep_up())
+    await sim_clock.sleep(10.01)  # 250 frames at 25 Hz
+    await link.disconnect()
+    await reader  # the listener that kept up has every frame, then the end
+    held = [note.data async for note in slow]
+    assert len(every) > 2 * FANOUT_BOUND
+    assert len(held) == FANOUT_BOUND - 1  # the end of the stream took the last place
+    assert held == every[-len(held) :]  # the newest frames, in order
+    assert link.coalesced == len(every) - len(held)

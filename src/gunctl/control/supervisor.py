@@ -148,12 +148,14 @@ class LinkStats:
     frames: int = 0
     decode_errors: int = 0
     out_of_order: int = 0
+    coalesced: int = 0  # frames the link gave up because this reader fell behind
 
     def as_dict(self) -> dict[str, int]:
         return {
             "frames": self.frames,
             "decode_errors": self.decode_errors,
             "out_of_order": self.out_of_order,
+            "coalesced": self.coalesced,
         }
 
 
@@ -662,6 +664,7 @@ class Supervisor:
                 self.link_stats.out_of_order += 1
                 continue
             self.link_stats.frames += 1
+            self.link_stats.coalesced = self.link.coalesced
             values: Mapping[str, Any] = {
                 name: getattr(report, name)
                 for name in self.telemetry.trusted

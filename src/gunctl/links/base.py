@@ -60,12 +60,25 @@ class Link(Protocol):
         ...
 
     def notifications(self) -> AsyncIterator[Notification]:
-        """Every notification from now on, in arrival order, until the link closes."""
+        """Every notification from now on, in arrival order, until the link closes.
+
+        A listener that falls behind by ``FANOUT_BOUND`` frames loses the
+        oldest ones (see ``Lifetime``); ``coalesced`` counts them.
+        """
+        ...
+
+    @property
+    def coalesced(self) -> int:
+        """Notifications given up because a listener had fallen too far behind."""
         ...
 
     async def wait_disconnected(self) -> str:
         """Return once the link is gone, with the reason (``requested``, ``lost``, ...)."""
         ...
+
+
+# Frames a listener may fall behind before its oldest give way: 2.5 s of 25 Hz telemetry.
+FANOUT_BOUND = 64
 
 
 class Lifetime:
@@ -74,11 +87,22 @@ class Lifetime:
     It fans each notification out to every listener, ends their streams when
     the connection ends, and tells anyone waiting why it ended. A link opens a
     new lifetime on each connect and closes it, with a reason, exactly once.
+
+    Each listener holds at most ``FANOUT_BOUND`` frames. A listener that falls
+    that far behind loses its oldest frame to each new one: telemetry is state,
+    and the newest frame says what the device is doing now (a fault flag or a
+    temperature is in every frame, not only the first). Each frame given up is
+    counted in ``coalesced``. The end of the stream is never given up: it
+    always reaches the listener, after whatever frames it still holds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, bound: int = FANOUT_BOUND) -> None:
+        if bound < 1:
+            raise ValueError("a listener must hold at least one frame")
         self.up = False
         self.reason: str | None = None  # why the last connection ended
+        self.bound = bound
+        self.coalesced = 0  # frames given up because a listener was full, over every connection
         self._listeners: list[asyncio.Queue[Notification | None]] = []
         self._gone: asyncio.Future[str] | None = None
 
@@ -94,20 +118,26 @@ class Lifetime:
 
     def publish(self, note: Notification) -> None:
         for queue in self._listeners:
-            queue.put_nowait(note)
+            self._put(queue, note)
 
     def close(self, reason: str) -> None:
         self.up = False
         self.reason = reason
         for queue in self._listeners:
-            queue.put_nowait(None)
+            self._put(queue, None)
         self._listeners.clear()
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(reason)
 
+    def _put(self, queue: asyncio.Queue[Notification | None], item: Notification | None) -> None:
+        if queue.full():
+            queue.get_nowait()  # the oldest frame gives way
+            self.coalesced += 1
+        queue.put_nowait(item)
+
     def stream(self) -> AsyncIterator[Notification]:
         """Every notification from now until the connection ends (empty if it is down)."""
-        queue: asyncio.Queue[Notification | None] = asyncio.Queue()
+        queue: asyncio.Queue[Notification | None] = asyncio.Queue(self.bound)
         if self.up:
             self._listeners.append(queue)
         else:

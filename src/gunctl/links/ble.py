@@ -127,6 +127,10 @@ class BleakLink:
         return self._life.reason
 
     @property
+    def coalesced(self) -> int:
+        return self._life.coalesced
+
+    @property
     def rssi(self) -> int | None:
         """The signal strength (dBm) of the advertisement the device was found by, if known."""
         return self._rssi

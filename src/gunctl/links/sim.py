@@ -52,6 +52,10 @@ class SimLink:
         """Why the last connection ended."""
         return self._life.reason
 
+    @property
+    def coalesced(self) -> int:
+        return self._life.coalesced
+
     async def connect(self) -> None:
         if self._life.up:
             return
