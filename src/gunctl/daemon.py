@@ -55,6 +55,8 @@ from gunctl.requests import (
     CommandError,
     ConfirmCommand,
     DeviceCommand,
+    ScoreCommand,
+    SeenCommand,
     SelectCommand,
     SessionAction,
     SessionCommand,
@@ -64,7 +66,8 @@ from gunctl.requests import (
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 from gunctl.store import selections
-from gunctl.store.history import History, follow
+from gunctl.store.diary import DiarySummary
+from gunctl.store.history import History, HistoryError, follow
 from gunctl.store.selections import Selection
 from gunctl.store.trace import sampler
 
@@ -76,6 +79,7 @@ log = structlog.get_logger("gunctl.daemon")
 BLE_ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 
 FOLLOWER_WAIT_S = 2.0  # the longest a start waits for the last session's end to be written
+DIARY_REFRESH_S = 600.0  # the diary's summary is read again this often: "this week" moves on
 
 
 # -- reconnecting ----------------------------------------------------------------
@@ -160,6 +164,7 @@ class DeviceSlot:
     lane: Lane = field(init=False)  # set by the Daemon, which runs its commands
     follower: asyncio.Task[Any] | None = None
     task: asyncio.Task[None] | None = None
+    last_session: int | None = None  # the history's id of this gun's latest session
 
     @property
     def connected(self) -> bool:
@@ -190,6 +195,11 @@ class Daemon:
         self.person_clock: Callable[[], float] = time.monotonic
         self._connector = connector or self._connect
         self._subscribers: list[Subscriber] = []
+        # the diary's summary, real and simulated, and who wants to know when it changes
+        self.diary: dict[str, DiarySummary] = {}
+        self._diary_watchers: list[Callable[[], None]] = []
+        self._diary_wanted = asyncio.Event()
+        self._diary_task: asyncio.Task[None] | None = None
         self.slots: dict[str, DeviceSlot] = {}
         self._closing = False
         self._link_changed = asyncio.Event()
@@ -240,7 +250,8 @@ class Daemon:
     # -- running -------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start keeping every configured gun connected."""
+        """Start keeping every configured gun connected, and the diary's summary read."""
+        self._diary_task = asyncio.create_task(self._keep_diary(), name="diary")
         for slot in self.slots.values():
             slot.task = asyncio.create_task(
                 self._keep_connected(slot), name=f"slot {slot.device_id}"
@@ -391,6 +402,12 @@ class Daemon:
         if isinstance(command, ConfirmCommand):
             slot.red_flags_confirmed_at = self.person_clock()
             return {"valid_s": self.settings.red_flags_confirmation_s}
+        if isinstance(command, ScoreCommand):
+            return await self._score(slot, command)
+        if isinstance(command, SeenCommand):
+            kind = self._simulated(slot)
+            await asyncio.to_thread(self.history.record_professional, command.note, simulated=kind)
+            return {"refusal": await self._refusal(slot)}
         return await self._session(slot, command)
 
     def _protocol(self, name: str) -> str:
@@ -470,6 +487,16 @@ class Daemon:
             )
         except PlanError as exc:
             raise CommandError("refused", str(exc)) from None
+        score = None
+        if command.scored:  # recorded before the start, whose diary check then reads it
+            score = await asyncio.to_thread(
+                self.history.record_score,
+                "before",
+                command.pain_before,
+                command.reach_before,
+                simulated=self._simulated(slot),
+            )
+            self._diary_wanted.set()
         if slot.follower is not None and not slot.follower.done():
             # the last session's end is still being written: a new row now would close it
             # as interrupted and lose how it really ended
@@ -507,6 +534,9 @@ class Daemon:
             raise CommandError(
                 "refused", f"the session could not be recorded, so it was stopped: {exc}"
             ) from None
+        slot.last_session = session_id
+        if score is not None:
+            await asyncio.to_thread(self.history.attach_score, score, session_id)
 
         def progress() -> dict[tuple[str, str], float]:
             session = supervisor.session
@@ -522,6 +552,7 @@ class Daemon:
             ),
             name=f"history {slot.device_id}",
         )
+        slot.follower.add_done_callback(lambda _: self._diary_wanted.set())  # minutes changed
         log.info(
             "session_requested",
             device=slot.device_id,
@@ -555,6 +586,75 @@ class Daemon:
         except RequestRefusedError as exc:
             raise CommandError("refused", str(exc)) from None
         return {}
+
+    # -- the diary -------------------------------------------------------------------
+
+    def _simulated(self, slot: DeviceSlot) -> bool:
+        """Whether the gun's sessions, and so its scores, are the simulator's (kept apart)."""
+        return slot.kind == "sim" or self.clock.scale != 1.0
+
+    async def _score(self, slot: DeviceSlot, command: ScoreCommand) -> dict[str, Any]:
+        """Record a score: before the next session, or after this gun's latest one."""
+        session_id = None
+        if command.moment == "after":
+            session_id = slot.last_session
+            if session_id is None:
+                raise CommandError(
+                    "invalid",
+                    f"{slot.device_id} has run no session since gunctl started, so there is "
+                    'none to score after; use "moment": "before" for the next one',
+                    command.id,
+                    command.action,
+                )
+        try:
+            await asyncio.to_thread(
+                self.history.record_score,
+                command.moment,
+                command.pain,
+                command.reach,
+                session_id=session_id,
+                simulated=self._simulated(slot),
+            )
+        except HistoryError as exc:
+            raise CommandError("refused", str(exc), command.id, command.action) from None
+        return {
+            "session": session_id,
+            "skipped": command.pain is None and command.reach is None,
+            "refusal": await self._refusal(slot),
+        }
+
+    async def _refusal(self, slot: DeviceSlot) -> dict[str, Any] | None:
+        """Read the diary again; the refusal now in force for this gun's kind of session."""
+        await self.refresh_diary()
+        summary = self.diary["simulated" if self._simulated(slot) else "real"]
+        return None if summary.refusal is None else summary.refusal.model_dump()
+
+    def watch_diary(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the event loop) each time the diary's summary is read anew."""
+        self._diary_watchers.append(callback)
+
+    async def refresh_diary(self) -> None:
+        """Read the diary's summary, real and simulated, in a worker thread; tell the watchers."""
+
+        def read() -> dict[str, DiarySummary]:
+            return {
+                kind: self.history.diary_summary(simulated=kind == "simulated")
+                for kind in ("real", "simulated")
+            }
+
+        self.diary = await asyncio.to_thread(read)
+        for callback in self._diary_watchers:
+            callback()
+
+    async def _keep_diary(self) -> None:
+        while True:
+            try:
+                await self.refresh_diary()
+            except Exception as exc:  # a damaged diary must not end the daemon; said once a round
+                log.error("diary_unreadable", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._diary_wanted.wait(), DIARY_REFRESH_S)
+            self._diary_wanted.clear()
 
     def stop_all(self) -> asyncio.Future[list[str]]:
         """Stop every gun at once, each through its lane; the future gives the ids stopped.
@@ -603,4 +703,7 @@ class Daemon:
         await asyncio.gather(*followers, return_exceptions=True)
         if self.proxies is not None:
             await self.proxies.aclose()
+        if self._diary_task is not None:
+            self._diary_task.cancel()
+            await asyncio.gather(self._diary_task, return_exceptions=True)
         self.history.close()

@@ -72,6 +72,8 @@ REASONS: tuple[Reason, ...] = Reason.__args__  # type: ignore[attr-defined]
 Side = Literal["left", "right", "both"]
 CommandId = Annotated[str, Field(max_length=128, strict=True)] | StrictInt
 IntensityCap = Annotated[float, Field(gt=0.0, le=1.0, strict=True)]
+Pain = Annotated[int, Field(ge=0, le=10, strict=True)]  # the diary's 0-10 (gunctl.store.diary)
+Reach = Literal["buttock", "thigh", "below_knee", "foot"]  # how far down the leg it reaches
 
 
 class CommandError(RequestRefusedError):
@@ -106,6 +108,15 @@ class StartCommand(BaseCommand):
     protocol: Annotated[str, Field(min_length=1, max_length=64)] | None = None
     side: Side | None = None
     intensity_cap: IntensityCap | None = None
+    # the diary's score before this session; either given (even null) records it,
+    # both null as skipped, and a score that refuses (severe pain) refuses this start
+    pain_before: Pain | None = None
+    reach_before: Reach | None = None
+
+    @property
+    def scored(self) -> bool:
+        """Whether the command answers the diary's question before the session."""
+        return bool({"pain_before", "reach_before"} & self.model_fields_set)
 
 
 class SelectCommand(BaseCommand):
@@ -123,6 +134,25 @@ class ConfirmCommand(BaseCommand):
     action: Literal["confirm_no_red_flags"]
 
 
+class ScoreCommand(BaseCommand):
+    """A pain score for the diary: before the next session, or after this gun's last one.
+
+    Neither ``pain`` nor ``reach`` records the question as skipped.
+    """
+
+    action: Literal["score"]
+    moment: Literal["before", "after"]
+    pain: Pain | None = None
+    reach: Reach | None = None
+
+
+class SeenCommand(BaseCommand):
+    """A doctor or physiotherapist has seen the person: lifts a diary refusal, new baseline."""
+
+    action: Literal["professional_seen"]
+    note: Annotated[str, Field(max_length=200)] = ""
+
+
 class SessionCommand(BaseCommand):
     """A request on the session in progress; ``stop`` and ``pain_stop`` always stop the motor."""
 
@@ -130,11 +160,14 @@ class SessionCommand(BaseCommand):
 
 
 DeviceCommand = Annotated[
-    StartCommand | SelectCommand | ConfirmCommand | SessionCommand, Field(discriminator="action")
+    StartCommand | SelectCommand | ConfirmCommand | ScoreCommand | SeenCommand | SessionCommand,
+    Field(discriminator="action"),
 ]
 DEVICE_ACTIONS: tuple[str, ...] = (
     "start",
     "select",
     "confirm_no_red_flags",
+    "score",
+    "professional_seen",
     *ActionName.__args__,  # type: ignore[attr-defined]
 )

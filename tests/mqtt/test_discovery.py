@@ -166,6 +166,7 @@ async def test_discovery_payload_follows_home_assistant(
                     )
                 )
             ).json()
+            diary = (await watcher.until(lambda m: m.topic == topics.bridge_diary)).json()
 
     assert set(config) == {"dev", "o", "cmps"}
     assert config["o"] == {"name": "gunctl", "sw_version": __version__}
@@ -215,6 +216,18 @@ async def test_discovery_payload_follows_home_assistant(
             assert float(value) >= 0, (key, value)
             gone = {**diagnostics, "guns": {device_id: {}}}  # not connected: unknown
             assert render(component["value_template"], value_json=gone) == "None", key
+        elif component.get("state_topic") == topics.bridge_diary:  # the symptom diary
+            assert render(component["value_template"], value_json=diary) in ("None", "OFF", "0.0")
+            scored = {
+                "simulated": {
+                    "last_before": {"pain": 9, "reach": "foot"},
+                    "last_after": {"pain": 4},
+                    "minutes_this_week": 12.5,
+                    "refusal": {"rule": "pain_severe", "message": "-", "advice": "-"},
+                }
+            }
+            value = render(component["value_template"], value_json=scored)
+            assert value in ("9", "4", "12.5", "ON"), (key, value)
         elif "state_topic" in component:  # what a command did, and the session's events
             assert key in ("last_result", "events"), key
             topic = topics.result if key == "last_result" else topics.event

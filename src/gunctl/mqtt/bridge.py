@@ -115,7 +115,9 @@ class Bridge:
         self._listed = False
         self._firmware: dict[str, str | None] = {}
         self._stopping = asyncio.Event()
+        self._diary_sent: dict[str, Any] | None = None  # the diary document last published
         daemon.subscribe(self)
+        daemon.watch_diary(self._state_wake.set)
 
     # -- what the daemon tells us --------------------------------------------------
 
@@ -295,6 +297,7 @@ class Bridge:
             self._put(self._availability(slot))
             self._mark(slot.device_id)
         self._diagnostics_dirty = True
+        self._diary_sent = None
         self._state_wake.set()
 
     async def _states(self) -> None:
@@ -317,6 +320,10 @@ class Bridge:
                 if state["firmware"] != self._firmware.get(device_id):
                     self._put(self._discovery(slot))
                 self._put(Outgoing(self.topics.state(device_id), as_json(state), retain=True))
+            diary = payloads.diary(self.daemon.diary)
+            if diary is not None and diary != self._diary_sent:
+                self._diary_sent = diary
+                self._put(Outgoing(self.topics.bridge_diary, as_json(diary), retain=True))
             if self._diagnostics_dirty:
                 self._diagnostics_dirty = False
                 self._put(

@@ -157,6 +157,35 @@ def device_config(
             control["unit_of_measurement"] = unit
         return control
 
+    def diary(name: str, value: str, **extra: Any) -> dict[str, Any]:
+        """An entity on the symptom diary's document: this gun's kind (real or simulated)."""
+        return {
+            "state_topic": topics.bridge_diary,
+            "name": name,
+            # "None" (unknown) until the diary has an answer
+            "value_template": f"{{{{ {value} }}}}",
+            **extra,
+        }
+
+    kind = "value_json.simulated" if simulated else "value_json.real"
+
+    def score(moment: str, name: str) -> dict[str, Any]:
+        last = f"{kind}.last_{moment}"
+        return diary(
+            name,
+            f"{last}.pain if {last} else None",
+            p="number",
+            min=0,
+            max=10,
+            step=1,
+            mode="box",
+            command_topic=command,
+            command_template=(
+                f'{{"action": "score", "moment": "{moment}", "pain": {{{{ value | int }}}}}}'
+            ),
+            icon="mdi:emoticon-sad-outline",
+        )
+
     counted = {"state_class": "total_increasing"}
     idle = ("idle", "done", "safety_stop")
     active = ("running", "resting", "paused", "waiting_for_head")
@@ -307,6 +336,42 @@ def device_config(
         "bad_frames": diagnostic("Bad frames", "decode_errors", True, **counted),
         "commands": diagnostic("Commands", "commands", False, **counted),
         "refused": diagnostic("Commands refused", "refused", True, **counted),
+        # the symptom diary (docs/diary.md): the person's, shared by every gun of a kind
+        "pain_before": score("before", "Pain now, before the next session"),
+        "pain_after": score("after", "Pain after the last session"),
+        **{
+            f"last_pain_{moment}": diary(
+                f"Last pain score {moment}",
+                f"{kind}.last_{moment}.pain if {kind}.last_{moment} else None",
+                p="sensor",
+                state_class="measurement",
+                json_attributes_topic=topics.bridge_diary,
+                json_attributes_template=f"{{{{ ({kind}.last_{moment} or {{}}) | tojson }}}}",
+                icon="mdi:chart-line",
+            )
+            for moment in ("before", "after")
+        },
+        "minutes_this_week": diary(
+            "Massage this week",
+            f"{kind}.minutes_this_week",
+            p="sensor",
+            unit_of_measurement="min",
+            state_class="measurement",
+            icon="mdi:calendar-week",
+        ),
+        "professional_needed": diary(
+            "See a professional",
+            f"'ON' if {kind}.refusal else 'OFF'",
+            p="binary_sensor",
+            payload_on="ON",
+            payload_off="OFF",
+            device_class="problem",
+            json_attributes_topic=topics.bridge_diary,
+            json_attributes_template=f"{{{{ ({kind}.refusal or {{}}) | tojson }}}}",
+        ),
+        "professional_seen": button(
+            "A professional has seen me", "professional_seen", "mdi:doctor"
+        ),
     }
     for key, component in components.items():
         component["unique_id"] = f"gunctl_{device_id}_{key}"

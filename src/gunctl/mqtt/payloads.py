@@ -6,6 +6,7 @@ here writes to a device or touches the network.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from gunctl.specs.speed import Setpoint
 if TYPE_CHECKING:
     from gunctl.control.supervisor import Supervisor
     from gunctl.daemon import DeviceSlot
+    from gunctl.store.diary import DiarySummary
 
 
 def now_iso() -> str:
@@ -217,3 +219,16 @@ def result(
         body["ignored"] = list(ignored)
     body.update(extra)
     return body
+
+
+def diary(summaries: Mapping[str, DiarySummary]) -> dict[str, Any] | None:
+    """The symptom diary's document: its summary for real and for simulated sessions.
+
+    Each holds the latest scores before and after (``pain``, ``reach``,
+    ``recorded_at``), this week's minutes and sessions, and the ``refusal``
+    (``rule``, ``message``, ``advice``) while a diary rule asks for a
+    professional, else null. None until the daemon has first read the diary.
+    """
+    if not summaries:
+        return None
+    return {kind: summary.model_dump(mode="json") for kind, summary in summaries.items()}

@@ -55,6 +55,11 @@ class Topics:
         return f"{self.base}/{BRIDGE}/{self.node_id}/diagnostics"
 
     @property
+    def bridge_diary(self) -> str:
+        """The symptom diary's summary, real and simulated (retained)."""
+        return f"{self.base}/{BRIDGE}/{self.node_id}/diary"
+
+    @property
     def bridge_set(self) -> str:
         return f"{self.base}/{BRIDGE}/{self.node_id}/set"
 
