@@ -213,6 +213,38 @@ async def test_a_refused_start_is_shown_on_the_device_page(
     assert (await hass.state(entity("phase")))["state"] != "running"
 
 
+async def test_the_diary_on_the_device_page(
+    hass: HomeAssistant, broker: Broker, make_settings: Settings
+) -> None:
+    """A severe score set on the page lights the problem sensor; the visit button clears it."""
+    async with running(make_settings()) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        async with watching(broker, topics, f"{topics.discovery_prefix}/#") as watcher:
+            entity = await _page(hass, watcher, device_id)
+            await hass.until_state(entity("professional_needed"), "off")
+            await hass.call("number", "set_value", entity_id=entity("pain_before"), value=9)
+            problem = await hass.until_state(entity("professional_needed"), "on")
+            assert problem["attributes"]["rule"] == "pain_severe"
+            assert "seek medical attention" in problem["attributes"]["advice"]
+            assert (await hass.until_state(entity("last_pain_before"), "9"))["attributes"][
+                "recorded_at"
+            ]
+            assert (await hass.state(entity("pain_before")))["state"] == "9"
+            await _choose(hass, entity("protocol"), "One long hold")
+            await hass.call("button", "press", entity_id=entity("start"))  # refused
+            shown = await hass.until_state(entity("last_result"), lambda s: s.startswith("start"))
+            assert "pain_severe" in shown["state"]
+            await hass.call("button", "press", entity_id=entity("professional_seen"))
+            await hass.until_state(entity("professional_needed"), "off")
+            minutes = await hass.state(entity("minutes_this_week"))
+            assert (minutes["state"], minutes["attributes"]["unit_of_measurement"]) == (
+                "0.0",
+                "min",
+            )
+    assert complaints(hass) == []
+
+
 async def test_the_choices_on_the_page_survive_a_daemon_restart(
     hass: HomeAssistant, broker: Broker, make_settings: Settings
 ) -> None:
