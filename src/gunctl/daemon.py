@@ -549,6 +549,7 @@ class Daemon:
                 session_id,
                 progress=progress,
                 sample=sampler(supervisor),
+                scale=self.clock.scale,  # the trace and checkpoints count session time
             ),
             name=f"history {slot.device_id}",
         )

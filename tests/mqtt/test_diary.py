@@ -76,6 +76,10 @@ async def test_scores_a_refusal_and_a_visit_over_mqtt(
     with History(tmp_path / "history.sqlite3") as history:
         (record,) = history.sessions()
         assert history.diary(simulated=False).scores == []  # a simulated gun's diary, apart
+        trace = history.trace(record.id)
+    # the session's telemetry trace, sampled in session time however fast the simulator runs
+    assert len(trace.samples) >= 4 * record.worked_s * 0.8
+    assert [m.kind for m in trace.marks].count("step") == 2
     assert [(s.moment, s.pain, s.reach, s.skipped) for s in record.scores] == [
         ("before", 4, "thigh", False),
         ("after", None, None, True),
