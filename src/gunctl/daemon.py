@@ -65,6 +65,7 @@ from gunctl.requests import (
 )
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
+from gunctl.state import Ended, GunState, SafetyStopState, snapshot
 from gunctl.store import selections
 from gunctl.store.diary import DiarySummary
 from gunctl.store.history import History, HistoryError, follow
@@ -169,6 +170,24 @@ class DeviceSlot:
     @property
     def connected(self) -> bool:
         return self.device is not None and self.device.connected
+
+    @property
+    def rssi(self) -> int | None:
+        """The advertised signal strength of a Bluetooth LE gun while connected."""
+        return self.device.rssi if self.device is not None else None
+
+    def state(self) -> GunState:
+        """The gun's public state; what it showed last, once its link is gone."""
+        stop = self.last_safety_stop
+        ended: Ended = "safety_stop" if self.fault else "done" if self.completed else "idle"
+        return snapshot(
+            self.device_id,
+            self.device.supervisor if self.device is not None else None,
+            spec=self.spec,
+            connected=self.connected,
+            ended=ended,
+            last_safety_stop=SafetyStopState.of(stop) if stop is not None else None,
+        )
 
 
 class Daemon:

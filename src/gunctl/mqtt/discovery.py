@@ -24,9 +24,10 @@ from typing import Any
 
 from gunctl import __version__
 from gunctl.control.events import EVENT_TYPES
-from gunctl.mqtt.payloads import PHASES, REFUSED
+from gunctl.mqtt.payloads import REFUSED
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
 from gunctl.requests import STOPS
+from gunctl.state import PHASES
 
 ORIGIN = {"name": "gunctl", "sw_version": __version__}
 INTENSITY_MIN, INTENSITY_STEP = 0.05, 0.05
