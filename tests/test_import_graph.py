@@ -74,3 +74,25 @@ def test_nothing_imports_the_command_line() -> None:
         if not name.startswith("gunctl.cli") and any(d.startswith("gunctl.cli") for d in deps)
     )
     assert importers == []
+
+
+FRONT_ENDS = ("gunctl.cli", "gunctl.mqtt")
+CONTROL_INTERNALS = (
+    "gunctl.control.supervisor",
+    "gunctl.control.session",
+    "gunctl.control.driver",
+    "gunctl.control.rules",
+)
+
+
+def test_front_ends_read_the_public_state_not_the_control_loop() -> None:
+    # the command line and MQTT read GunState and the events; they hand requests
+    # from gunctl.requests; the Supervisor's own modules are not theirs to import
+    reaching_in = sorted(
+        f"{name} -> {dep}"
+        for name, deps in graph().items()
+        if name.startswith(FRONT_ENDS)
+        for dep in deps
+        if dep.startswith(CONTROL_INTERNALS)
+    )
+    assert reaching_in == []

@@ -39,9 +39,6 @@ from gunctl.clock import Clock
 from gunctl.config import ServeSettings, ble_device_id, sim_device_id
 from gunctl.control.events import (
     Event,
-    SafetyStop,
-    SessionCompleted,
-    SessionStarted,
     Subscription,
 )
 from gunctl.datafile import suggest
@@ -65,7 +62,7 @@ from gunctl.requests import (
 )
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
-from gunctl.state import Ended, GunState, SafetyStopState, snapshot
+from gunctl.state import Ending, GunState, snapshot
 from gunctl.store import selections
 from gunctl.store.diary import DiarySummary
 from gunctl.store.history import History, HistoryError, follow
@@ -156,10 +153,8 @@ class DeviceSlot:
     spec: DeviceSpec | None  # known up front for a simulator, after connecting for BLE
     device: Device | None = None
     selected: Selection = field(default_factory=Selection)
-    fault: bool = False  # the last session ended in a safety stop
-    completed: bool = False  # the last session ran to its end
+    ending: Ending = field(default_factory=Ending)  # how the last session ended
     red_flags_confirmed_at: float | None = None  # Daemon.person_clock at the "none apply"
-    last_safety_stop: SafetyStop | None = None
     connects: int = 0
     problem: str | None = None  # why the daemon stopped trying to connect it
     lane: Lane = field(init=False)  # set by the Daemon, which runs its commands
@@ -178,15 +173,12 @@ class DeviceSlot:
 
     def state(self) -> GunState:
         """The gun's public state; what it showed last, once its link is gone."""
-        stop = self.last_safety_stop
-        ended: Ended = "safety_stop" if self.fault else "done" if self.completed else "idle"
         return snapshot(
             self.device_id,
             self.device.supervisor if self.device is not None else None,
             spec=self.spec,
             connected=self.connected,
-            ended=ended,
-            last_safety_stop=SafetyStopState.of(stop) if stop is not None else None,
+            ending=self.ending,
         )
 
 
@@ -379,13 +371,7 @@ class Daemon:
             self._tell_event(slot, event)
 
     def _tell_event(self, slot: DeviceSlot, event: Event) -> None:
-        if isinstance(event, SessionStarted):
-            slot.fault = slot.completed = False
-        elif isinstance(event, SessionCompleted):
-            slot.completed = True
-        elif isinstance(event, SafetyStop):
-            slot.fault = True
-            slot.last_safety_stop = event
+        slot.ending.see(event)
         for subscriber in self._subscribers:
             subscriber.on_event(slot, event)
 

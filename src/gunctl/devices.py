@@ -19,6 +19,7 @@ from gunctl.control.supervisor import Exposure, Supervisor
 from gunctl.links.base import Link
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
+from gunctl.state import GunState, snapshot
 
 if TYPE_CHECKING:
     from gunctl.links.ble import BleakLink
@@ -59,6 +60,10 @@ class Device:
     def rssi(self) -> int | None:
         """The advertised signal strength (dBm) of a Bluetooth LE gun; None otherwise."""
         return self.ble.rssi if self.ble is not None else None
+
+    def state(self) -> GunState:
+        """The gun's public state now: what every display reads, never the Supervisor."""
+        return snapshot(self.device_id, self.supervisor, connected=self.connected)
 
     async def aclose(self) -> None:
         """Stop the motor, end the Supervisor, drop the link, power off a simulator."""

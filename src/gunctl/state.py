@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from gunctl.control.events import SafetyStop
+from gunctl.control.events import Event, SafetyStop, SessionCompleted, SessionStarted
 from gunctl.control.session import Phase, Session
 from gunctl.specs.models import Capabilities, DeviceSpec
 from gunctl.specs.speed import Setpoint
@@ -99,6 +99,33 @@ class GunState(_State):
     last_safety_stop: SafetyStopState | None
 
 
+class Ending:
+    """How a gun's last session ended, followed from its events, across reconnections.
+
+    A new Supervisor after a lost link knows nothing of the session before it;
+    whoever keeps the gun (the daemon's slot, the ``Gun`` facade) keeps this.
+    """
+
+    def __init__(self) -> None:
+        self.ended: Ended = "idle"
+        self.last_safety_stop: SafetyStopState | None = None
+
+    @property
+    def fault(self) -> bool:
+        """The last session ended in a safety stop."""
+        return self.ended == "safety_stop"
+
+    def see(self, event: Event) -> None:
+        """Take in one session event."""
+        if isinstance(event, SessionStarted):
+            self.ended = "idle"
+        elif isinstance(event, SessionCompleted):
+            self.ended = "done"
+        elif isinstance(event, SafetyStop):
+            self.ended = "safety_stop"
+            self.last_safety_stop = SafetyStopState.of(event)
+
+
 def intensity_of(setpoint: Setpoint, caps: Capabilities) -> float:
     """The share of the device's range (0..1) a setpoint runs at: the inverse of setpoint_for."""
     if setpoint.stopped:
@@ -124,7 +151,7 @@ def rounded(value: Any, digits: int = 1) -> Any:
 
 def phase_of(session: Session | None, ended: Ended) -> PhaseName:
     """The session in progress in one word, or ``ended`` when none is."""
-    if session is None or session.done:
+    if session is None:
         return ended
     if session.paused is not None:
         return "paused"
@@ -146,7 +173,7 @@ def _phase_total(session: Session) -> float:
 
 def _step(session: Session) -> StepState | None:
     planned = session.step
-    if planned is None or session.done:
+    if planned is None:
         return None
     return StepState(
         index=planned.index,
@@ -165,7 +192,7 @@ def _step(session: Session) -> StepState | None:
 
 def _session(session: Session | None) -> dict[str, Any]:
     """The fields that describe the session in progress; all empty when there is none."""
-    if session is None or session.done:
+    if session is None:
         return {
             "protocol": None,
             "protocol_title": None,
@@ -229,31 +256,27 @@ def snapshot(
     *,
     spec: DeviceSpec | None = None,
     connected: bool = True,
-    ended: Ended = "idle",
-    last_safety_stop: SafetyStopState | None = None,
+    ending: Ending | None = None,
 ) -> GunState:
     """The state of ``device`` now, read from its Supervisor (None while not connected).
 
-    ``ended`` is what to call the gun once a session is over, as its owner
-    remembers it across reconnections; ``last_safety_stop`` likewise, when the
-    Supervisor that saw it is gone.
+    ``ending`` says how the last session ended, as the gun's keeper followed
+    it across reconnections; without it, a gun with no session is idle.
     """
+    ending = ending or Ending()
     spec = supervisor.spec if supervisor is not None else spec
     session = supervisor.session if supervisor is not None else None
-    stop = supervisor.last_safety_stop if supervisor is not None else None
-    if stop is not None:
-        last_safety_stop = SafetyStopState.of(stop)
-    running = session is not None and not session.done
+    live = session if session is not None and not session.done else None
     return GunState(
         device=device,
         spec=spec.name if spec is not None else None,
         model=spec.title if spec is not None else None,
         connected=connected and supervisor is not None,
-        running=running,
-        phase=phase_of(session, ended),
-        paused=running and session is not None and session.paused is not None,
-        waiting_for_head=running and session is not None and session.phase is Phase.HEAD_CHANGE,
-        **_session(session),
+        running=live is not None,
+        phase=phase_of(live, ending.ended),
+        paused=live is not None and live.paused is not None,
+        waiting_for_head=live is not None and live.phase is Phase.HEAD_CHANGE,
+        **_session(live),
         **(_measured(supervisor) if supervisor is not None else _NOT_CONNECTED),
-        last_safety_stop=last_safety_stop,
+        last_safety_stop=ending.last_safety_stop,
     )

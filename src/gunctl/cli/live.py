@@ -1,12 +1,14 @@
 """The live display of a session: what the person holding the gun needs to see.
 
 It is built from the session's events (step, head changes, cues, stops) and,
-on every refresh, the Supervisor's latest telemetry. Head changes and cues are
-drawn so they cannot be missed; everything else stays quiet.
+on every refresh, the gun's public state (:class:`~gunctl.state.GunState`).
+Head changes and cues are drawn so they cannot be missed; everything else
+stays quiet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rich.console import Group, RenderableType
@@ -16,9 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gunctl.control.events import Event, StepInfo
-from gunctl.control.session import Phase
-from gunctl.control.supervisor import Supervisor
 from gunctl.redflags import STOP_RULE
+from gunctl.state import GunState
 
 # short enough for an 80-column terminal, borders included
 KEYS_HELP = "space pause · n next · p sharp pain · Enter head on · q quit"
@@ -31,10 +32,11 @@ def _clock(seconds: float) -> str:
 
 @dataclass
 class View:
-    supervisor: Supervisor
+    state: Callable[[], GunState]  # the gun's state now, read at each refresh
     protocol: str
     title: str
     keys: bool
+    steps: int = 0  # in the plan, from the session's start
     step: StepInfo | None = None
     head_change: StepInfo | None = None
     previous_head: str | None = None
@@ -44,7 +46,9 @@ class View:
     lines: list[str] = field(default_factory=list)
 
     def update(self, event: Event) -> None:
-        if event.type == "step_started":
+        if event.type == "session_started":
+            self.steps = event.steps
+        elif event.type == "step_started":
             self.step, self.head_change, self.cue, self.notice = event.step, None, None, None
         elif event.type == "head_change_required":
             self.head_change, self.previous_head = event.step, event.previous_head
@@ -60,105 +64,110 @@ class View:
             self.cue = None
         elif event.type == "safety_stop":
             self.notice = f"■ safety stop ({event.rule}): {event.message}"
-        elif event.type == "session_completed":
+        else:
+            self._end(event)
+
+    def _end(self, event: Event) -> None:
+        if event.type == "session_completed":
             self.ended = "✓ session complete"
         elif event.type == "session_aborted":
             self.ended = f"■ session ended: {event.message}"
 
     def render(self) -> RenderableType:
-        sup = self.supervisor
-        session = sup.session
-        plan = session.plan if session is not None else None
-        total = len(plan.steps) if plan else 0
-        body: list[RenderableType] = []
-        if self.head_change is not None and self.ended is None:
-            change = self.head_change
-            was = f" (take off the {self.previous_head})" if self.previous_head else ""
-            action = "then press Enter" if self.keys else "gunctl goes on by itself (--yes)"
-            body.append(
-                Panel(
-                    Text(
-                        f"Fit the {change.head.upper()} head{was}, {action}.\n"
-                        f"Next: {change.muscle.replace('-', ' ')} ({change.side}) - "
-                        f"{change.placement}",
-                        style="bold",
-                    ),
-                    title="head change: the motor is stopped",
-                    border_style="yellow",
-                )
-            )
-        if self.step is not None:
-            step = self.step
-            body.append(
-                Text.assemble(
-                    (f"Step {step.index + 1}/{total}  ", "bold"),  # a pain stop skips steps
-                    (
-                        f"{step.muscle.replace('-', ' ')} · {step.side} · {step.head} head",
-                        "bold cyan",
-                    ),
-                )
-            )
-            body.append(Text(step.placement, style="dim"))
-        if session is not None and not session.done and session.step is not None:
-            current = session.step
-            phase_total = {
-                Phase.RAMP_UP: current.ramp_s,
-                Phase.HOLD: current.hold_s,
-                Phase.RAMP_DOWN: current.ramp_s,
-                Phase.REST: current.rest_s,
-            }.get(session.phase, 0.0)
-            bars = Table.grid(padding=(0, 1))
-            bars.add_row(
-                Text(f"{session.phase.value.replace('_', ' '):>10}"),
-                ProgressBar(total=max(phase_total, 0.001), completed=session.phase_s, width=36),
-                Text(f"{_clock(phase_total - session.phase_s)} left"),
-            )
-            planned = plan.planned_s if plan else 0.0
-            bars.add_row(
-                Text("   session"),
-                ProgressBar(total=max(planned, 0.001), completed=session.active_s, width=36),
-                Text(f"{_clock(session.session_remaining_s)} left"),
-            )
-            body.append(bars)
-        body.append(self._telemetry())
-        if self.cue:
-            body.append(Text(f"▶ {self.cue}", style="bold magenta"))
-        if session is not None and session.paused is not None and not session.done:
-            how = "press space to go on, q to stop" if self.keys else "waiting to be resumed"
-            body.append(Text(f"⏸ paused, motor stopped: {how}", style="bold yellow"))
-        if self.notice:
-            body.append(
-                Text(self.notice, style="bold red" if "stop" in self.notice else "bold yellow")
-            )
-        if self.ended:
-            body.append(Text(self.ended, style="bold green" if "✓" in self.ended else "bold red"))
+        state = self.state()
+        body: list[RenderableType] = [
+            *self._head_change(),
+            *self._step(),
+            *self._bars(state),
+            self._telemetry(state),
+            *self._notices(state),
+        ]
         footer = KEYS_HELP if self.keys else STOP_RULE
         return Panel(
             Group(*body),
-            title=f"gunctl · {self.title} on {sup.device_id} ({sup.spec.name})",
+            title=f"gunctl · {self.title} on {state.device} ({state.spec})",
             subtitle=footer,
             border_style="cyan",
         )
 
-    def _telemetry(self) -> Text:
-        sup = self.supervisor
-        t = sup.telemetry
+    def _head_change(self) -> list[RenderableType]:
+        if self.head_change is None or self.ended is not None:
+            return []
+        change = self.head_change
+        was = f" (take off the {self.previous_head})" if self.previous_head else ""
+        action = "then press Enter" if self.keys else "gunctl goes on by itself (--yes)"
+        text = Text(
+            f"Fit the {change.head.upper()} head{was}, {action}.\n"
+            f"Next: {change.muscle.replace('-', ' ')} ({change.side}) - {change.placement}",
+            style="bold",
+        )
+        return [Panel(text, title="head change: the motor is stopped", border_style="yellow")]
+
+    def _step(self) -> list[RenderableType]:
+        step = self.step
+        if step is None:
+            return []
+        where = f"{step.muscle.replace('-', ' ')} · {step.side} · {step.head} head"
+        return [
+            Text.assemble(
+                (f"Step {step.index + 1}/{self.steps}  ", "bold"),  # a pain stop skips steps
+                (where, "bold cyan"),
+            ),
+            Text(step.placement, style="dim"),
+        ]
+
+    @staticmethod
+    def _bars(state: GunState) -> list[RenderableType]:
+        step = state.step
+        if step is None:
+            return []
+        bars = Table.grid(padding=(0, 1))
+        bars.add_row(
+            Text(f"{step.phase.replace('_', ' '):>10}"),
+            ProgressBar(total=max(step.phase_total_s, 0.001), completed=step.phase_s, width=36),
+            Text(f"{_clock(step.phase_total_s - step.phase_s)} left"),
+        )
+        bars.add_row(
+            Text("   session"),
+            ProgressBar(
+                total=max(state.session_planned_s or 0.0, 0.001),
+                completed=state.session_active_s or 0.0,
+                width=36,
+            ),
+            Text(f"{_clock(state.session_remaining_s or 0.0)} left"),
+        )
+        return [bars]
+
+    def _notices(self, state: GunState) -> list[RenderableType]:
+        lines: list[RenderableType] = []
+        if self.cue:
+            lines.append(Text(f"▶ {self.cue}", style="bold magenta"))
+        if state.paused:
+            how = "press space to go on, q to stop" if self.keys else "waiting to be resumed"
+            lines.append(Text(f"⏸ paused, motor stopped: {how}", style="bold yellow"))
+        if self.notice:
+            style = "bold red" if "stop" in self.notice else "bold yellow"
+            lines.append(Text(self.notice, style=style))
+        if self.ended:
+            lines.append(Text(self.ended, style="bold green" if "✓" in self.ended else "bold red"))
+        return lines
+
+    @staticmethod
+    def _telemetry(state: GunState) -> Text:
         parts: list[str] = []
-        setpoint = sup.driver.setpoint
-        speed = t.get("speed_ppm")
-        target = f"level {setpoint.level}" if setpoint.level else f"{setpoint.ppm} ppm"
+        speed = state.speed_ppm
+        level = state.setpoint_level
+        target = f"level {level}" if level else f"{state.setpoint_ppm} ppm"
         parts.append(
             f"speed {speed:.0f} ppm (set {target})" if speed is not None else f"set {target}"
         )
-        for name, fmt in (
-            ("force_n", "force {:.0f} N"),
-            ("temperature_c", "motor {:.1f} °C"),
-            ("battery_pct", "battery {:.0f} %"),
+        for value, fmt in (
+            (state.force_n, "force {:.0f} N"),
+            (state.temperature_c, "motor {:.1f} °C"),
+            (state.battery_pct, "battery {:.0f} %"),
         ):
-            value = t.get(name)
             if value is not None:
                 parts.append(fmt.format(value))
-        link = sup.link_stats
-        state = "up" if sup.link.connected else "DOWN"
-        parts.append(f"link {state}, {link.frames} frames, {link.decode_errors} bad")
+        link = "up" if state.connected else "DOWN"
+        parts.append(f"link {link}, {state.frames} frames, {state.bad_frames} bad")
         return Text(" · ".join(parts))

@@ -40,7 +40,6 @@ from gunctl.errors import (
 
 if TYPE_CHECKING:
     from gunctl.control.events import Event
-    from gunctl.control.supervisor import Supervisor
     from gunctl.devices import Device
     from gunctl.links.proxy import Proxies
     from gunctl.links.proxy_config import ProxyConfig
@@ -459,7 +458,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     from gunctl.cli.live import View
 
-    view = View(sup, plan.protocol, plan.title, keys=keys)
+    view = View(device.state, plan.protocol, plan.title, keys=keys)
     live = sys.stdout.isatty() and not options.as_json
     end: Event | None = None
 
@@ -482,9 +481,8 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
         raise RuntimeError("the event stream ended before the session did")
 
     def on_key(action: str) -> None:
-        session = sup.session
         if action == "toggle_pause":
-            spawn(send("resume" if session is not None and session.paused else "pause"))
+            spawn(send("resume" if device.state().paused else "pause"))
         elif action == "quit":
             spawn(stop_first("quit"))
         elif action == "confirm_head":
@@ -517,7 +515,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
                 Live(get_renderable=view.render, refresh_per_second=8, screen=False),
             ):
                 end = await consume()
-                await _spun_down(sup)  # the last frame shows the motor as it really is
+                await _spun_down(device)  # the last frame shows the motor as it really is
         else:
             end = await consume()
     finally:
@@ -537,10 +535,10 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
     return _exit_code(end, interrupted)
 
 
-async def _spun_down(sup: Supervisor, within_s: float = 3.0) -> None:
+async def _spun_down(device: Device, within_s: float = 3.0) -> None:
     """Wait (real time, bounded) until the motor reports it has stopped turning."""
     for _ in range(int(within_s / 0.1)):
-        speed = sup.telemetry.get("speed_ppm")
+        speed = device.state().speed_ppm
         if speed is None or speed < 1:
             break
         await asyncio.sleep(0.1)

@@ -57,7 +57,7 @@ def device_state(slot: DeviceSlot) -> dict[str, Any]:
         "kind": slot.kind,
         **state.model_dump(include=set(STATE_FIELDS)),
         "step": step,
-        "fault": slot.fault,
+        "fault": slot.ending.fault,
         "problem": slot.problem,
         "rssi": slot.rssi,
         "selected": slot.selected.model_dump(),

@@ -1,0 +1,315 @@
+"""The front door: :func:`simulate` and :func:`connect` give a :class:`Gun` to drive.
+
+A ``Gun`` hides the Supervisor, its request queue and its event bus behind a
+few methods, in the spirit of ``kasa.Device.connect`` and ``bleak.BleakClient``::
+
+    async with gunctl.simulate("gunctl-open", time_scale=50) as gun:
+        outcome = await gun.run("glute", side="left")
+
+The Supervisor stays the only writer to the device: every method here hands
+it a request from :mod:`gunctl.requests`, and every safety rule, cap and
+limit still applies. ``state()`` returns the public :class:`~gunctl.state.GunState`;
+``events()`` the session events as they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from gunctl.clock import Clock
+from gunctl.control.events import (
+    Event,
+    HeadChangeRequired,
+    SafetyStop,
+    SessionAborted,
+    SessionCompleted,
+    Subscription,
+)
+from gunctl.devices import DEFAULT_SIM_SPEC, Device, connect_ble, connect_sim
+from gunctl.errors import LinkLostError, SafetyStopError, UnknownNameError
+from gunctl.heads import Head
+from gunctl.profiles.loader import Catalogue, load_catalogue
+from gunctl.profiles.plan import Plan, make_plan
+from gunctl.requests import ActionName, SessionAction, Side, Start
+from gunctl.state import Ending, GunState, snapshot
+from gunctl.store.history import History, follow
+
+if TYPE_CHECKING:
+    from gunsim import Fault
+
+Outcome = SessionCompleted | SessionAborted
+
+
+class Gun:
+    """A connected gun: ask it to do things, follow its events, read its state.
+
+    Use it as an async context manager, or call :meth:`aclose`: closing stops
+    the motor first, then lets go of the link.
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        catalogue: Catalogue,
+        *,
+        history: History | None = None,
+        fits_heads: bool = False,
+    ) -> None:
+        self._device = device
+        self._catalogue = catalogue
+        self._history = history
+        self._fits_heads = fits_heads
+        self._ending = Ending()
+        self._subscriptions: set[Subscription] = set()
+        self._recorders: set[asyncio.Task[object]] = set()
+        events = self._subscribe()
+        self._watcher = asyncio.create_task(self._watch(events), name=f"gun {device.device_id}")
+
+    @property
+    def device_id(self) -> str:
+        """The gun's id: its BLE address, or the simulator's name."""
+        return self._device.device_id
+
+    @property
+    def protocols(self) -> list[str]:
+        """The protocols this gun can be asked to run, by name."""
+        return sorted(self._catalogue.protocols)
+
+    def state(self) -> GunState:
+        """The gun's state now: its session, its motor and what it last reported."""
+        return snapshot(
+            self.device_id,
+            self._device.supervisor,
+            connected=self._device.connected,
+            ending=self._ending,
+        )
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every session event from now on, in order; ends when the gun is closed."""
+        return aiter(self._subscribe())
+
+    # -- requests ------------------------------------------------------------------
+
+    async def start(
+        self, protocol: str, *, side: Side = "both", intensity_cap: float = 1.0
+    ) -> Plan:
+        """Start ``protocol``; returns the plan. Raises RequestRefusedError if refused.
+
+        The session begins at a head change: the motor turns only once
+        :meth:`confirm_head` says the head asked for is fitted.
+        """
+        plan = await self._plan(protocol, side, intensity_cap)
+        recorder = self._subscribe() if self._history is not None else None
+        try:
+            await self._device.supervisor.request(Start(plan))
+        except BaseException:
+            if recorder is not None:
+                self._close(recorder)
+            raise
+        if recorder is not None:
+            await self._record(plan, side, intensity_cap, recorder)
+        return plan
+
+    async def pause(self) -> None:
+        """Stop the motor and hold the session where it is."""
+        await self._act("pause")
+
+    async def resume(self) -> None:
+        """Go on after a pause."""
+        await self._act("resume")
+
+    async def skip(self) -> None:
+        """End the step in progress and go to the next."""
+        await self._act("skip")
+
+    async def confirm_head(self) -> None:
+        """Say the head asked for is fitted: the step may begin."""
+        step = self.state().step
+        if self._fits_heads and self._device.sim is not None and step is not None:
+            self._device.sim.fit_head(Head(step.head))  # a simulated gun has no hands
+        await self._act("confirm_head")
+
+    async def stop(self) -> None:
+        """Stop the motor now and end the session."""
+        await self._act("stop")
+
+    async def pain(self) -> None:
+        """Sharp pain: stop now; that muscle side is done for today."""
+        await self._act("pain_stop")
+
+    async def run(
+        self, protocol: str, *, side: Side = "both", intensity_cap: float = 1.0
+    ) -> Outcome:
+        """Run ``protocol`` to its end and return how it ended.
+
+        Returns the ``session_completed`` event, or ``session_aborted`` when it
+        was stopped on request. Raises :class:`~gunctl.SafetyStopError` when a
+        safety rule ended it and :class:`~gunctl.LinkLostError` when the link
+        did. A simulated gun fits each head itself; on a real one, call
+        :meth:`confirm_head` from elsewhere when each ``head_change_required``
+        event arrives, once the head is on.
+        """
+        events = self._subscribe()
+        try:
+            await self.start(protocol, side=side, intensity_cap=intensity_cap)
+            return await self._outcome(events)
+        finally:
+            self._close(events)
+
+    async def _outcome(self, events: Subscription) -> Outcome:
+        stop: SafetyStop | None = None
+        async for event in events:
+            if isinstance(event, HeadChangeRequired) and self._fits_heads:
+                await self.confirm_head()
+            elif isinstance(event, SafetyStop):
+                stop = event
+            elif isinstance(event, SessionCompleted):
+                return event
+            elif isinstance(event, SessionAborted):
+                return _aborted(event, stop)
+        raise LinkLostError("the gun was closed before the session ended")
+
+    async def _act(self, action: ActionName) -> None:
+        await self._device.supervisor.request(SessionAction(action))
+
+    async def _plan(self, protocol: str, side: Side, intensity_cap: float) -> Plan:
+        chosen = self._catalogue.protocols.get(protocol)
+        if chosen is None:
+            raise UnknownNameError(
+                f"no protocol named {protocol!r}", f"known: {', '.join(self.protocols)}"
+            )
+        exposure = self._device.supervisor.exposure
+        return make_plan(
+            chosen,
+            self._catalogue.muscles,
+            self._device.spec,
+            side=side,
+            user_cap=intensity_cap,
+            blocked=await asyncio.to_thread(exposure.pain_blocks),
+        )
+
+    async def _record(
+        self, plan: Plan, side: Side, intensity_cap: float, events: Subscription
+    ) -> None:
+        """Write the session to the history, so its time counts against the 48-hour caps."""
+        history = self._history
+        assert history is not None
+        session_id = await asyncio.to_thread(
+            history.begin,
+            device=self.device_id,
+            protocol=plan.protocol,
+            spec=self._device.spec.name,
+            side=side,
+            intensity_cap=intensity_cap,
+            planned_s=plan.planned_s,
+            source="cli",  # the history's schema knows two sources; a script is closest to cli
+            simulated=self._device.simulated,
+        )
+        task = asyncio.create_task(follow(history, events, session_id))
+        self._recorders.add(task)
+        task.add_done_callback(self._recorders.discard)
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _subscribe(self) -> Subscription:
+        subscription = self._device.supervisor.bus.subscribe()
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def _close(self, subscription: Subscription) -> None:
+        subscription.close()
+        self._subscriptions.discard(subscription)
+
+    async def _watch(self, events: Subscription) -> None:
+        async for event in events:
+            self._ending.see(event)
+
+    async def aclose(self) -> None:
+        """Stop the motor, end the session, let go of the link."""
+        await self._device.aclose()
+        for subscription in list(self._subscriptions):
+            self._close(subscription)
+        await asyncio.gather(self._watcher, *self._recorders, return_exceptions=True)
+        if self._history is not None:
+            await asyncio.to_thread(self._history.close)
+
+    async def __aenter__(self) -> Gun:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _aborted(event: SessionAborted, stop: SafetyStop | None) -> SessionAborted:
+    """A stop on request is an outcome; a stop by a safety rule or a lost link is an error."""
+    if stop is None or stop.rule != event.reason:
+        return event
+    if stop.rule == "link_lost":
+        raise LinkLostError(stop.message, "bring the gun nearer, or charge it, and start again")
+    raise SafetyStopError(stop.rule, stop.message, stop.values, "nothing resumes by itself")
+
+
+@contextlib.asynccontextmanager
+async def simulate(
+    spec: str = DEFAULT_SIM_SPEC,
+    *,
+    time_scale: float = 1.0,
+    seed: int = 0,
+    faults: Sequence[tuple[float, Fault]] = (),
+) -> AsyncIterator[Gun]:
+    """A simulated gun of firmware ``spec``, in this process, for as long as the block runs.
+
+    ``time_scale`` runs the session that many times faster than real time (a
+    demo, or a test). ``faults`` are the simulator's faults (``gunsim.Overheat``,
+    ``gunsim.DropLink``, ...), each at its seconds after switch-on: a test
+    of your own code can meet a safety stop. The simulated person fits each
+    head asked for. Nothing is recorded: a simulated session is not a person's.
+    """
+    catalogue = await asyncio.to_thread(load_catalogue)
+    device = await connect_sim(
+        spec, clock=Clock(time_scale), device_id=f"sim-{spec}-{seed}", seed=seed
+    )
+    assert device.sim is not None
+    device.sim.faults.script(list(faults))
+    async with Gun(device, catalogue, fits_heads=True) as gun:
+        yield gun
+
+
+async def connect(
+    target: str,
+    *,
+    spec: str | None = None,
+    timeout: float = 10.0,
+    history: History | None = None,
+) -> Gun:
+    """Find the gun by BLE address or advertised name, connect, and return it.
+
+    ``spec`` names the firmware spec when the advertisement does not tell.
+    The sessions are checked against, and recorded in, ``history`` (the
+    user's own by default), so the 48-hour caps and pain blocks hold as they
+    do for ``gunctl run``. Raises DeviceNotFoundError, OutOfSlotsError,
+    ConnectAbortedError (all ConnectError) or NoSpecError.
+    """
+    catalogue = await asyncio.to_thread(load_catalogue)
+    history = history if history is not None else await asyncio.to_thread(History)
+    try:
+        device = await connect_ble(
+            target,
+            clock=Clock(),
+            spec_name=spec,
+            timeout=timeout,
+            exposure=history.exposure(simulated=False),
+        )
+    except BaseException:
+        await asyncio.to_thread(history.close)
+        raise
+    return Gun(device, catalogue, history=history)
