@@ -41,8 +41,10 @@ async def test_events_and_state_follow_the_session_as_it_runs() -> None:
         await watcher
         assert seen[:3] == ["session_started", "head_change_required", "step_started"]
         running = states[0]
-        assert running.phase == "running" and running.motor_running
-        assert running.step is not None and running.step.side == "left"
+        assert running.phase == "running"
+        assert running.motor_running
+        assert running.step is not None
+        assert running.step.side == "left"
         assert running.protocol == "glute"
 
 

@@ -20,6 +20,8 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import structlog
+
 from gunctl.clock import Clock
 from gunctl.control.events import (
     Event,
@@ -32,6 +34,7 @@ from gunctl.control.events import (
 from gunctl.devices import DEFAULT_SIM_SPEC, Device, connect_ble, connect_sim
 from gunctl.errors import LinkLostError, SafetyStopError, UnknownNameError
 from gunctl.heads import Head
+from gunctl.logs import configure
 from gunctl.profiles.loader import Catalogue, load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
 from gunctl.requests import ActionName, SessionAction, Side, Start
@@ -66,8 +69,7 @@ class Gun:
         self._ending = Ending()
         self._subscriptions: set[Subscription] = set()
         self._recorders: set[asyncio.Task[object]] = set()
-        events = self._subscribe()
-        self._watcher = asyncio.create_task(self._watch(events), name=f"gun {device.device_id}")
+        self._ends = self._subscribe()  # read at each state(): how the last session ended
 
     @property
     def device_id(self) -> str:
@@ -81,6 +83,8 @@ class Gun:
 
     def state(self) -> GunState:
         """The gun's state now: its session, its motor and what it last reported."""
+        for event in self._ends.pending():  # published synchronously: never behind
+            self._ending.see(event)
         return snapshot(
             self.device_id,
             self._device.supervisor,
@@ -224,16 +228,12 @@ class Gun:
         subscription.close()
         self._subscriptions.discard(subscription)
 
-    async def _watch(self, events: Subscription) -> None:
-        async for event in events:
-            self._ending.see(event)
-
     async def aclose(self) -> None:
         """Stop the motor, end the session, let go of the link."""
         await self._device.aclose()
         for subscription in list(self._subscriptions):
             self._close(subscription)
-        await asyncio.gather(self._watcher, *self._recorders, return_exceptions=True)
+        await asyncio.gather(*self._recorders, return_exceptions=True)
         if self._history is not None:
             await asyncio.to_thread(self._history.close)
 
@@ -258,6 +258,16 @@ def _aborted(event: SessionAborted, stop: SafetyStop | None) -> SessionAborted:
     raise SafetyStopError(stop.rule, stop.message, stop.values, "nothing resumes by itself")
 
 
+def _default_logs() -> None:
+    """Warnings to stderr, as the command line logs, unless the program set structlog up.
+
+    structlog left alone prints every event, down to each frame written, to
+    stdout: a program's own output would drown.
+    """
+    if not structlog.is_configured():
+        configure()
+
+
 @contextlib.asynccontextmanager
 async def simulate(
     spec: str = DEFAULT_SIM_SPEC,
@@ -274,6 +284,7 @@ async def simulate(
     of your own code can meet a safety stop. The simulated person fits each
     head asked for. Nothing is recorded: a simulated session is not a person's.
     """
+    _default_logs()
     catalogue = await asyncio.to_thread(load_catalogue)
     device = await connect_sim(
         spec, clock=Clock(time_scale), device_id=f"sim-{spec}-{seed}", seed=seed
@@ -299,6 +310,7 @@ async def connect(
     do for ``gunctl run``. Raises DeviceNotFoundError, OutOfSlotsError,
     ConnectAbortedError (all ConnectError) or NoSpecError.
     """
+    _default_logs()
     catalogue = await asyncio.to_thread(load_catalogue)
     history = history if history is not None else await asyncio.to_thread(History)
     try:

@@ -63,6 +63,7 @@ class SafetyStopState(_State):
 
     @classmethod
     def of(cls, stop: SafetyStop) -> SafetyStopState:
+        """The public view of a ``safety_stop`` event."""
         return cls(rule=stop.rule, message=stop.message, at=round(stop.at, 3))
 
 
