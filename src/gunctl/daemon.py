@@ -65,9 +65,8 @@ from gunctl.specs.models import DeviceSpec
 from gunctl.state import Ending, GunState, snapshot
 from gunctl.store import selections
 from gunctl.store.diary import DiarySummary
-from gunctl.store.history import History, HistoryError, follow
+from gunctl.store.history import History, HistoryError
 from gunctl.store.selections import Selection
-from gunctl.store.trace import sampler
 
 if TYPE_CHECKING:
     from gunctl.links.proxy import Proxies
@@ -170,6 +169,14 @@ class DeviceSlot:
     def rssi(self) -> int | None:
         """The advertised signal strength of a Bluetooth LE gun while connected."""
         return self.device.rssi if self.device is not None else None
+
+    def loop_and_link(self) -> dict[str, Any]:
+        """A connected gun's control loop and telemetry link, counted since it connected."""
+        device = self.device
+        if device is None or not self.connected:
+            return {}
+        supervisor = device.supervisor
+        return {**supervisor.loop_stats.as_dict(), **supervisor.link_stats.as_dict()}
 
     def state(self) -> GunState:
         """The gun's public state; what it showed last, once its link is gone."""
@@ -543,19 +550,8 @@ class Daemon:
         if score is not None:
             await asyncio.to_thread(self.history.attach_score, score, session_id)
 
-        def progress() -> dict[tuple[str, str], float]:
-            session = supervisor.session
-            return dict(session.worked) if session is not None else {}
-
         slot.follower = asyncio.create_task(
-            follow(
-                self.history,
-                subscription,
-                session_id,
-                progress=progress,
-                sample=sampler(supervisor),
-                scale=self.clock.scale,  # the trace and checkpoints count session time
-            ),
+            device.record(self.history, subscription, session_id, scale=self.clock.scale),
             name=f"history {slot.device_id}",
         )
         slot.follower.add_done_callback(lambda _: self._diary_wanted.set())  # minutes changed

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gunctl.clock import Clock
+from gunctl.control.events import Subscription
 from gunctl.control.supervisor import Exposure, Supervisor
 from gunctl.links.base import Link
+from gunctl.requests import Request
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 from gunctl.state import GunState, snapshot
+from gunctl.store.history import History, SessionRecord, follow
+from gunctl.store.trace import sampler
 
 if TYPE_CHECKING:
     from gunctl.links.ble import BleakLink
@@ -60,6 +65,32 @@ class Device:
     def rssi(self) -> int | None:
         """The advertised signal strength (dBm) of a Bluetooth LE gun; None otherwise."""
         return self.ble.rssi if self.ble is not None else None
+
+    def subscribe(self) -> Subscription:
+        """The session events from now on; subscribe before a start to miss none."""
+        return self.supervisor.bus.subscribe()
+
+    async def request(self, request: Request) -> None:
+        """Hand a request to the Supervisor; raises RequestRefusedError if refused."""
+        await self.supervisor.request(request)
+
+    def record(
+        self, history: History, events: Subscription, session_id: int, *, scale: float
+    ) -> Coroutine[Any, Any, SessionRecord | None]:
+        """Follow the session into ``history``: its events, motor seconds and trace.
+
+        ``events`` is a subscription taken before the start; ``scale`` is the
+        clock's, so the trace and checkpoints count session time.
+        """
+        supervisor = self.supervisor
+
+        def progress() -> dict[tuple[str, str], float]:
+            session = supervisor.session
+            return dict(session.worked) if session is not None else {}
+
+        return follow(
+            history, events, session_id, progress=progress, sample=sampler(supervisor), scale=scale
+        )
 
     def state(self) -> GunState:
         """The gun's public state now: what every display reads, never the Supervisor."""

@@ -39,7 +39,7 @@ from gunctl.profiles.loader import Catalogue, load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
 from gunctl.requests import ActionName, SessionAction, Side, Start
 from gunctl.state import Ending, GunState, snapshot
-from gunctl.store.history import History, follow
+from gunctl.store.history import History
 
 if TYPE_CHECKING:
     from gunsim import Fault
@@ -213,7 +213,7 @@ class Gun:
             source="cli",  # the history's schema knows two sources; a script is closest to cli
             simulated=self._device.simulated,
         )
-        task = asyncio.create_task(follow(history, events, session_id))
+        task = asyncio.create_task(self._device.record(history, events, session_id, scale=1.0))
         self._recorders.add(task)
         task.add_done_callback(self._recorders.discard)
 

@@ -400,12 +400,9 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
     from gunctl.control.events import ENDING_EVENTS
     from gunctl.errors import RequestRefusedError
     from gunctl.requests import SessionAction, Start
-    from gunctl.store.history import follow
-    from gunctl.store.trace import sampler
 
     history, options = prepared.history, prepared.options
-    sup = device.supervisor
-    events = sup.bus.subscribe()
+    events = device.subscribe()
     session_id = await asyncio.to_thread(
         history.begin,
         device=device.device_id,
@@ -419,14 +416,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
         time_scale=options.time_scale,
     )
     recorder = asyncio.create_task(
-        follow(
-            history,
-            sup.bus.subscribe(),
-            session_id,
-            progress=lambda: sup.session.worked if sup.session is not None else {},
-            sample=sampler(sup),
-            scale=options.time_scale,
-        )
+        device.record(history, device.subscribe(), session_id, scale=options.time_scale)
     )
     interrupted: list[str] = []
     loop = asyncio.get_running_loop()
@@ -442,9 +432,9 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
         interrupted.append(reason)
         with contextlib.suppress(Exception):
             if reason == "quit":
-                await sup.request(SessionAction("stop", "quit", "you quit (q)"))
+                await device.request(SessionAction("stop", "quit", "you quit (q)"))
             else:
-                await sup.request(SessionAction("stop", "stopped", f"stopped by {reason}"))
+                await device.request(SessionAction("stop", "stopped", f"stopped by {reason}"))
 
     def on_signal(sig: signal.Signals) -> None:
         spawn(stop_first(sig.name))
@@ -454,7 +444,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     async def send(kind: str) -> None:
         with contextlib.suppress(Exception):
-            await sup.request(SessionAction(kind))  # type: ignore[arg-type]
+            await device.request(SessionAction(kind))  # type: ignore[arg-type]
 
     from gunctl.cli.live import View
 
@@ -495,7 +485,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
             spawn(send(action))
 
     try:
-        await sup.request(Start(plan))
+        await device.request(Start(plan))
     except RequestRefusedError as exc:  # another session booked this muscle side meanwhile
         recorder.cancel()
         await asyncio.gather(recorder, return_exceptions=True)

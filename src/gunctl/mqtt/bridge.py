@@ -272,7 +272,7 @@ class Bridge:
 
     def _discovery(self, slot: DeviceSlot) -> Outgoing:
         device = slot.device
-        firmware = device.supervisor.firmware if device is not None else None
+        firmware = slot.state().firmware
         self._firmware[slot.device_id] = firmware
         spec = slot.spec
         advertised = device.advertised if device is not None else None
@@ -368,7 +368,7 @@ class Bridge:
             "outbox": self.outbox.stats(),
             "received": {"waiting": len(self.handoff), "most_waiting": self.handoff.most_waiting},
             "guns": {
-                device_id: {**self.intake.by_device[device_id], **_link_and_loop(slot)}
+                device_id: {**self.intake.by_device[device_id], **slot.loop_and_link()}
                 for device_id, slot in sorted(self.daemon.slots.items())
             },
             "updated_at": payloads.now_iso(),
@@ -452,11 +452,3 @@ def _maker(spec: Any) -> str:
     if spec is None:
         return "unknown"
     return str(spec.title).split(" ")[0]
-
-
-def _link_and_loop(slot: DeviceSlot) -> dict[str, Any]:
-    """A connected gun's control loop and telemetry link, counted since it connected."""
-    device = slot.device
-    if device is None or not slot.connected:
-        return {}
-    return {**device.supervisor.loop_stats.as_dict(), **device.supervisor.link_stats.as_dict()}
