@@ -38,7 +38,7 @@ from gunctl.profiles.loader import load_catalogue
 from gunctl.profiles.plan import make_plan
 from gunctl.requests import CommandError, SessionAction
 from gunctl.specs.loader import get_spec, load_spec
-from gunsim import SimDevice
+from gunsim import Overheat, SimDevice
 
 Trigger = Callable[[Path, pytest.MonkeyPatch], Awaitable[Any]]
 CASES: dict[type[GunctlError], tuple[str, Trigger]] = {}
@@ -161,9 +161,12 @@ async def _not_json(tmp: Path, _: pytest.MonkeyPatch) -> None:
     parse_device_command(b"{start")
 
 
-@case(errors.SafetyStopError, "safety_stop")  # raised by Gun.run; tested there too
-async def _safety_stop(tmp: Path, _: pytest.MonkeyPatch) -> None:
-    raise errors.SafetyStopError("temperature", "motor at 61.0 °C", {"temperature_c": 61.0})
+@case(errors.SafetyStopError, "safety_stop")
+async def _overheating(tmp: Path, _: pytest.MonkeyPatch) -> None:
+    import gunctl
+
+    async with gunctl.simulate(time_scale=100, faults=[(20.0, Overheat(temperature_c=75))]) as gun:
+        await gun.run("glute", side="left")
 
 
 @case(errors.GunctlError, "plan_refused")
