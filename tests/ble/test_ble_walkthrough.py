@@ -48,6 +48,9 @@ def _walk(fake: pexpect.spawn, env: dict[str, str], name: str) -> tuple[int, lis
         fake.expect(f"fitted the {head} head on {name}")
         fitted.append(head)
         run.send("\r")  # then confirm it in gunctl
+        # The prompt is redrawn until gunctl takes the Enter; read past those copies to the
+        # running step, so that one head change is counted once.
+        run.expect([r"hold ", pexpect.EOF])
     run.close()
     return run.exitstatus, fitted, run.before
 
