@@ -23,11 +23,18 @@ from bleak_retry_connector import (
 )
 
 from gunctl import errors
+from gunctl.cli.boundary import exit_code_for
 from gunctl.clock import Clock
 from gunctl.config import load_settings
 from gunctl.control.supervisor import Supervisor
 from gunctl.datafile import InvalidFileError
-from gunctl.errors import EXIT_SAFETY, GunctlError
+from gunctl.errors import (
+    EXIT_INVALID,
+    EXIT_SAFETY,
+    EXIT_STORAGE,
+    EXIT_UNREACHABLE,
+    GunctlError,
+)
 from gunctl.links.base import Endpoint
 from gunctl.links.ble import connect_error
 from gunctl.links.proxy import Proxies
@@ -214,10 +221,17 @@ def test_the_connect_failures_a_user_acts_on_differently_stay_apart() -> None:
     assert len({e.advice for e in made}) == 3  # each says its own next step
 
 
-def test_a_safety_stop_names_its_rule_and_exits_3() -> None:
-    error = errors.SafetyStopError("temperature", "motor at 61.0 °C", {"temperature_c": 61.0})
-    assert (error.rule, error.values, error.exit_code) == (
-        "temperature",
-        {"temperature_c": 61.0},
-        EXIT_SAFETY,
-    )
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.SafetyStopError("temperature", "motor at 61.0 °C"), EXIT_SAFETY),
+        (errors.OutOfSlotsError("no slot"), EXIT_UNREACHABLE),
+        (errors.LinkLostError("gone"), EXIT_UNREACHABLE),
+        (errors.StorageError("read-only"), EXIT_STORAGE),
+        (errors.RequestRefusedError("busy"), EXIT_INVALID),
+        (errors.UnknownNameError("no spec"), EXIT_INVALID),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, Exception) else str(value),
+)
+def test_the_command_line_maps_each_class_to_its_exit_code(error: GunctlError, code: int) -> None:
+    assert exit_code_for(error) == code

@@ -4,9 +4,9 @@ Every failure a person can cause or meet (a bad file, a data folder that cannot
 be written, a gun out of reach, a refused request, a safety stop) is a
 :class:`GunctlError`. Each carries a machine-readable ``reason`` a program can
 branch on, and ``advice``: what a person can do next. The CLI turns one into
-one line, ``gunctl: what went wrong — what to do next``, with the exit code its
-class names (``gunctl.cli.boundary`` is the one table); a program catches the
-class it can act on::
+one line, ``gunctl: what went wrong — what to do next``, with the exit code
+that ``gunctl.cli.boundary.EXIT_FOR`` (the one table) gives its class; a
+program catches the class it can act on::
 
     try:
         gun = await gunctl.connect("Pro")
@@ -44,27 +44,17 @@ EXIT_CODES = {
 class GunctlError(Exception):
     """An expected failure: what went wrong, a ``reason`` to branch on, and ``advice``.
 
-    ``reason`` defaults to the class's own; ``exit_code`` is what the CLI exits with.
+    ``reason`` defaults to the class's own.
     """
 
     reason: str = "error"
-    exit_code = EXIT_INVALID
 
-    def __init__(
-        self,
-        what: str,
-        advice: str = "",
-        *,
-        reason: str | None = None,
-        exit_code: int | None = None,
-    ) -> None:
+    def __init__(self, what: str, advice: str = "", *, reason: str | None = None) -> None:
         super().__init__(what)
         self.what = what
         self.advice = advice
         if reason is not None:
             self.reason = reason
-        if exit_code is not None:
-            self.exit_code = exit_code
 
     def __str__(self) -> str:
         return f"{self.what} — {self.advice}" if self.advice else self.what
@@ -74,7 +64,6 @@ class StorageError(GunctlError):
     """A file or folder gunctl must read or write cannot be used."""
 
     reason = "storage"
-    exit_code = EXIT_STORAGE
 
 
 class ConfigError(GunctlError, ValueError):
@@ -96,7 +85,6 @@ class LinkError(GunctlError):
     """A link operation failed; the device may or may not have seen it."""
 
     reason = "link_error"
-    exit_code = EXIT_UNREACHABLE
 
 
 class LinkLostError(LinkError):
@@ -157,14 +145,19 @@ class RequestRefusedError(GunctlError):
 
 
 class SafetyStopError(GunctlError):
-    """A safety rule stopped the motor and ended the session; ``rule`` names it."""
+    """A safety rule stopped the motor, or refused to start a session; ``rule`` names it."""
 
     reason = "safety_stop"
-    exit_code = EXIT_SAFETY
 
     def __init__(
-        self, rule: str, message: str, values: dict[str, Any] | None = None, advice: str = ""
+        self,
+        rule: str,
+        message: str,
+        values: dict[str, Any] | None = None,
+        advice: str = "",
+        *,
+        what: str | None = None,  # the line to show, when not "safety stop (rule): message"
     ) -> None:
-        super().__init__(f"safety stop ({rule}): {message}", advice)
+        super().__init__(what or f"safety stop ({rule}): {message}", advice)
         self.rule = rule
         self.values = dict(values or {})

@@ -23,11 +23,31 @@ from gunctl.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_INVALID,
+    EXIT_SAFETY,
     EXIT_STORAGE,
+    EXIT_UNREACHABLE,
     GunctlError,
+    LinkError,
+    SafetyStopError,
+    StorageError,
 )
 
 DEBUG_ENV = "GUNCTL_DEBUG"
+
+# The one table from gunctl's errors to the command line's exit codes: the first
+# class an error is an instance of gives its code.
+EXIT_FOR: tuple[tuple[type[GunctlError], int], ...] = (
+    (SafetyStopError, EXIT_SAFETY),
+    (LinkError, EXIT_UNREACHABLE),
+    (StorageError, EXIT_STORAGE),
+    (GunctlError, EXIT_INVALID),
+)
+
+
+def exit_code_for(exc: GunctlError) -> int:
+    """The exit code for one of gunctl's errors, from :data:`EXIT_FOR`."""
+    return next(code for kind, code in EXIT_FOR if isinstance(exc, kind))
+
 
 _OS_ADVICE = {
     errno.ENOENT: "check the path: the file or folder is not there",
@@ -49,7 +69,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         lines = "\n  ".join(str(p) for p in exc.problems)
         return f"invalid file:\n  {lines}\n— fix the lines above and try again", EXIT_INVALID
     if isinstance(exc, GunctlError):
-        return str(exc), exc.exit_code
+        return str(exc), exit_code_for(exc)
     if isinstance(exc, sqlite3.DatabaseError):
         from gunctl.store.history import default_path
 

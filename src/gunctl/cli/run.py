@@ -233,27 +233,27 @@ class Prepared:
     session_id: int | None = None  # the session, once the Supervisor has taken it
 
     def refuse_by_diary(self) -> None:
-        """Raise GunctlError (exit 3) when a diary rule refuses the session, saying why."""
-        from gunctl.errors import GunctlError
+        """Raise SafetyStopError (exit 3) when a diary rule refuses the session, saying why."""
+        from gunctl.errors import SafetyStopError
 
         verdict = self.exposure.diary_refusal()
         if verdict is not None:
-            raise GunctlError(
-                f"refused: {verdict.rule}: {verdict.message}",
-                verdict.advice,
-                reason=verdict.rule,
-                exit_code=EXIT_SAFETY,
+            raise SafetyStopError(
+                verdict.rule,
+                verdict.message,
+                advice=verdict.advice,
+                what=f"refused: {verdict.rule}: {verdict.message}",
             )
 
     def check(self, spec: DeviceSpec, *, show: bool) -> Plan:
         """The plan for ``spec``: the diary, heads, caps, pain blocks and exposure checked.
 
-        Raises GunctlError (exit 2 or 3) when the session may not start;
-        ``show`` prints the plan summary.
+        Raises PlanError (exit 2) or SafetyStopError (exit 3) when the session
+        may not start; ``show`` prints the plan summary.
         """
-        from gunctl.errors import GunctlError
+        from gunctl.errors import SafetyStopError
         from gunctl.heads import Head
-        from gunctl.profiles.plan import BlockedToday, PlanError, exposure_checks, make_plan
+        from gunctl.profiles.plan import BlockedToday, exposure_checks, make_plan
 
         options = self.options
         self.refuse_by_diary()
@@ -268,22 +268,23 @@ class Prepared:
                 blocked=self.exposure.pain_blocks(),
             )
         except BlockedToday as exc:
-            raise GunctlError(f"refused: {exc}", exit_code=EXIT_SAFETY) from None
-        except PlanError as exc:
-            raise GunctlError(str(exc)) from None
+            raise SafetyStopError("pain_block", str(exc), what=f"refused: {exc}") from None
         checks = exposure_checks(plan, self.exposure.exposure_s)
         if show:
             _summary(plan, checks, options)
         over = [c for c in checks if c.over]
         if over:
             first = over[0]
-            raise GunctlError(
-                f"safety stop: exposure_48h: {first.muscle} ({first.side}) has had "
-                f"{first.prior_s:.0f} s in the last 48 hours; this session would add "
-                f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap",
-                "give it a rest day",
-                reason="exposure_48h",
-                exit_code=EXIT_SAFETY,
+            message = (
+                f"{first.muscle} ({first.side}) has had {first.prior_s:.0f} s in the last 48 "
+                f"hours; this session would add {first.planned_s:.0f} s, over its "
+                f"{first.limit_s:.0f} s cap"
+            )
+            raise SafetyStopError(
+                "exposure_48h",
+                message,
+                advice="give it a rest day",
+                what=f"safety stop: exposure_48h: {message}",
             )
         return plan
 
