@@ -3,12 +3,20 @@
 Matching follows ``gunctl.specs.matching`` (exact name, wildcard name,
 manufacturer data, service). ``open_ble_link`` (defined in ``gunctl.links.ble``)
 goes from an address or a name to an unconnected ``BleakLink`` and its spec.
+
+Searches for guns share one scan per event loop (``_SharedScan``). BlueZ keeps
+one discovery session per D-Bus client, and every scanner in a process is the
+same client: a second ``StartDiscovery`` is refused (``InProgress``), and the
+first search to finish would stop discovery for the others. When fifteen guns
+connect at once, they all listen to one scan, which ends with the last search.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from bleak import BleakScanner
@@ -164,7 +172,7 @@ async def find_advertised(
         return hit
 
     try:
-        device = await BleakScanner.find_device_by_filter(is_it, timeout=timeout)
+        device = await _shared_scan().find(is_it, timeout)
     except (BleakError, OSError) as exc:
         raise _unavailable(exc) from exc
     if device is not None and seen:
@@ -173,6 +181,61 @@ async def find_advertised(
         f"no device {wanted!r} advertised within {timeout:g} s — is it switched on and near? "
         "`gunctl scan` lists what is advertising; a longer --scan-timeout gives it more time"
     )
+
+
+Wanted = Callable[[BLEDevice, AdvertisementData], bool]
+
+
+class _SharedScan:
+    """One scanner for every search in progress on an event loop; it stops with the last."""
+
+    def __init__(self) -> None:
+        self._searches: dict[object, tuple[Wanted, asyncio.Future[BLEDevice]]] = {}
+        self._scanner: BleakScanner | None = None
+        self._turn = asyncio.Lock()  # the scanner starts and stops one call at a time
+
+    async def find(self, wanted: Wanted, timeout: float) -> BLEDevice | None:
+        """The first device ``wanted`` accepts within ``timeout``, or None."""
+        key = object()
+        found: asyncio.Future[BLEDevice] = asyncio.get_running_loop().create_future()
+        self._searches[key] = (wanted, found)
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._turn:
+                    if self._scanner is None:
+                        scanner = BleakScanner(detection_callback=self._heard)
+                        await scanner.start()
+                        self._scanner = scanner
+                return await found
+        except TimeoutError:
+            return None
+        finally:
+            del self._searches[key]
+            await self._stop_if_unwanted()
+
+    async def _stop_if_unwanted(self) -> None:
+        async with self._turn:
+            if not self._searches and self._scanner is not None:
+                scanner, self._scanner = self._scanner, None
+                await scanner.stop()
+
+    def _heard(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        for wanted, found in list(self._searches.values()):
+            if not found.done() and wanted(device, adv):
+                found.set_result(device)
+
+
+_SCANS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SharedScan] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _shared_scan() -> _SharedScan:
+    loop = asyncio.get_running_loop()
+    scan = _SCANS.get(loop)
+    if scan is None:
+        scan = _SCANS[loop] = _SharedScan()
+    return scan
 
 
 async def find(address_or_name: str, timeout: float) -> BLEDevice:
