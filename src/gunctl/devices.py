@@ -207,6 +207,8 @@ async def connect_ble(
         )
     else:
         link, spec = await open_ble_link(address_or_name, spec_name, clock=clock, timeout=timeout)
+    async with _turn():  # guns heard in one scan start connecting a turn apart
+        pass
     await link.connect()
     async with _turn():
         return _supervise(
