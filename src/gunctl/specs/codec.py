@@ -74,6 +74,17 @@ class _Field:
     spec: FieldSpec
     offset: int
     packer: struct.Struct | None  # None for raw bytes fields
+    end: int  # offset + width
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What choosing a message by its payload needs, worked out once per message."""
+
+    kind: str
+    message: MessageSpec
+    size: int  # payload bytes
+    consts: int  # fields with a constant value: the more, the more specific the message
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,18 @@ class Codec:
         self._fields = {
             id(m): self._compile(m) for m in [*spec.commands.values(), *spec.reports.values()]
         }
+        # each opcode's candidate messages, per direction: telemetry is decoded 25 times a
+        # second per gun, so nothing about a message is worked out again per frame
+        self._commands = self._by_opcode([(k.value, m) for k, m in spec.commands.items()])
+        self._reports = self._by_opcode([(k.value, m) for k, m in spec.reports.items()])
+
+    @staticmethod
+    def _by_opcode(messages: list[tuple[str, MessageSpec]]) -> dict[int, list[_Shape]]:
+        out: dict[int, list[_Shape]] = {}
+        for kind, m in messages:
+            consts = sum(f.const is not None for f in m.fields)
+            out.setdefault(m.opcode, []).append(_Shape(kind, m, m.payload_size, consts))
+        return out
 
     def _compile(self, message: MessageSpec) -> list[_Field]:
         out, at = [], 0
@@ -147,7 +170,7 @@ class Codec:
                 if field.type is FieldType.BYTES
                 else struct.Struct((">" if order == "big" else "<") + _STRUCT[field.type.value])
             )
-            out.append(_Field(field, at, packer))
+            out.append(_Field(field, at, packer, at + field.width))
             at += field.width
         return out
 
@@ -163,8 +186,7 @@ class Codec:
 
     def decode_command(self, data: bytes) -> Command:
         opcode, payload = self._unframe(data, self._host_header)
-        candidates = [(k.value, m) for k, m in self.spec.commands.items() if m.opcode == opcode]
-        kind, message = self._choose(candidates, payload, opcode)
+        kind, message = self._choose(self._commands.get(opcode, []), payload, opcode)
         command = _validated(COMMAND_ADAPTER, self._values(kind, message, payload))
         try:
             self._check_setpoint(command)
@@ -180,8 +202,7 @@ class Codec:
 
     def decode_report(self, data: bytes) -> Report:
         opcode, payload = self._unframe(data, self._device_header)
-        candidates = [(k.value, m) for k, m in self.spec.reports.items() if m.opcode == opcode]
-        kind, message = self._choose(candidates, payload, opcode)
+        kind, message = self._choose(self._reports.get(opcode, []), payload, opcode)
         return _validated(REPORT_ADAPTER, self._values(kind, message, payload))
 
     def with_response(self, command: Command) -> bool:
@@ -249,7 +270,7 @@ class Codec:
     # -- payloads ------------------------------------------------------------
 
     def _choose(
-        self, candidates: list[tuple[str, MessageSpec]], payload: bytes, opcode: int
+        self, candidates: list[_Shape], payload: bytes, opcode: int
     ) -> tuple[str, MessageSpec]:
         """Pick the message an opcode means; one whose constants all match wins.
 
@@ -259,18 +280,19 @@ class Codec:
         if not candidates:
             raise DecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode 0x{opcode:02x}", opcode)
         fitting = [
-            (sum(f.const is not None for f in m.fields), k, m)
-            for k, m in candidates
-            if m.payload_size == len(payload) and self._consts_match(m, payload)
+            shape
+            for shape in candidates
+            if shape.size == len(payload)
+            and (not shape.consts or self._consts_match(shape.message, payload))
         ]
         if not fitting:
-            sizes = sorted({m.payload_size for _, m in candidates})
+            sizes = sorted({shape.size for shape in candidates})
             raise DecodeError(
                 DecodeFailure.BAD_LENGTH,
                 f"opcode 0x{opcode:02x} with a {len(payload)}-byte payload (expected {sizes})",
             )
-        _, kind, message = max(fitting, key=lambda item: item[0])
-        return kind, message
+        best = max(fitting, key=lambda shape: shape.consts)
+        return best.kind, best.message
 
     def _consts_match(self, message: MessageSpec, payload: bytes) -> bool:
         return all(
@@ -282,7 +304,7 @@ class Codec:
         return [
             (
                 f.spec,
-                payload[f.offset : f.offset + f.spec.width]
+                payload[f.offset : f.end]
                 if f.packer is None
                 else f.packer.unpack_from(payload, f.offset)[0],
             )
