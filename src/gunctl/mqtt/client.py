@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -177,6 +178,10 @@ class Connection:
         self._connected: asyncio.Future[None] = self._loop.create_future()
         self.lost: asyncio.Future[None] = self._loop.create_future()
         self._waiting: dict[int, asyncio.Future[None]] = {}  # message id -> its acknowledgement
+        # acknowledgements from the network thread, handed over in batches: one wake-up of
+        # the event loop for many, not one each
+        self._acks: deque[tuple[int, str | None]] = deque()
+        self._acks_due = False
         self._leaving = False
 
     # -- on the event loop ---------------------------------------------------------
@@ -260,6 +265,11 @@ class Connection:
         if done is not None and not done.done():
             done.set_result(None)
 
+    def _settle_acks(self) -> None:
+        self._acks_due = False  # before taking: an acknowledgement added from now wakes us again
+        while self._acks:
+            self._settle(*self._acks.popleft())
+
     def _ended(self, future: asyncio.Future[None], error: str | None) -> None:
         if future.done():
             return
@@ -303,9 +313,11 @@ class Connection:
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, *_: Any
     ) -> None:
-        refused = f"a message: {code}" if code.is_failure else None
-        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
-            self._loop.call_soon_threadsafe(self._settle, mid, refused)
+        self._acks.append((mid, f"a message: {code}" if code.is_failure else None))
+        if not self._acks_due:
+            self._acks_due = True
+            with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(self._settle_acks)
 
     def _on_subscribe(
         self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], *_: Any
