@@ -34,6 +34,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import aiomqtt
@@ -274,6 +275,7 @@ async def main(trials: int, junk: int, devices: int) -> None:
                 "stops lost": len(mine) - len(latencies),
                 **{f"stop {k} ms": v for k, v in percentiles(latencies).items() if k != "n"},
                 "loop late max ms": round(max(r["late_ms"] for r in mine), 2),
+                "loop late, median trial ms": round(median(r["late_ms"] for r in mine), 2),
                 "quiet late max ms": round(max(r["quiet_late_ms"] for r in mine), 2),
                 "junk drained": drained,
                 "of it shed": sum(r["shed"] for r in mine),
