@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ log = structlog.get_logger("gunctl.mqtt")
 
 Subscription = tuple[str, int | SubscribeOptions]
 TIMEOUT_S = 10.0  # to connect, and for the broker to answer a subscription
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +284,21 @@ class Connection:
 
     # -- in the network thread: hand over, never block --------------------------------
 
+    @staticmethod
+    def _acknowledge_now(client: paho.Client) -> None:
+        """Have the kernel acknowledge what the broker sent at once, not up to 40 ms later.
+
+        Mosquitto sends with Nagle's algorithm (its default): while something it
+        sent us is not acknowledged, its next small message waits. Our kernel
+        delays its acknowledgements when we have nothing to send back, so a stop
+        on ``set`` arriving just after an acknowledgement of ours waited 40 ms
+        (bench/mqtt_stop.py: p99 43 ms with 16 guns; 5 ms with this).
+        """
+        sock = client.socket()
+        if QUICKACK is not None and isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, *_: Any
     ) -> None:
@@ -299,6 +316,7 @@ class Connection:
             self._loop.call_soon_threadsafe(self._ended, self._connected, error)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._acknowledge_now(client)
         try:
             incoming = Incoming(
                 message.topic,
@@ -313,6 +331,7 @@ class Connection:
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, *_: Any
     ) -> None:
+        self._acknowledge_now(client)
         self._acks.append((mid, f"a message: {code}" if code.is_failure else None))
         if not self._acks_due:
             self._acks_due = True
