@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     )
     from gunctl.gun import Gun, Outcome, connect, simulate
     from gunctl.state import GunState, SafetyStopState, StepState
+    from gunctl.store.diary import DiarySummary
 
 _PUBLIC = {  # each public name, and the module that defines it, imported on first use
     "BluetoothUnavailableError": "gunctl.errors",
@@ -62,6 +63,7 @@ _PUBLIC = {  # each public name, and the module that defines it, imported on fir
     "ConnectAbortedError": "gunctl.errors",
     "ConnectError": "gunctl.errors",
     "DeviceNotFoundError": "gunctl.errors",
+    "DiarySummary": "gunctl.store.diary",
     "Event": "gunctl.control.events",
     "Gun": "gunctl.gun",
     "GunctlError": "gunctl.errors",
@@ -103,6 +105,7 @@ __all__ = [
     "ConnectAbortedError",
     "ConnectError",
     "DeviceNotFoundError",
+    "DiarySummary",
     "Event",
     "Gun",
     "GunState",

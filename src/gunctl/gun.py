@@ -32,13 +32,20 @@ from gunctl.control.events import (
     Subscription,
 )
 from gunctl.devices import DEFAULT_SIM_SPEC, Device, connect_ble, connect_sim
-from gunctl.errors import LinkLostError, SafetyStopError, UnknownNameError
+from gunctl.errors import (
+    GunctlError,
+    LinkLostError,
+    RequestRefusedError,
+    SafetyStopError,
+    UnknownNameError,
+)
 from gunctl.heads import Head
 from gunctl.logs import configure
 from gunctl.profiles.loader import Catalogue, load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
 from gunctl.requests import ActionName, SessionAction, Side, Start
 from gunctl.state import Ending, GunState, snapshot
+from gunctl.store.diary import DiarySummary, Moment
 from gunctl.store.history import History
 
 if TYPE_CHECKING:
@@ -69,6 +76,8 @@ class Gun:
         self._ending = Ending()
         self._subscriptions: set[Subscription] = set()
         self._recorders: set[asyncio.Task[object]] = set()
+        self._before: int | None = None  # a diary score given for the next session
+        self._last_session: int | None = None  # the history's id of this gun's latest session
         self._ends = self._subscribe()  # read at each state(): how the last session ended
 
     @property
@@ -145,6 +154,66 @@ class Gun:
         """Sharp pain: stop now; that muscle side is done for today."""
         await self._act("pain_stop")
 
+    # -- the symptom diary (docs/diary.md) -----------------------------------------------
+
+    async def score(
+        self, moment: Moment, pain: int | None = None, reach: str | None = None
+    ) -> DiarySummary:
+        """Record a pain score (0-10) and how far down the leg it reaches, for the diary.
+
+        ``"before"`` is for the next session (give it before :meth:`start`:
+        a score the diary's rules refuse, such as severe pain, refuses that
+        start); ``"after"`` for this gun's latest session. Neither ``pain``
+        nor ``reach`` records the question as skipped. ``reach`` is one of
+        ``buttock``, ``thigh``, ``below_knee``, ``foot``. Returns the diary's
+        summary, with the refusal, if any, now in force. Raises
+        RequestRefusedError for an after-score with no session to give it to.
+        """
+        history = self._diary_history()
+        session_id = None
+        if moment == "after":
+            session_id = self._last_session
+            if session_id is None:
+                raise RequestRefusedError(
+                    "this gun has run no session to score after",
+                    'score "before" the next one instead',
+                    reason="invalid",
+                )
+        score = await asyncio.to_thread(
+            history.record_score,
+            moment,
+            pain,
+            reach,
+            session_id=session_id,
+            simulated=self._device.simulated,
+        )
+        if moment == "before":
+            self._before = score
+        return await self.diary()
+
+    async def professional_seen(self, note: str = "") -> DiarySummary:
+        """Record that a doctor or physiotherapist has seen the person: a new baseline.
+
+        It lifts a refusal by the diary's rules. Returns the diary's summary.
+        """
+        history = self._diary_history()
+        await asyncio.to_thread(history.record_professional, note, simulated=self._device.simulated)
+        return await self.diary()
+
+    async def diary(self) -> DiarySummary:
+        """The diary now: the latest scores, this week's massage, and any refusal."""
+        history = self._diary_history()
+        return await asyncio.to_thread(history.diary_summary, simulated=self._device.simulated)
+
+    def _diary_history(self) -> History:
+        if self._history is None:
+            raise GunctlError(
+                "this gun keeps no history, so no diary",
+                "a gun from gunctl.connect keeps both; gunctl.simulate records nothing",
+                reason="no_history",
+            )
+        return self._history
+
     async def run(
         self, protocol: str, *, side: Side = "both", intensity_cap: float = 1.0
     ) -> Outcome:
@@ -213,6 +282,10 @@ class Gun:
             source="cli",  # the history's schema knows two sources; a script is closest to cli
             simulated=self._device.simulated,
         )
+        self._last_session = session_id
+        if self._before is not None:  # the diary's score given for this session
+            score, self._before = self._before, None
+            await asyncio.to_thread(history.attach_score, score, session_id)
         task = asyncio.create_task(self._device.record(history, events, session_id, scale=1.0))
         self._recorders.add(task)
         task.add_done_callback(self._recorders.discard)
