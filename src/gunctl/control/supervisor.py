@@ -189,6 +189,8 @@ class Supervisor:
         self.bus = bus or EventBus()
         self.driver = Driver(spec, link)
         self.telemetry = Telemetry(self._trusted(spec))
+        # the trusted fields a status frame carries, picked once rather than per frame
+        self._status_fields = tuple(sorted(self.telemetry.trusted & set(Status.model_fields)))
         self.loop_stats = LoopStats()
         self.link_stats = LinkStats()
         self.firmware: str | None = None
@@ -503,13 +505,16 @@ class Supervisor:
             setpoint_ppm=self.driver.setpoint.ppm,
             setpoint_since=self._setpoint_since,
             worked_s=session.worked if session is not None else {},
-            prior_s=lambda muscle, side: self._prior.get((muscle, side), 0.0),
+            prior_s=self._prior_s,
             active_s=session.active_s if session is not None else 0.0,
             session_running=active,
             stop_written_at=self._stop_written_at,
             speed_at_stop=self._speed_at_stop,
             host_paused_s=self._paused_since(self.telemetry.last_at),
         )
+
+    def _prior_s(self, muscle: str, side: str) -> float:
+        return self._prior.get((muscle, side), 0.0)
 
     def _paused_since(self, since: float | None) -> float:
         """Clock seconds the host was paused after ``since`` (a frame's arrival)."""
@@ -665,11 +670,7 @@ class Supervisor:
                 continue
             self.link_stats.frames += 1
             self.link_stats.coalesced = self.link.coalesced
-            values: Mapping[str, Any] = {
-                name: getattr(report, name)
-                for name in self.telemetry.trusted
-                if hasattr(report, name)
-            }
+            values = {name: getattr(report, name) for name in self._status_fields}
             self.telemetry.update(values, note.received_at)
             await self._check_telemetry()
 
