@@ -4,10 +4,12 @@ Every figure has a floor measured in the same run: a bare asyncio loop with the
 same number of tasks ticking at the same rate against absolute deadlines. The
 machines this runs on are shared and noisy; the comparison is what matters.
 
-    python -m bench.supervisor [--seconds 20] [--devices 1,16,64] [--split]
+    python -m bench.supervisor [--seconds 20] [--devices 1,16,64] [--split] [--hog]
 
 ``--split`` first measures, in a run of its own, the CPU of each device-tick
 by who spent it: the Supervisor's tasks, the simulated gun's, and the rest.
+``--hog`` runs everything, floor included, beside a busy process pinned to
+one core.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from bench.report import percentiles, report
@@ -240,12 +244,31 @@ async def stop_latency(repeats: int) -> dict[str, list[float]]:
     return {"request": requested, "hazard": hazard}
 
 
-async def main(seconds: float, counts: list[int], repeats: int, split: bool) -> None:
+@contextlib.contextmanager
+def cpu_hog(on: bool) -> Iterator[None]:
+    """A busy process pinned to the first core, as on a small home server that also runs
+    Home Assistant; the floor is measured beside it too."""
+    if not on:
+        yield
+        return
+    hog = subprocess.Popen(
+        [sys.executable, "-c", "import os\nos.sched_setaffinity(0, {0})\nwhile True: pass"]
+    )
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+async def main(seconds: float, counts: list[int], repeats: int, split: bool, hog: bool) -> None:
     configure(level="critical")
+    beside = " beside a CPU hog on core 0" if hog else ""
+    suffix = "_hog" if hog else ""
     if split:
         report(
-            "supervisor_cpu",
-            f"CPU per device-tick by part, {max(counts)} guns for {seconds:g} s",
+            f"supervisor_cpu{suffix}",
+            f"CPU per device-tick by part, {max(counts)} guns for {seconds:g} s{beside}",
             await cpu_split(max(counts), seconds),
             {"spec": SPEC},
         )
@@ -267,13 +290,16 @@ async def main(seconds: float, counts: list[int], repeats: int, split: bool) -> 
                 }
             )
     report(
-        "supervisor_loop", f"Control loop at {RATE_HZ:g} Hz for {seconds:g} s", rows, {"spec": SPEC}
+        f"supervisor_loop{suffix}",
+        f"Control loop at {RATE_HZ:g} Hz for {seconds:g} s{beside}",
+        rows,
+        {"spec": SPEC, "hog": hog},
     )
     stops = await stop_latency(repeats)
     request, hazard = percentiles(stops["request"]), percentiles(stops["hazard"])
     report(
-        "supervisor_stop",
-        "Stop latency (ms)",
+        f"supervisor_stop{suffix}",
+        f"Stop latency (ms){beside}",
         [
             {"path": "request -> stop frame written", **request},
             {"path": "hazard in telemetry -> stop frame written", **hazard},
@@ -297,7 +323,17 @@ if __name__ == "__main__":
         action="store_true",
         help="first, the Supervisor's CPU apart from the simulator's (its own run)",
     )
-    args = parser.parse_args()
-    asyncio.run(
-        main(args.seconds, [int(n) for n in args.devices.split(",")], args.repeats, args.split)
+    parser.add_argument(
+        "--hog", action="store_true", help="a busy process pinned to core 0 beside every run"
     )
+    args = parser.parse_args()
+    with cpu_hog(args.hog):
+        asyncio.run(
+            main(
+                args.seconds,
+                [int(n) for n in args.devices.split(",")],
+                args.repeats,
+                args.split,
+                args.hog,
+            )
+        )
