@@ -120,7 +120,7 @@ MUTATIONS = [
         "src/gunctl/store/history.py",
         "                raise ExposureRefused(over)\n",
         "                pass\n",
-        (f"{CONTROL}/test_shared_caps.py", "tests/cli/test_caps_across_processes.py"),
+        (f"{CONTROL}/test_shared_caps.py", "tests/mqtt/test_caps_cli_and_daemon.py"),
     ),
     Mutation(
         "the ledger ignores what running sessions booked",
