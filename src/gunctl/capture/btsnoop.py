@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from enum import IntEnum
 from typing import BinaryIO, NamedTuple
 
+from gunctl.errors import GunctlError
+
 MAGIC = b"btsnoop\0"
 VERSION = 1
 _FILE_HEADER = struct.Struct(">8sII")
@@ -64,8 +66,10 @@ _H4_TYPES = {t.value: t for t in PacketType}
 _MONITOR_BY_PACKET = {value: opcode for opcode, value in _MONITOR_OPCODES.items()}
 
 
-class CaptureError(ValueError):
+class CaptureError(GunctlError):
     """A file that is not a readable btsnoop capture; ``offset`` is where reading stopped."""
+
+    reason = "invalid_capture"
 
     def __init__(self, offset: int, message: str) -> None:
         self.offset = offset
