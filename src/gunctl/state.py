@@ -265,19 +265,36 @@ def snapshot(
     it across reconnections; without it, a gun with no session is idle.
     """
     ending = ending or Ending()
-    spec = supervisor.spec if supervisor is not None else spec
-    session = supervisor.session if supervisor is not None else None
+    if supervisor is None:
+        return _state(device, spec, None, connected=False, ending=ending, measured=_NOT_CONNECTED)
+    session = supervisor.session
     live = session if session is not None and not session.done else None
+    measured = _measured(supervisor)
+    return _state(
+        device, supervisor.spec, live, connected=connected, ending=ending, measured=measured
+    )
+
+
+def _state(
+    device: str,
+    spec: DeviceSpec | None,
+    live: Session | None,
+    *,
+    connected: bool,
+    ending: Ending,
+    measured: dict[str, Any],
+) -> GunState:
+    """A GunState from its parts: the session in progress (``live``) and the measurements."""
     return GunState(
         device=device,
         spec=spec.name if spec is not None else None,
         model=spec.title if spec is not None else None,
-        connected=connected and supervisor is not None,
+        connected=connected,
         running=live is not None,
         phase=phase_of(live, ending.ended),
         paused=live is not None and live.paused is not None,
         waiting_for_head=live is not None and live.phase is Phase.HEAD_CHANGE,
         **_session(live),
-        **(_measured(supervisor) if supervisor is not None else _NOT_CONNECTED),
+        **measured,
         last_safety_stop=ending.last_safety_stop,
     )
