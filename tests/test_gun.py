@@ -99,3 +99,10 @@ async def test_a_refused_request_and_an_unknown_protocol_are_errors_a_user_catch
         assert refused.value.reason == "no_session"
         with pytest.raises(gunctl.UnknownNameError, match="no protocol named 'glutes'"):
             await gun.run("glutes")
+
+
+def test_every_public_name_resolves_and_nothing_else_is_offered() -> None:
+    for name in gunctl.__all__:
+        assert getattr(gunctl, name) is not None
+    with pytest.raises(AttributeError):
+        _ = gunctl.Supervisor  # type: ignore[attr-defined]
