@@ -29,17 +29,26 @@ Example file::
     address = "hall-proxy.local"
     key = "base64 API encryption key from the proxy's YAML"   # leave out if it has none
 
+    [diary]                         # the symptom diary's thresholds (docs/diary.md)
+    weeks = 4
+
+The ``[diary]`` table is the one part ``gunctl run`` and ``gunctl diary`` read
+too (their ``--config``, ``load_diary``): the diary rules refuse a session the
+same way whichever command starts it.
+
 Everything is checked before anything connects; a bad value is reported with
-the name of its setting. The password is read from a file, so that it is
+the name of its setting, and with its line when it is in the file
+(``FILE:LINE: SETTING: message``). The password is read from a file, so that it is
 never on a command line or in the environment, and it is never logged.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -60,7 +69,9 @@ from pydantic_settings import (
 from gunctl.errors import ConfigError
 from gunctl.heads import Head
 from gunctl.links.proxy_config import ProxyConfig
+from gunctl.store.diary import DiarySettings
 
+S = TypeVar("S", bound="_Settings")
 BRIDGE = "bridge"  # the reserved second level of the MQTT bridge topics: not a device id
 SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")  # one topic level; what Home Assistant accepts as an id
 BASE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
@@ -169,7 +180,9 @@ def sim_device_id(node_id: str, n: int) -> str:
     return f"sim-{node_id}-{n}"
 
 
-class ServeSettings(BaseSettings):
+class _Settings(BaseSettings):
+    """Settings read from flags, ``GUNCTL_*`` variables, then a TOML file, in that order."""
+
     model_config = SettingsConfigDict(
         env_prefix="GUNCTL_",
         env_nested_delimiter="_",
@@ -178,6 +191,23 @@ class ServeSettings(BaseSettings):
         validate_default=True,
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = settings_cls.model_config.get("toml_file")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+class ServeSettings(_Settings):
     node_id: str = Field(default_factory=default_node_id)
     mqtt: MqttSettings = MqttSettings()
     devices: DevicesSettings = DevicesSettings()
@@ -194,6 +224,7 @@ class ServeSettings(BaseSettings):
     names: dict[str, Annotated[str, Field(min_length=1, max_length=64)]] = {}
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
+    diary: DiarySettings = DiarySettings()  # GUNCTL_DIARY_<NAME>, as before the table
 
     @field_validator("node_id")
     @classmethod
@@ -230,20 +261,13 @@ class ServeSettings(BaseSettings):
         sims = [sim_device_id(self.node_id, n) for n in range(1, self.devices.sim + 1)]
         return sims + [ble_device_id(a) for a in self.devices.ble]
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_file = settings_cls.model_config.get("toml_file")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
-        return tuple(sources)
+
+class DiaryConfig(_Settings):
+    """Only the ``[diary]`` table of a ``gunctl serve`` file: what the other commands read."""
+
+    model_config = SettingsConfigDict(extra="ignore")  # the file's other tables are serve's
+
+    diary: DiarySettings = DiarySettings()
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> ServeSettings:
@@ -252,13 +276,25 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> ServeSet
     ``overrides`` are the command-line flags (None means "not given"), with the
     tables as nested dicts: ``load_settings(path, mqtt={"host": "broker"})``.
     """
-    given = _drop_none(overrides)
+    return _load(ServeSettings, config_file, _drop_none(overrides))
+
+
+def load_diary(config_file: Path | None = None) -> DiarySettings:
+    """The diary rules' thresholds: ``GUNCTL_DIARY_*``, then the file's ``[diary]`` table.
+
+    The same sources and checks as ``gunctl serve``'s, so every command refuses
+    a session on the same thresholds. Raises ConfigError naming a bad one.
+    """
+    return _load(DiaryConfig, config_file, {}).diary
+
+
+def _load(kind: type[S], config_file: Path | None, given: dict[str, Any]) -> S:
     if config_file is not None and not config_file.is_file():
         raise ConfigError(f"config file {config_file}: not a readable file")
-    settings_cls: type[ServeSettings] = ServeSettings
+    settings_cls = kind
     if config_file is not None:
-        config = SettingsConfigDict(**{**ServeSettings.model_config, "toml_file": config_file})
-        settings_cls = type("ServeSettingsFromFile", (ServeSettings,), {"model_config": config})
+        config = SettingsConfigDict(**{**kind.model_config, "toml_file": config_file})
+        settings_cls = type(f"{kind.__name__}FromFile", (kind,), {"model_config": config})
     try:
         return settings_cls(**given)
     except ValidationError as exc:
@@ -286,10 +322,50 @@ def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
 def _describe(exc: ValidationError, config_file: Path | None) -> str:
     lines = []
     for error in exc.errors():
-        field = ".".join(str(p) for p in error["loc"])
+        loc = tuple(str(p) for p in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown setting"
-        lines.append(f"{field}: {message}" if field else message)
+        field = ".".join(loc)
+        variable = "_".join(("GUNCTL", *loc)).upper()
+        line = _line(config_file, loc) if config_file is not None else None
+        if variable in os.environ:  # stronger than the file: the value came from there
+            field = f"{field} ({variable})"
+        elif line is not None:
+            field = f"{config_file}:{line}: {field}"
+        lines.append(f"{field}: {message}" if loc else message)
     where = f" in {config_file} or the environment" if config_file else ""
     return f"invalid configuration{where}:\n  " + "\n  ".join(lines)
+
+
+_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_-]+)\s*\]\s*(#.*)?$")
+_ARRAY = re.compile(r"^\s*\[\[")
+
+
+def _line(config_file: Path, loc: tuple[str, ...]) -> int | None:
+    """The line of the file that sets ``loc`` (``("diary", "weeks")``), if the file sets it.
+
+    TOML readers keep no line numbers; settings are one ``key = value`` per line
+    under a ``[table]`` header, which is what this finds. None when the value
+    came from a variable, a default, or a form it does not follow (a list of tables).
+    """
+    if not loc or len(loc) > 2:
+        return None
+    *table, key = loc
+    wanted = table[0] if table else None
+    key_at = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    current: str | None = None
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for number, row in enumerate(text.splitlines(), start=1):
+        header = _TABLE.match(row)
+        if header or _ARRAY.match(row):
+            current = header.group(1) if header else ""
+            if wanted is None and current == key:  # the error is about a whole table
+                return number
+            continue
+        if current == wanted and key_at.match(row):
+            return number
+    return None

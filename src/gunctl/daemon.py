@@ -202,7 +202,8 @@ class Daemon:
     ) -> None:
         self.settings = settings
         self.clock = clock or Clock(settings.time_scale)
-        self.history = history if history is not None else History()
+        # the diary rules' thresholds are the configuration's: a history passed in brings its own
+        self.history = history if history is not None else History(diary=settings.diary)
         if catalogue is None:
             catalogue = load_catalogue(partial=True)
             for problem in catalogue.problems:  # reported; everything else still works

@@ -204,11 +204,11 @@ async def test_the_number_of_weeks_is_a_setting(rig_factory, tmp_path: Path) -> 
 
 
 def test_settings_out_of_range_are_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gunctl.errors import GunctlError
-    from gunctl.store.diary import diary_settings
+    from gunctl.config import load_diary
+    from gunctl.errors import ConfigError
 
     monkeypatch.setenv("GUNCTL_DIARY_WEEKS", "7")
-    with pytest.raises(GunctlError, match="GUNCTL_DIARY_WEEKS: Input should be less than"):
-        diary_settings()
+    with pytest.raises(ConfigError, match=r"diary.weeks \(GUNCTL_DIARY_WEEKS\): Input should be"):
+        load_diary()
     monkeypatch.setenv("GUNCTL_DIARY_WEEKS", "4")
-    assert diary_settings().weeks == 4
+    assert load_diary().weeks == 4

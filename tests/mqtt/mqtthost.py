@@ -177,7 +177,11 @@ class Broker:
 @contextlib.asynccontextmanager
 async def running(settings: ServeSettings, data_dir: Path | None = None) -> AsyncIterator[Service]:
     """The daemon and bridge of ``gunctl serve``, in this event loop."""
-    history = History(data_dir / "history.sqlite3") if data_dir is not None else None
+    history = (
+        History(data_dir / "history.sqlite3", diary=settings.diary)
+        if data_dir is not None
+        else None
+    )
     service = Service(settings, history=history, catalogue=load_catalogue())
     await service.start()
     try:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gunctl.cli.output import emit, json_option, to_text
+from gunctl.cli.output import diary_config_option, emit, json_option, to_text
 
 if TYPE_CHECKING:
     from gunctl.store.diary import Week
     from gunctl.store.history import History
 
 BAR = 20  # characters for a full-scale bar
+CONFIG = "gunctl.diary.config"  # where the group keeps --config for its subcommands
 
 
 def _pain(text: str) -> int | None:
@@ -76,9 +77,12 @@ def ask(history: History, moment: str, *, simulated: bool, session_id: int | Non
 
 
 def _open(create: bool = False) -> History | None:
+    """The history, judged on the thresholds of ``gunctl diary --config`` (or the variables)."""
     from gunctl.cli.history import open_history
+    from gunctl.config import load_diary
 
-    return open_history(create=create)
+    config_file = click.get_current_context().find_root().meta.get(CONFIG)
+    return open_history(create=create, diary=load_diary(config_file))
 
 
 kind_option = click.option(
@@ -104,16 +108,24 @@ kind_option = click.option(
     help="Also draw the weeks as a picture (needs gunctl[plot]).",
 )
 @kind_option
+@diary_config_option
 @json_option
 @click.pass_context
 def diary(
-    ctx: click.Context, weeks: int, plot: Path | None, simulated: bool, as_json: bool
+    ctx: click.Context,
+    weeks: int,
+    plot: Path | None,
+    simulated: bool,
+    config_file: Path | None,
+    as_json: bool,
 ) -> None:
     """Pain before and after sessions, and minutes per muscle, week by week.
 
     Below the chart: whether the diary rules refuse the next session, and why.
-    The rules and their settings (GUNCTL_DIARY_*) are described in docs/diary.md.
+    The rules and their settings ([diary] in --config, or GUNCTL_DIARY_*) are
+    described in docs/diary.md.
     """
+    ctx.find_root().meta[CONFIG] = config_file
     if ctx.invoked_subcommand is not None:
         return
     from gunctl.store.diary import DiaryVerdict

@@ -13,6 +13,7 @@ from gunctl.cli.output import emit, json_option, to_text
 from gunctl.units import duration
 
 if TYPE_CHECKING:
+    from gunctl.store.diary import DiarySettings
     from gunctl.store.history import History, SessionRecord
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
@@ -65,11 +66,12 @@ kind_option = click.option(
 )
 
 
-def open_history(*, create: bool = False) -> History | None:
+def open_history(*, create: bool = False, diary: DiarySettings | None = None) -> History | None:
     """The history, or None when nothing has been recorded yet (no file is created).
 
     With ``create`` a missing history is created (to record in it). A history
-    that cannot be written (read-only) is still read.
+    that cannot be written (read-only) is still read. ``diary``: the diary
+    rules' thresholds (by default the ``GUNCTL_DIARY_*`` variables').
     """
     from gunctl.store.history import History, HistoryError, data_folder, default_path
 
@@ -78,11 +80,11 @@ def open_history(*, create: bool = False) -> History | None:
     if not path.exists() and not create:
         return None
     try:
-        return History(path)
+        return History(path, diary=diary)
     except HistoryError as exc:
         if "read-only" not in exc.what:
             raise
-        return History(path, read_only=True)
+        return History(path, read_only=True, diary=diary)
 
 
 @click.group(invoke_without_command=True)

@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -17,6 +18,14 @@ from gunctl.errors import EXIT_INVALID, EXIT_OK, EXIT_UNREACHABLE
 __all__ = ["EXIT_INVALID", "EXIT_OK", "EXIT_UNREACHABLE"]  # the codes live in gunctl.errors
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+# the [diary] table of gunctl serve's file: every command refuses on the same thresholds
+diary_config_option = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    allow_from_autoenv=False,
+    help="A gunctl serve TOML file; its [diary] table sets the diary rules (docs/diary.md).",
+)
 
 
 def emit(result: Any, as_json: bool, render: Callable[[Any], str]) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from gunctl.cli.output import to_text, warn_problems
+from gunctl.cli.output import diary_config_option, to_text, warn_problems
 from gunctl.cli.proxies import opened, proxy_option
 from gunctl.errors import (
     EXIT_INTERRUPTED,
@@ -76,6 +76,7 @@ class Options:
     seed: int
     proxies: list[ProxyConfig]
     scan_timeout: float
+    config_file: Path | None
 
 
 def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
@@ -142,6 +143,7 @@ def _heads(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     show_default=True,
     help="Seconds to look for --device before giving up.",
 )
+@diary_config_option
 def run(**kwargs: object) -> None:
     """Run PROTOCOL (e.g. glute) on a gun, with a live display.
 
@@ -291,6 +293,7 @@ class Prepared:
 
 def _prepare(options: Options) -> Prepared:
     """The protocol, the history and the right exposure ledger; a bad one exits here."""
+    from gunctl.config import load_diary
     from gunctl.datafile import suggest
     from gunctl.errors import GunctlError
     from gunctl.profiles.loader import load_catalogue
@@ -304,7 +307,7 @@ def _prepare(options: Options) -> Prepared:
         raise GunctlError(
             f"no protocol named {options.protocol!r}{hint}", "`gunctl profiles list` shows them"
         )
-    history = History()
+    history = History(diary=load_diary(options.config_file))
     # a demo's time never counts toward a person's, nor theirs toward a demo's
     exposure = history.exposure(simulated=options.sim or options.time_scale != 1.0)
     return Prepared(options, catalogue, protocol, history, exposure)

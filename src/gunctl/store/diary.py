@@ -23,8 +23,9 @@ physiotherapist (``History.record_professional``); that record starts a new
 baseline, so only scores and sessions after it count. Each refusal names its
 rule and the scores and sessions that made it fire.
 
-Every threshold is a setting (``DiarySettings``), read from ``GUNCTL_DIARY_*``
-variables by ``gunctl run`` and ``gunctl serve`` alike.
+Every threshold is a setting (``DiarySettings``): the ``[diary]`` table of the
+``gunctl serve`` configuration or ``GUNCTL_DIARY_*`` variables, read by every
+command the same way (``gunctl.config.load_diary``).
 """
 
 from __future__ import annotations
@@ -36,13 +37,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field
 
 from gunctl.datafile import DataModel
 from gunctl.errors import GunctlError, UnknownNameError
 
-ENV_PREFIX = "GUNCTL_DIARY_"
 SEEK_MEDICAL = (
     "Stop self-massage and seek medical attention now. Once a doctor has seen you, record "
     "it with `gunctl diary seen`."
@@ -92,10 +91,8 @@ class Score(DataModel):
         return " ".join(parts)
 
 
-class DiarySettings(BaseSettings):
-    """The diary rules' thresholds; each a ``GUNCTL_DIARY_<NAME>`` variable."""
-
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+class DiarySettings(DataModel):
+    """The diary rules' thresholds: ``[diary]`` in the configuration, or ``GUNCTL_DIARY_<NAME>``."""
 
     high_pain: int = Field(8, ge=5, le=10, description="a score at or above this is severe")
     rising_sessions: int = Field(
@@ -114,17 +111,6 @@ class DiarySettings(BaseSettings):
     improve_percent: float = Field(
         30.0, ge=10, le=60, description="or a fall by this share of the first week's mean"
     )
-
-
-def diary_settings() -> DiarySettings:
-    """The settings from the environment; a value out of range is an error naming it."""
-    try:
-        return DiarySettings()
-    except ValidationError as exc:
-        bad = "; ".join(f"{ENV_PREFIX}{str(e['loc'][0]).upper()}: {e['msg']}" for e in exc.errors())
-        raise GunctlError(
-            f"a diary setting is out of range ({bad})", "see docs/diary.md for each range"
-        ) from None
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,6 @@ from gunctl.store.diary import (
     Score,
     ScoreError,
     Week,
-    diary_settings,
     first_refusal,
     weekly,
 )
@@ -461,14 +460,16 @@ class History:
     ) -> None:
         """Open (or create) the history; ``read_only`` only reads a file that exists.
 
-        ``diary`` sets the diary rules' thresholds; by default they are read
-        from ``GUNCTL_DIARY_*`` at each check.
+        ``diary`` sets the diary rules' thresholds; by default they are the
+        ``GUNCTL_DIARY_*`` variables' (``gunctl.config.load_diary``), read once here.
 
         Raises HistoryError, saying what to do, when the file or its folder
         cannot be used (damaged, read-only, under a file, ...).
         """
+        from gunctl.config import load_diary  # the settings' sources, loaded only when needed
+
         self.path = Path(path) if path is not None else default_path()
-        self._diary = diary
+        self.diary_settings = diary if diary is not None else load_diary()
         self._lock = threading.RLock()
         self._live: dict[int, _Live] = {}
         self._by_device: dict[str, int] = {}
@@ -530,10 +531,6 @@ class History:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
-
-    @property
-    def diary_settings(self) -> DiarySettings:
-        return self._diary or diary_settings()
 
     @property
     def schema_version(self) -> int:
@@ -1110,7 +1107,7 @@ class History:
     ) -> DiaryVerdict | None:
         """The diary rule that refuses the next session, with its data, or None.
 
-        ``settings`` default to the history's own (``GUNCTL_DIARY_*``);
+        ``settings`` default to the history's own (``diary_settings``);
         ``rules`` to every diary rule (tests leave one out).
         """
         data = self.diary(simulated=simulated, now=now)
