@@ -52,7 +52,6 @@ def trend(
     plt = _pyplot()
     fig, (pain, minutes) = plt.subplots(2, 1, figsize=SIZE_IN, sharex=True)
     x = list(range(len(weeks)))
-    labels = [w.start.astimezone().strftime("%m-%d") for w in weeks]
     for moment, style in (("before", "o-"), ("after", "s--")):
         values = [getattr(w, moment) for w in weeks]
         points = [(i, v) for i, v in zip(x, values, strict=True) if v is not None]
@@ -72,7 +71,7 @@ def trend(
         minutes.bar(x, values, bottom=bottom, label=muscle)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     minutes.set_ylabel("minutes")
-    minutes.set_xticks(x, [f"week of {label}" for label in labels])
+    minutes.set_xticks(x, [w.label for w in weeks])
     if muscles:
         minutes.legend(loc="upper left", fontsize="small", ncol=2)
     fig.tight_layout()

@@ -81,6 +81,34 @@ def test_the_weekly_chart_in_the_terminal_and_as_json(store: History) -> None:
     assert weeks[0]["minutes"] == {"piriformis left": 3.0, "gluteus-maximus left": 2.0}
 
 
+def test_today_is_in_the_last_row_under_a_label_that_says_so(store: History) -> None:
+    """Rows are seven whole days ending today, named by their first and last day.
+
+    A row labelled "week of 11-24" holding today's (12-01) score reads as a
+    calendar week a week ago: the labels name both ends instead.
+    """
+    now = wall_now()
+    today = now.astimezone().date()
+    sid = store.begin(device="gun", protocol="glute", started_at=now - timedelta(days=7))
+    store.checkpoint(sid, {("piriformis", "left"): 120.0})
+    store.record(SessionCompleted(at=120.0, device="gun", worked_s=120.0), sid)
+    store.record_score("before", 7)  # just now
+    this_week = f"{today - timedelta(days=6):%m-%d} to {today:%m-%d}"
+    last_week = f"{today - timedelta(days=13):%m-%d} to {today - timedelta(days=7):%m-%d}"
+    result = run("diary", "--weeks", "2")
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[2]: line for line in result.output.splitlines() if " to " in line[:16]}
+    assert set(rows) == {today.strftime("%m-%d"), (today - timedelta(days=7)).strftime("%m-%d")}
+    assert rows[today.strftime("%m-%d")].strip().startswith(this_week)
+    assert "█ 7" in rows[today.strftime("%m-%d")]  # today's score, in the row ending today
+    assert "week of" not in result.output
+    weeks = json.loads(run("diary", "--weeks", "2", "--json").output)["weeks"]
+    assert [(w["label"], w["sessions"], w["before"]) for w in weeks] == [
+        (last_week, 1, None),
+        (this_week, 0, 7.0),
+    ]
+
+
 def test_the_trend_picture_has_both_lines_and_the_bars(store: History, tmp_path: Path) -> None:
     four_weeks(store)
     picture = tmp_path / "trend.png"

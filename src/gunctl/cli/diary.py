@@ -167,11 +167,11 @@ def _chart(weeks: list[Week], refusal: str | None) -> str:
     if not any(w.sessions or w.before is not None or w.after is not None for w in weeks):
         lines: list[Any] = ["No sessions or scores in these weeks."]
     else:
-        table = Table("week of", "sessions", "pain before", "pain after", "minutes", box=None)
+        table = Table("days", "sessions", "pain before", "pain after", "minutes", box=None)
         most = max((w.total_minutes for w in weeks), default=0.0)
         for week in weeks:
             table.add_row(
-                week.start.astimezone().strftime("%Y-%m-%d"),
+                week.label,
                 str(week.sessions),
                 _bar(week.before, 10, "yellow"),
                 _bar(week.after, 10, "green"),
@@ -179,7 +179,7 @@ def _chart(weeks: list[Week], refusal: str | None) -> str:
             )
         muscles = Table(
             "minutes per muscle side",
-            *(w.start.astimezone().strftime("%m-%d") for w in weeks),
+            *(w.label for w in weeks),
             box=None,
         )
         for muscle in sorted({m for w in weeks for m in w.minutes}):

@@ -37,7 +37,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, computed_field
 
 from gunctl.datafile import DataModel
 from gunctl.errors import GunctlError, UnknownNameError
@@ -275,9 +275,15 @@ def first_refusal(
 
 
 class Week(DataModel):
-    """One week of the diary: sessions, minutes per muscle side, mean scores."""
+    """Seven whole days of the diary: sessions, minutes per muscle side, mean scores.
 
-    start: datetime
+    Not a calendar week: the last one ends with today, so today's scores are in
+    it. ``label`` names its first and last day ("11-25 to 12-01"), because
+    "week of 11-25" reads as a calendar week and hides that today is in it.
+    """
+
+    start: datetime  # the first day's midnight, local time
+    end: datetime  # the midnight after its last day (not in it)
     sessions: int
     minutes: dict[str, float]  # "muscle side" -> minutes worked
     before: float | None  # mean pain before sessions, None with no scores
@@ -287,20 +293,34 @@ class Week(DataModel):
     def total_minutes(self) -> float:
         return sum(self.minutes.values())
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def label(self) -> str:
+        """Its first and last day, local time: ``11-25 to 12-01``."""
+        last = self.end.astimezone() - timedelta(days=1)
+        return f"{self.start.astimezone():%m-%d} to {last:%m-%d}"
+
+
+def days_end(now: datetime) -> datetime:
+    """The local midnight that ends today: where the diary's last week ends."""
+    local = now.astimezone()
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return midnight.replace(tzinfo=None).astimezone()  # the offset of that day (summer time)
+
 
 def weekly(
     sessions: Sequence[tuple[datetime, dict[str, float]]],
     scores: Sequence[Score],
-    now: datetime,
+    end: datetime,
     weeks: int,
 ) -> list[Week]:
-    """The last ``weeks`` weeks up to ``now``, oldest first, from sessions and scores.
+    """The last ``weeks`` weeks before ``end``, oldest first, from sessions and scores.
 
     ``sessions`` are (start, seconds per "muscle side") pairs.
     """
     result = []
     for n in range(weeks, 0, -1):
-        lo, hi = now - timedelta(weeks=n), now - timedelta(weeks=n - 1)
+        lo, hi = end - timedelta(weeks=n), end - timedelta(weeks=n - 1)
         minutes: dict[str, float] = {}
         count = 0
         for started, worked in sessions:
@@ -320,6 +340,7 @@ def weekly(
         result.append(
             Week(
                 start=lo,
+                end=hi,
                 sessions=count,
                 minutes=minutes,
                 before=mean("before"),
@@ -342,6 +363,6 @@ class DiarySummary(DataModel):
 
     last_before: Score | None
     last_after: Score | None
-    minutes_this_week: float  # motor time in the seven days up to now
+    minutes_this_week: float  # motor time in the last seven days, today included
     sessions_this_week: int
     refusal: Refusal | None  # set while a rule asks for a professional

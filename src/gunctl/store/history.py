@@ -78,6 +78,7 @@ from gunctl.store.diary import (
     Score,
     ScoreError,
     Week,
+    days_end,
     first_refusal,
     weekly,
 )
@@ -1116,8 +1117,8 @@ class History:
     def weeks(
         self, count: int = 8, *, simulated: bool = False, now: datetime | None = None
     ) -> list[Week]:
-        """The diary week by week, the last ``count`` weeks up to ``now``, oldest first."""
-        end = _utc(now)
+        """The diary by seven whole days, the last ``count`` of them ending today, oldest first."""
+        end = days_end(_utc(now)).astimezone(UTC)
         start = end - timedelta(weeks=count)
         records = self.sessions(start, simulated=simulated)
         worked = [
@@ -1132,7 +1133,7 @@ class History:
     def diary_summary(
         self, *, simulated: bool = False, now: datetime | None = None
     ) -> DiarySummary:
-        """The latest scores, the last seven days' massage and any refusal, in one document."""
+        """The latest scores, the last seven days' massage (today's included), any refusal."""
         (week,) = self.weeks(1, simulated=simulated, now=now)
         with self._lock:
             latest = {
