@@ -418,9 +418,7 @@ class Daemon:
         if isinstance(command, ScoreCommand):
             return await self._score(slot, command)
         if isinstance(command, SeenCommand):
-            kind = self._simulated(slot)
-            await asyncio.to_thread(self.history.record_professional, command.note, simulated=kind)
-            return {"refusal": await self._refusal(slot)}
+            return await self._seen(slot, command)
         return await self._session(slot, command)
 
     def _protocol(self, name: str) -> str:
@@ -623,6 +621,27 @@ class Daemon:
         return {
             "session": session_id,
             "skipped": command.pain is None and command.reach is None,
+            "refusal": await self._refusal(slot),
+        }
+
+    async def _seen(self, slot: DeviceSlot, command: SeenCommand) -> dict[str, Any]:
+        """Record a professional's visit; say, in the result and the log, what it lifted.
+
+        Whoever may command the gun may record a visit (docs/diary.md says why):
+        it lifts a safety refusal, so it is never silent.
+        """
+        kind = self._simulated(slot)
+        lifted = await asyncio.to_thread(self.history.diary_refusal, simulated=kind)
+        await asyncio.to_thread(self.history.record_professional, command.note, simulated=kind)
+        log.warning(
+            "diary_refusal_lifted" if lifted else "professional_visit",
+            device=slot.device_id,
+            rule=None if lifted is None else lifted.rule,
+            note=command.note,
+            id=command.id,
+        )
+        return {
+            "lifted": None if lifted is None else lifted.rule,
             "refusal": await self._refusal(slot),
         }
 

@@ -74,6 +74,8 @@ CommandId = Annotated[str, Field(max_length=128, strict=True)] | StrictInt
 IntensityCap = Annotated[float, Field(gt=0.0, le=1.0, strict=True)]
 Pain = Annotated[int, Field(ge=0, le=10, strict=True)]  # the diary's 0-10 (gunctl.store.diary)
 Reach = Literal["buttock", "thigh", "below_knee", "foot"]  # how far down the leg it reaches
+# kept in the diary and logged: no control characters, which could forge a log line
+Note = Annotated[str, Field(max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$", strict=True)]
 
 
 class CommandError(RequestRefusedError):
@@ -150,7 +152,7 @@ class SeenCommand(BaseCommand):
     """A doctor or physiotherapist has seen the person: lifts a diary refusal, new baseline."""
 
     action: Literal["professional_seen"]
-    note: Annotated[str, Field(max_length=200)] = ""
+    note: Note = ""
 
 
 class SessionCommand(BaseCommand):
