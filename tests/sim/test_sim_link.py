@@ -8,8 +8,8 @@ import pytest
 
 from gunctl.links.base import FANOUT_BOUND, ConnectError, Endpoint, Link, LinkError, LinkLostError
 from gunctl.links.sim import SimLink
-from gunctl.specs.codec import decode_battery_level
-from gunctl.specs.messages import SetSpeed, Status
+from gunctl.specs.codec import Codec, decode_battery_level
+from gunctl.specs.messages import SetSpeed, Status, Stop
 
 from simhost import SPECS
 
@@ -108,3 +108,35 @@ async def test_a_listener_that_falls_behind_keeps_the_newest_frames_and_the_end(
     assert len(held) == FANOUT_BOUND - 1  # the end of the stream took the last place
     assert held == every[-len(held) :]  # the newest frames, in order
     assert link.coalesced == len(every) - len(held)
+
+
+async def test_a_connection_interval_carries_frames_only_at_connection_events(
+    sim_device_factory, sim_clock
+) -> None:
+    interval = 0.03
+    device = await sim_device_factory(SPECS["gunctl-open"])
+    link = SimLink(device, interval_s=interval)
+    await link.connect()
+    anchor = sim_clock.now()
+    arrivals: list[float] = []
+
+    async def listen() -> None:
+        async for note in link.notifications():
+            arrivals.append(note.received_at - anchor)
+
+    listener = asyncio.create_task(listen())
+    await sim_clock.sleep(0.011)  # between two events
+    asked = sim_clock.now()
+    await link.write(
+        Endpoint.COMMAND, Codec(SPECS["gunctl-open"]).encode_command(Stop()), with_response=True
+    )
+    taken = device.commands[-1].at
+    assert taken - anchor == pytest.approx(interval)  # the next event, 19 ms on
+    assert sim_clock.now() - taken == pytest.approx(interval)  # the acknowledgement, one more
+    assert taken > asked
+    await sim_clock.sleep(1.0)
+    await link.disconnect()
+    await listener
+    assert arrivals  # the device streams telemetry at 25 Hz...
+    for at in arrivals:  # ...and each frame lands at a connection event
+        assert at / interval == pytest.approx(round(at / interval), abs=1e-6)
