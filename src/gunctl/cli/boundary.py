@@ -70,15 +70,10 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
         return f"invalid file:\n  {lines}\n— fix the lines above and try again", EXIT_INVALID
     if isinstance(exc, GunctlError):
         return str(exc), exit_code_for(exc)
-    if isinstance(exc, sqlite3.DatabaseError):
-        from gunctl.store.history import default_path
+    if isinstance(exc, sqlite3.Error):
+        from gunctl.store.history import default_path, unusable
 
-        path = default_path()
-        return (
-            f"the history at {path} cannot be used ({exc}) — if it is damaged, move it aside "
-            f"(mv {path} {path}.broken) and gunctl starts a new one",
-            EXIT_STORAGE,
-        )
+        return str(unusable(default_path(), exc)), EXIT_STORAGE
     if isinstance(exc, UnicodeDecodeError):
         return (
             f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}) — "

@@ -70,7 +70,7 @@ def open_history(*, create: bool = False, diary: DiarySettings | None = None) ->
     """The history, or None when nothing has been recorded yet (no file is created).
 
     With ``create`` a missing history is created (to record in it). A history
-    that cannot be written (read-only) is still read. ``diary``: the diary
+    that cannot be written (read-only, or on a full disk) is still read. ``diary``: the diary
     rules' thresholds (by default the ``GUNCTL_DIARY_*`` variables').
     """
     from gunctl.store.history import History, HistoryError, data_folder, default_path
@@ -82,7 +82,7 @@ def open_history(*, create: bool = False, diary: DiarySettings | None = None) ->
     try:
         return History(path, diary=diary)
     except HistoryError as exc:
-        if "read-only" not in exc.what:
+        if "read-only" not in exc.what and "is full" not in exc.what:
             raise
         return History(path, read_only=True, diary=diary)
 

@@ -33,6 +33,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import threading
@@ -87,6 +88,7 @@ from gunctl.store.trace import CHUNK_SAMPLES, TRACE_HZ, Mark, Sample, Trace, dec
 log = structlog.get_logger("gunctl.history")
 
 ENV_DIR = "GUNCTL_DATA_DIR"
+FULL_BELOW = 64 * 1024  # bytes free under which SQLite's I/O error is a full disk
 DB_NAME = "history.sqlite3"
 EXPOSURE_WINDOW = timedelta(hours=48)
 INTERRUPTED = "interrupted"
@@ -249,14 +251,30 @@ def data_folder(path: Path) -> Path:
     return folder
 
 
-def _unusable(path: Path, exc: sqlite3.Error) -> HistoryError:
-    """What to tell a person whose history file SQLite will not open or write."""
+def unusable(path: Path, exc: sqlite3.Error) -> HistoryError:
+    """What to tell a person whose history file SQLite will not open or write.
+
+    A full disk must not read as a damaged file: the advice for that, moving
+    the file aside, would lose the exposure ledger and the diary for nothing.
+    SQLite says "disk I/O error" when even its shared-memory file cannot be
+    made, so the free space is asked too.
+    """
     text = str(exc)
-    if "readonly" in text:
+    if _disk_full(path, exc):
+        return HistoryError(
+            f"the disk holding the history at {path} is full ({text}); nothing was written",
+            "free some space on it and try again: the history itself is intact",
+        )
+    if "readonly" in text or _read_only_disk(path):
         return HistoryError(
             f"the history at {path} is read-only",
             f"make it writable, or set {ENV_DIR} to a folder you can write to "
             "(gunctl history can still list it)",
+        )
+    if "locked" in text:
+        return HistoryError(
+            f"the history at {path} is busy: another gunctl kept it locked ({text})",
+            "try again in a moment",
         )
     if "unable to open" in text:
         return HistoryError(
@@ -267,6 +285,25 @@ def _unusable(path: Path, exc: sqlite3.Error) -> HistoryError:
         f"the history at {path} is damaged ({text})",
         f"move it aside (mv {path} {path}.broken) and gunctl starts a new one",
     )
+
+
+def _disk_full(path: Path, exc: sqlite3.Error) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    if name == "SQLITE_FULL":
+        return True
+    if not name.startswith("SQLITE_IOERR"):
+        return False
+    try:
+        return shutil.disk_usage(path.parent).free < FULL_BELOW
+    except OSError:
+        return False
+
+
+def _read_only_disk(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 # -- what comes back out -------------------------------------------------------
@@ -478,16 +515,19 @@ class History:
         self.recovered: list[int] = []
         if not read_only:
             data_folder(self.path)
+        # On a read-only disk SQLite cannot make the shared-memory file a WAL reader
+        # needs; nothing can change the file there, so it is read as immutable.
+        frozen = "&immutable=1" if read_only and _read_only_disk(self.path) else ""
         try:
             self._db = sqlite3.connect(
-                f"{self.path.resolve().as_uri()}?mode=ro" if read_only else self.path,
+                f"{self.path.resolve().as_uri()}?mode=ro{frozen}" if read_only else self.path,
                 isolation_level=None,
                 check_same_thread=False,
                 timeout=10.0,
                 uri=read_only,
             )
         except sqlite3.Error as exc:
-            raise _unusable(self.path, exc) from exc
+            raise unusable(self.path, exc) from exc
         try:
             if read_only:
                 self.schema_version  # noqa: B018 (reads the file: a damaged one fails here)
@@ -499,7 +539,7 @@ class History:
             self.recovered = self.recover()
         except sqlite3.Error as exc:
             self._db.close()
-            raise _unusable(self.path, exc) from exc
+            raise unusable(self.path, exc) from exc
         except BaseException:
             self._db.close()
             raise
