@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import gunctl
+from gunctl.cli.app import cli
+from gunctl.store.history import History
 from gunsim import DropLink, Overheat
 
 pytestmark = pytest.mark.looptime(noop_cycles=1)
@@ -99,6 +106,29 @@ async def test_a_refused_request_and_an_unknown_protocol_are_errors_a_user_catch
         assert refused.value.reason == "no_session"
         with pytest.raises(gunctl.UnknownNameError, match="no protocol named 'glutes'"):
             await gun.run("glutes")
+
+
+async def test_a_session_run_from_python_is_in_the_history_as_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GUNCTL_DATA_DIR", str(tmp_path))
+    history = History(tmp_path / "history.sqlite3")
+    async with gunctl.simulate("gunctl-open", time_scale=10, history=history) as gun:
+        await gun.run("glute", side="left")
+
+    listing = CliRunner().invoke(cli, ["history", "--json"])
+    (session,) = json.loads(listing.output)
+    assert (session["source"], session["status"], session["protocol"]) == (
+        "python",
+        "completed",
+        "glute",
+    )
+    assert (session["simulated"], session["time_scale"]) == (True, 10.0)  # never a person's time
+    assert session["worked_s"] > 0
+    words = " ".join(CliRunner().invoke(cli, ["history"]).output.split())
+    assert "glute on sim-gunctl-open-0 from python: completed" in words
+    rows = csv.DictReader(io.StringIO(CliRunner().invoke(cli, ["history", "export"]).output))
+    assert {row["source"] for row in rows} == {"python"}
 
 
 def test_every_public_name_resolves_and_nothing_else_is_offered() -> None:

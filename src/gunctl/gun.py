@@ -209,7 +209,7 @@ class Gun:
         if self._history is None:
             raise GunctlError(
                 "this gun keeps no history, so no diary",
-                "a gun from gunctl.connect keeps both; gunctl.simulate records nothing",
+                "a gun from gunctl.connect keeps both; gunctl.simulate does when given history=",
                 reason="no_history",
             )
         return self._history
@@ -271,6 +271,7 @@ class Gun:
         """Write the session to the history, so its time counts against the 48-hour caps."""
         history = self._history
         assert history is not None
+        scale = self._device.supervisor.clock.scale
         session_id = await asyncio.to_thread(
             history.begin,
             device=self.device_id,
@@ -279,14 +280,15 @@ class Gun:
             side=side,
             intensity_cap=intensity_cap,
             planned_s=plan.planned_s,
-            source="cli",  # the history's schema knows two sources; a script is closest to cli
+            source="python",
             simulated=self._device.simulated,
+            time_scale=scale,
         )
         self._last_session = session_id
         if self._before is not None:  # the diary's score given for this session
             score, self._before = self._before, None
             await asyncio.to_thread(history.attach_score, score, session_id)
-        task = asyncio.create_task(self._device.record(history, events, session_id, scale=1.0))
+        task = asyncio.create_task(self._device.record(history, events, session_id, scale=scale))
         self._recorders.add(task)
         task.add_done_callback(self._recorders.discard)
 
@@ -348,6 +350,7 @@ async def simulate(
     time_scale: float = 1.0,
     seed: int = 0,
     faults: Sequence[tuple[float, Fault]] = (),
+    history: History | None = None,
 ) -> AsyncIterator[Gun]:
     """A simulated gun of firmware ``spec``, in this process, for as long as the block runs.
 
@@ -355,16 +358,22 @@ async def simulate(
     demo, or a test). ``faults`` are the simulator's faults (``gunsim.Overheat``,
     ``gunsim.DropLink``, ...), each at its seconds after switch-on: a test
     of your own code can meet a safety stop. The simulated person fits each
-    head asked for. Nothing is recorded: a simulated session is not a person's.
+    head asked for. Nothing is recorded unless ``history`` is given; there the
+    sessions are marked simulated and count only against other simulated
+    ones, never against a person's caps. Closing the gun closes ``history``.
     """
     _default_logs()
     catalogue = await asyncio.to_thread(load_catalogue)
     device = await connect_sim(
-        spec, clock=Clock(time_scale), device_id=f"sim-{spec}-{seed}", seed=seed
+        spec,
+        clock=Clock(time_scale),
+        device_id=f"sim-{spec}-{seed}",
+        seed=seed,
+        exposure=history.exposure(simulated=True) if history is not None else None,
     )
     assert device.sim is not None
     device.sim.faults.script(list(faults))
-    async with Gun(device, catalogue, fits_heads=True) as gun:
+    async with Gun(device, catalogue, history=history, fits_heads=True) as gun:
         yield gun
 
 

@@ -102,6 +102,7 @@ def test_the_list_reads_well(data_dir: Path) -> None:
         "gluteus_maximus left 1 min 30 s",
         "gluteus_maximus right 1 min 25 s",
         "piriformis left 40 s",
+        "piriformis on gun-2 from mqtt: aborted: temperature",
         "stopped by temperature the motor is too hot",
         "2 sessions, 3 min 35 s of massage in all.",
     ]:

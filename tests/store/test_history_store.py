@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -274,6 +275,57 @@ def test_an_older_file_gains_the_simulated_flag_and_keeps_its_sessions(
         assert (record.simulated, record.time_scale) == (False, 1.0)  # what it was: a real one
         assert record.pain_reports[0].reported_at is None  # not known for old rows
         assert store.exposure_s("piriformis", "left") == pytest.approx(5.0)
+
+
+def test_a_file_at_schema_version_4_takes_python_sessions_and_keeps_everything(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:  # a session as version 4 wrote it, with all that hangs on it
+        old.setattr(history_module, "MIGRATIONS", history_module.MIGRATIONS[:4])
+        with History(db_path) as store:
+            sid = store.begin(device=DEVICE, protocol="glute", source="mqtt", simulated=True)
+            store.record_score("before", 3, "thigh", session_id=sid, simulated=True)
+            store.record(completed(40.0, 0, "piriformis", 30.0))
+            store.record(
+                PainReported(at=41.0, device=DEVICE, step_index=1, muscle="piriformis", side="left")
+            )
+            store.record(
+                SessionAborted(at=41.0, device=DEVICE, reason="pain", message="pain", worked_s=30.0)
+            )
+            assert store.schema_version == 4
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("INSERT INTO trace_marks VALUES (?, 1.0, 'warning', 'hot', '{}')", (sid,))
+
+    with History(db_path) as store:
+        assert store.schema_version == len(history_module.MIGRATIONS) == 5
+        (record,) = store.sessions()
+        assert (record.id, record.source, record.simulated, record.status) == (
+            sid,
+            "mqtt",
+            True,
+            "aborted",
+        )
+        assert [(m.muscle, m.worked_s) for m in record.muscles] == [("piriformis", 30.0)]
+        assert [p.step_index for p in record.pain_reports] == [1]
+        assert [(s.moment, s.pain) for s in record.scores] == [("before", 3)]
+        assert [m.label for m in store.trace(sid).marks if m.kind == "warning"] == ["hot"]
+        python = store.begin(device="other", protocol="glute", source="python")
+        assert store.session(python).source == "python"  # type: ignore[union-attr]
+
+    with contextlib.closing(sqlite3.connect(db_path, isolation_level=None)) as raw:
+        indexes = {
+            row[0] for row in raw.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")
+        }
+        assert {"sessions_started_at", "sessions_running"} <= indexes
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # the rule still holds
+            raw.execute(
+                "INSERT INTO sessions (started_at, updated_at, device, protocol, status, source, "
+                "pid, host) VALUES ('t', 't', 'gun', 'glute', 'running', 'web', 1, 'h')"
+            )
+        raw.execute("PRAGMA foreign_keys = ON")  # the children now hang on the new table
+        raw.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+        assert raw.execute("SELECT COUNT(*) FROM muscle_time").fetchone() == (0,)
+        assert raw.execute("SELECT session_id FROM scores").fetchall() == [(None,)]
 
 
 def _pain(store: History, at: datetime, muscle: str, side: str, *, simulated: bool = False) -> None:

@@ -202,6 +202,11 @@ def _kind(record: SessionRecord) -> str:
     return " [sim]" if record.time_scale == 1 else f" [sim {record.time_scale:g}x]"
 
 
+def _source(record: SessionRecord) -> str:
+    """Where a session was driven from, when not ``gunctl run``: MQTT, or a Python program."""
+    return "" if record.source == "cli" else f" from {record.source}"
+
+
 def _totals(records: list[SessionRecord]) -> str:
     """How many sessions and how much massage, real and simulated counted apart."""
     parts = []
@@ -251,7 +256,7 @@ def describe_session(record: SessionRecord) -> list[Any]:
     heading = Text.assemble(
         (_when(record.started_at), "bold"),
         (_kind(record), "cyan"),
-        f"  {record.protocol} on {record.device}: ",
+        f"  {record.protocol} on {record.device}{_source(record)}: ",
         (ending, "red" if record.status == "aborted" else ""),
         f", {time}",
     )

@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, get_args
 
 import structlog
 
@@ -95,8 +95,14 @@ INTERRUPTED = "interrupted"
 CHECKPOINT_S = 5.0  # real seconds between writes of a running session's exact counters
 
 Status = Literal["running", "completed", "aborted"]
-Source = Literal["cli", "mqtt"]
+Source = Literal["cli", "mqtt", "python"]  # gunctl run, gunctl serve, import gunctl
 Key = tuple[str, str]  # (muscle, side)
+
+_SESSION_COLUMNS = (
+    "id, started_at, ended_at, updated_at, device, spec, protocol, side, intensity_cap, status, "
+    "end_reason, end_message, planned_s, steps, worked_s, source, pid, host, proc_start, "
+    "simulated, time_scale"
+)  # the sessions table at schema version 4, copied whole by the rebuild to version 5
 
 # MIGRATIONS[n] takes the schema from version n to version n + 1. Append, never edit.
 MIGRATIONS: list[tuple[str, ...]] = [
@@ -229,6 +235,44 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
         "CREATE INDEX trace_marks_session ON trace_marks (session_id)",
+    ),
+    (
+        # A session driven from Python (gunctl.connect, gunctl.simulate) is its own source.
+        # SQLite cannot change a CHECK in place, so the table is rebuilt as its documents
+        # say (https://sqlite.org/lang_altertable.html#otheralter): a new table, the rows
+        # copied, the old dropped, the new renamed. Foreign keys are off while migrating
+        # (History._migrate), so the drop cascades nothing, and the children's references
+        # to "sessions" find the new table once renamed.
+        """
+        CREATE TABLE sessions_new (
+            id            INTEGER PRIMARY KEY,
+            started_at    TEXT NOT NULL,
+            ended_at      TEXT,
+            updated_at    TEXT NOT NULL,
+            device        TEXT NOT NULL,
+            spec          TEXT,
+            protocol      TEXT NOT NULL,
+            side          TEXT,
+            intensity_cap REAL,
+            status        TEXT NOT NULL CHECK (status IN ('running', 'completed', 'aborted')),
+            end_reason    TEXT,
+            end_message   TEXT,
+            planned_s     REAL,
+            steps         INTEGER,
+            worked_s      REAL NOT NULL DEFAULT 0,
+            source        TEXT NOT NULL CHECK (source IN ('cli', 'mqtt', 'python')),
+            pid           INTEGER NOT NULL,
+            host          TEXT NOT NULL,
+            proc_start    TEXT,
+            simulated     INTEGER NOT NULL DEFAULT 0,
+            time_scale    REAL NOT NULL DEFAULT 1
+        )
+        """,
+        f"INSERT INTO sessions_new ({_SESSION_COLUMNS}) SELECT {_SESSION_COLUMNS} FROM sessions",
+        "DROP TABLE sessions",
+        "ALTER TABLE sessions_new RENAME TO sessions",
+        "CREATE INDEX sessions_started_at ON sessions (started_at)",
+        "CREATE INDEX sessions_running ON sessions (status) WHERE status = 'running'",
     ),
 ]
 
@@ -534,8 +578,8 @@ class History:
                 return
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()  # foreign keys still off: a migration may rebuild a table
             self._db.execute("PRAGMA foreign_keys = ON")
-            self._migrate()
             self.recovered = self.recover()
         except sqlite3.Error as exc:
             self._db.close()
@@ -596,6 +640,13 @@ class History:
                 for statement in MIGRATIONS[version]:
                     db.execute(statement)
                 log.debug("history_migrated", path=str(self.path), version=version + 1)
+            broken = db.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:  # a migration lost a row others refer to: keep the file as it was
+                raise HistoryError(
+                    f"migrating {self.path} would break {len(broken)} references "
+                    f"(the first in table {broken[0][0]}); the file is left unchanged",
+                    f"keep a copy of {self.path} and report this as a bug in gunctl",
+                )
             db.execute(
                 "INSERT INTO schema_version (id, version) VALUES (1, ?) "
                 "ON CONFLICT (id) DO UPDATE SET version = excluded.version",
@@ -672,8 +723,8 @@ class History:
         counts only toward other simulated sessions (see ``exposure_s``).
         """
         simulated = simulated or time_scale != 1.0
-        if source not in ("cli", "mqtt"):
-            raise ValueError(f"source must be 'cli' or 'mqtt', not {source!r}")
+        if source not in get_args(Source):
+            raise ValueError(f"source must be one of {get_args(Source)}, not {source!r}")
         with self._lock:
             previous = self._by_device.get(device)
             if previous is not None:
