@@ -500,13 +500,18 @@ class Daemon:
             raise CommandError("refused", str(exc)) from None
         score = None
         if command.scored:  # recorded before the start, whose diary check then reads it
-            score = await asyncio.to_thread(
-                self.history.record_score,
-                "before",
-                command.pain_before,
-                command.reach_before,
-                simulated=self._simulated(slot),
-            )
+            try:
+                score = await asyncio.to_thread(
+                    self.history.record_score,
+                    "before",
+                    command.pain_before,
+                    command.reach_before,
+                    simulated=self._simulated(slot),
+                )
+            except HistoryError as exc:  # unrecorded, the diary could not judge this start
+                raise CommandError(
+                    "refused", f"the score could not be recorded, so no session: {exc}"
+                ) from None
             self._diary_wanted.set()
         if slot.follower is not None and not slot.follower.done():
             # the last session's end is still being written: a new row now would close it
@@ -632,7 +637,10 @@ class Daemon:
         """
         kind = self._simulated(slot)
         lifted = await asyncio.to_thread(self.history.diary_refusal, simulated=kind)
-        await asyncio.to_thread(self.history.record_professional, command.note, simulated=kind)
+        try:
+            await asyncio.to_thread(self.history.record_professional, command.note, simulated=kind)
+        except HistoryError as exc:
+            raise CommandError("refused", str(exc), command.id, command.action) from None
         log.warning(
             "diary_refusal_lifted" if lifted else "professional_visit",
             device=slot.device_id,

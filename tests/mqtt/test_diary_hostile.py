@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import shutil
@@ -27,6 +28,7 @@ from mqtthost import MOSQUITTO, Broker, is_event, running, watching
 from structlog.testing import capture_logs
 
 from gunctl.config import ServeSettings
+from gunctl.store.history import History, HistoryError
 
 pytestmark = pytest.mark.mqtt
 
@@ -193,3 +195,40 @@ async def test_a_burst_of_a_thousand_junk_diary_commands_then_a_stop(
     assert rows(tmp_path, "SELECT COUNT(*) FROM scores") == [(0,)]
     assert rows(tmp_path, "SELECT COUNT(*) FROM professional_visits") == [(0,)]
     assert rows(tmp_path, "SELECT end_reason FROM sessions") == [("stopped",)]
+
+
+def fill(history: History) -> int:
+    """Let the history's file grow no more, then score until it is full: SQLite's SQLITE_FULL.
+
+    A full disk without a mount: ``max_page_count`` makes SQLite answer as a
+    full disk does. Returns how many scores fitted.
+    """
+    with history._lock:  # the test's stand-in for a full disk
+        (pages,) = history._db.execute("PRAGMA page_count").fetchone()
+        history._db.execute(f"PRAGMA max_page_count = {pages}")
+    for fitted in itertools.count():
+        try:
+            history.record_score("before", 2, simulated=True)
+        except HistoryError:
+            return fitted
+    raise AssertionError("unreachable")
+
+
+async def test_a_full_disk_refuses_a_score_and_a_scored_start_with_the_reason(
+    broker: Broker, make_settings: Settings, tmp_path: Path
+) -> None:
+    async with running(make_settings(), tmp_path) as service:
+        topics = service.bridge.topics
+        (device_id,) = service.daemon.slots
+        fitted = await asyncio.to_thread(fill, service.daemon.history)
+        async with watching(broker, topics, topics.result(device_id)) as watcher:
+            scored = await watcher.command(device_id, {**SCORE, "pain": 9})
+            assert (scored["ok"], scored["reason"]) == (False, "refused")
+            assert "is full" in scored["error"]
+            assert "internal error" not in scored["error"]
+            started = await watcher.command(device_id, {**START, "pain_before": 9})
+            assert (started["ok"], started["reason"]) == (False, "refused")
+            assert "the score could not be recorded, so no session" in started["error"]
+            assert "is full" in started["error"]
+    assert rows(tmp_path, "SELECT COUNT(*) FROM scores") == [(fitted,)]  # none half-written
+    assert rows(tmp_path, "SELECT COUNT(*) FROM sessions") == [(0,)]

@@ -613,9 +613,24 @@ class History:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # SQLite has rolled back already after some errors (a full disk): a
+                # second ROLLBACK would fail and hide the error that says what happened
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _diary_write(self) -> Iterator[sqlite3.Connection]:
+        """A write to the diary; a failure is a HistoryError that says why (a full disk, ...).
+
+        Whoever records a score (a prompt, MQTT, Python) tells a person, not a log.
+        """
+        try:
+            with self._write() as db:
+                yield db
+        except sqlite3.Error as exc:
+            raise unusable(self.path, exc) from exc
 
     @property
     def schema_version(self) -> int:
@@ -1096,7 +1111,7 @@ class History:
             raise ScoreError(f"the pain reaches {', '.join(r.value for r in Reach)}, not {reach!r}")
         where = None if reach is None else Reach(reach).value
         skipped = pain is None and where is None
-        with self._write() as db:
+        with self._diary_write() as db:
             if session_id is not None:
                 row = db.execute(
                     "SELECT simulated FROM sessions WHERE id = ?", (session_id,)
@@ -1118,7 +1133,7 @@ class History:
 
     def attach_score(self, score_id: int, session_id: int) -> None:
         """Tie a before-score given ahead of its session to that session, once it has begun."""
-        with self._write() as db:
+        with self._diary_write() as db:
             db.execute(
                 "DELETE FROM scores WHERE session_id = ? AND moment = "
                 "(SELECT moment FROM scores WHERE id = ?) AND id != ?",
@@ -1134,7 +1149,7 @@ class History:
         The diary rules then read only the scores and sessions after it, so a
         refusal they made is lifted.
         """
-        with self._write() as db:
+        with self._diary_write() as db:
             db.execute(
                 "INSERT INTO professional_visits (recorded_at, simulated, note) VALUES (?, ?, ?)",
                 (_iso(_utc(at)), int(simulated), note),
