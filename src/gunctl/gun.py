@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -35,11 +36,13 @@ from gunctl.devices import DEFAULT_SIM_SPEC, Device, connect_ble, connect_sim
 from gunctl.errors import (
     GunctlError,
     LinkLostError,
+    ProxyError,
     RequestRefusedError,
     SafetyStopError,
     UnknownNameError,
 )
 from gunctl.heads import Head
+from gunctl.links.proxy_config import proxy_configs
 from gunctl.logs import configure
 from gunctl.profiles.loader import Catalogue, load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
@@ -49,6 +52,7 @@ from gunctl.store.diary import DiarySummary, Moment
 from gunctl.store.history import History
 
 if TYPE_CHECKING:
+    from gunctl.links.proxy import Proxies
     from gunsim import Fault
 
 Outcome = SessionCompleted | SessionAborted
@@ -68,8 +72,10 @@ class Gun:
         *,
         history: History | None = None,
         fits_heads: bool = False,
+        proxies: Proxies | None = None,
     ) -> None:
         self._device = device
+        self._proxies = proxies  # the ESPHome proxies the link goes through, closed after it
         self._catalogue = catalogue
         self._history = history
         self._fits_heads = fits_heads
@@ -304,8 +310,11 @@ class Gun:
         self._subscriptions.discard(subscription)
 
     async def aclose(self) -> None:
-        """Stop the motor, end the session, let go of the link."""
+        """Stop the motor, end the session, let go of the link (and of the proxies it used)."""
         await self._device.aclose()
+        if self._proxies is not None:
+            await self._proxies.aclose()
+            _PROXIED.discard(self)
         for subscription in list(self._subscriptions):
             self._close(subscription)
         await asyncio.gather(*self._recorders, return_exceptions=True)
@@ -383,27 +392,54 @@ async def connect(
     spec: str | None = None,
     timeout: float = 10.0,
     history: History | None = None,
+    proxy: str | Sequence[str] | None = None,
 ) -> Gun:
     """Find the gun by BLE address or advertised name, connect, and return it.
 
     ``spec`` names the firmware spec when the advertisement does not tell.
     The sessions are checked against, and recorded in, ``history`` (the
     user's own by default), so the 48-hour caps and pain blocks hold as they
-    do for ``gunctl run``. Raises DeviceNotFoundError, OutOfSlotsError,
+    do for ``gunctl run``. ``proxy`` is an ESPHome Bluetooth proxy, or a list
+    of them, each ``"HOST"`` or ``"HOST,KEY"`` as ``gunctl run --proxy`` takes;
+    without it, those of ``GUNCTL_PROXIES``, if set. With proxies the gun is
+    reached through whichever of them, or the local adapter, hears it best.
+    Raises ConfigError for a bad proxy, DeviceNotFoundError, OutOfSlotsError,
     ConnectAbortedError (all ConnectError) or NoSpecError.
     """
     _default_logs()
+    configs = proxy_configs([proxy] if isinstance(proxy, str) else proxy or [], where="proxy")
     catalogue = await asyncio.to_thread(load_catalogue)
     history = history if history is not None else await asyncio.to_thread(History)
+    proxies: Proxies | None = None
+    if configs and _PROXIED:
+        raise ProxyError(
+            "a gun reached through proxies is already open in this program",
+            "close it first: habluetooth, which carries proxy links, serves one set of "
+            "proxies per process (gunctl serve drives many guns through one)",
+        )
     try:
+        if configs:
+            from gunctl.links.proxy import Proxies  # bleak-esphome loads only when used
+
+            proxies = Proxies(configs)
+            await proxies.start()
         device = await connect_ble(
             target,
             clock=Clock(),
             spec_name=spec,
             timeout=timeout,
             exposure=history.exposure(simulated=False),
+            proxies=proxies,
         )
     except BaseException:
+        if proxies is not None:
+            await proxies.aclose()
         await asyncio.to_thread(history.close)
         raise
-    return Gun(device, catalogue, history=history)
+    gun = Gun(device, catalogue, history=history, proxies=proxies)
+    if proxies is not None:
+        _PROXIED.add(gun)
+    return gun
+
+
+_PROXIED: weakref.WeakSet[Gun] = weakref.WeakSet()  # open guns from connect() that use proxies

@@ -9,38 +9,27 @@ the process list; the variable keeps it out of it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from gunctl.links.proxy_config import ENV
+
 if TYPE_CHECKING:
     from gunctl.links.proxy import Proxies
     from gunctl.links.proxy_config import ProxyConfig
 
-ENV = "GUNCTL_PROXIES"
-
 
 def _parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[Any]:
-    from pydantic import TypeAdapter, ValidationError
+    from gunctl.errors import ConfigError
+    from gunctl.links.proxy_config import proxy_configs
 
-    from gunctl.links.proxy_config import ProxyConfig
-
-    adapter = TypeAdapter(list[ProxyConfig])
     try:
-        if values:
-            return adapter.validate_python(list(values))
-        text = os.environ.get(ENV, "").strip()
-        return adapter.validate_json(text) if text else []
-    except ValidationError as exc:
-        where = "--proxy" if values else ENV
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise click.BadParameter(f"{where}: {problems}", param_hint="--proxy") from None
+        return proxy_configs(values, where="--proxy")
+    except ConfigError as exc:
+        raise click.BadParameter(exc.what, param_hint="--proxy") from None
 
 
 proxy_option = click.option(

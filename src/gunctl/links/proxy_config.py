@@ -2,14 +2,32 @@
 
 The settings of every command read it, so it imports nothing of the proxy
 machinery (``gunctl.links.proxy``), which loads only when a proxy is used.
+A proxy is described one way everywhere: ``"HOST"`` or ``"HOST,KEY"``, given to
+``--proxy``, to ``gunctl.connect(proxy=...)``, or in a ``GUNCTL_PROXIES`` list
+(which also takes ``{"address": ..., "key": ...}`` tables, as ``[[proxies]]``).
 """
 
 from __future__ import annotations
 
 import binascii
+import os
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gunctl.errors import ConfigError
+
+ENV = "GUNCTL_PROXIES"
 
 
 class ProxyConfig(BaseModel):
@@ -43,3 +61,26 @@ class ProxyConfig(BaseModel):
             address, _, key = value.partition(",")
             return {"address": address.strip(), "key": key.strip() or None}
         return value
+
+
+def proxy_configs(given: Sequence[str], *, where: str) -> list[ProxyConfig]:
+    """The proxies ``given`` (each ``HOST[,KEY]``), else those of ``GUNCTL_PROXIES``, else none.
+
+    Raises ConfigError naming the setting (``where``, or the variable) and each
+    bad entry, before anything connects.
+    """
+    adapter = TypeAdapter(list[ProxyConfig])
+    try:
+        if given:
+            return adapter.validate_python(list(given))
+        text = os.environ.get(ENV, "").strip()
+        return adapter.validate_json(text) if text else []
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ConfigError(
+            f"{where if given else ENV}: {problems}",
+            "each proxy is HOST or HOST,KEY (KEY: the base64 key of its YAML, api: encryption:)",
+        ) from None
