@@ -248,6 +248,8 @@ class SimDevice:
 
     def receive(self, data: bytes) -> None:
         """A frame written to the command characteristic."""
+        if self.faults.lose_write():
+            return
         now = self.clock.now()
         self._advance(now)
         self.firmware.receive(bytes(data), now)

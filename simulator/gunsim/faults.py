@@ -25,7 +25,9 @@ Link faults, seen by the host through the link:
 - ``RefuseConnections(count)``: each of the next ``count`` connection attempts
   is refused;
 - ``SlowAcks(delay_s, duration_s)``: writes with response are acknowledged
-  ``delay_s`` late (the firmware has already acted on them).
+  ``delay_s`` late (the firmware has already acted on them);
+- ``LoseWrites(count)``: the next ``count`` host frames never reach the
+  firmware.
 
 Hardware faults, seen through the telemetry where the spec reports it and in
 ``device.state`` always:
@@ -112,6 +114,13 @@ class RefuseConnections(_Fault):
     count: int = Field(default=1, ge=1)
 
 
+class LoseWrites(_Fault):
+    """The next ``count`` host frames never reach the firmware (a frame lost on the air)."""
+
+    kind: Literal["lose_writes"] = "lose_writes"
+    count: int = Field(default=1, ge=1)
+
+
 class SlowAcks(_Fault):
     kind: Literal["slow_acks"] = "slow_acks"
     delay_s: float = Field(gt=0)
@@ -152,6 +161,7 @@ Fault = Annotated[
     | DuplicateFrames
     | RefuseConnections
     | SlowAcks
+    | LoseWrites
     | Overheat
     | Stall
     | LowBattery
@@ -233,6 +243,7 @@ class Faults:
         self.silence = _Window()
         self.delay = _Window()
         self.slow_acks = _Window()
+        self.lost_writes = 0  # host frames still to lose
         self.reorder_pairs = 0
         self._held: bytes | None = None
         self.corrupt = _Counter()
@@ -269,6 +280,8 @@ class Faults:
             self.refusals = fault.count
         elif isinstance(fault, SlowAcks):
             self.slow_acks.set(now, fault.duration_s, fault.delay_s)
+        elif isinstance(fault, LoseWrites):
+            self.lost_writes = fault.count
         elif isinstance(fault, Overheat):
             physics.temperature_c = fault.temperature_c
         elif isinstance(fault, Stall):
@@ -312,6 +325,13 @@ class Faults:
             self.refusals -= 1
             return True
         return False
+
+    def lose_write(self) -> bool:
+        """Whether this host frame is lost before the firmware sees it."""
+        if self.lost_writes == 0:
+            return False
+        self.lost_writes -= 1
+        return True
 
     def ack_delay_s(self, now: float) -> float:
         return self.slow_acks.value if self.slow_acks.on(now) else 0.0

@@ -33,7 +33,7 @@ from gunctl.specs.messages import (
     Stop,
     VersionRequest,
 )
-from gunctl.specs.models import DeviceSpec, KeepaliveStrategy
+from gunctl.specs.models import CommandKind, DeviceSpec, KeepaliveStrategy
 from gunctl.specs.speed import STOPPED, Setpoint, setpoint_for
 
 log = structlog.get_logger("gunctl.driver")
@@ -55,6 +55,15 @@ class Driver:
         self.codec = Codec(spec)
         self._gatt = asyncio.Lock()  # one GATT operation at a time, stops aside
         self._stops = 0  # stops written: a setpoint queued before one is dropped
+        stop = spec.commands.get(CommandKind.STOP)
+        # the spec allows its stop without response, and telemetry can confirm it
+        self._stop_unacknowledged = (
+            stop is not None
+            and stop.with_response
+            and stop.response_optional
+            and "running" in spec.documented_fields
+        )
+        self.stop_unconfirmed = False  # a stop went without response, no frame has confirmed it
         self.setpoint: Setpoint = STOPPED  # the last setpoint written
         self._last: Command = Stop()  # what a repeat-last keepalive repeats
         self.frames_written = 0
@@ -76,13 +85,18 @@ class Driver:
         )
         if await self._write(command):
             self.setpoint = setpoint
+            self.stop_unconfirmed = False
         return self.setpoint
 
     async def stop(self) -> None:
         """Write stop now, ahead of any write still waiting for its turn or its acknowledgement."""
         self.setpoint = STOPPED
         self._stops += 1
-        await self._write(Stop(), urgent=True)
+        if self._stop_unacknowledged:
+            self.stop_unconfirmed = True
+            await self._write(Stop(), urgent=True, response=False)
+        else:
+            await self._write(Stop(), urgent=True)
 
     async def keepalive(self) -> None:
         """What the spec's strategy sends; a stopped motor's keepalive is always stop."""
@@ -106,11 +120,17 @@ class Driver:
             return decode_battery_level(await self.link.read(Endpoint.BATTERY))
 
     async def _write(
-        self, command: Command, *, remember: bool = True, urgent: bool = False
+        self,
+        command: Command,
+        *,
+        remember: bool = True,
+        urgent: bool = False,
+        response: bool | None = None,
     ) -> bool:
         """Write ``command``; False if a stop went out while it waited for its turn."""
         frame = self.codec.encode_command(command)
-        response = self.codec.with_response(command)
+        if response is None:
+            response = self.codec.with_response(command)
         stops = self._stops
         async with self._bounded(command.kind):
             if urgent:

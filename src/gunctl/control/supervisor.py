@@ -673,6 +673,18 @@ class Supervisor:
             values = {name: getattr(report, name) for name in self._status_fields}
             self.telemetry.update(values, note.received_at)
             await self._check_telemetry()
+            if self.driver.stop_unconfirmed:
+                await self._confirm_stop(report)
+
+    async def _confirm_stop(self, report: Status) -> None:
+        """A stop written without response goes again with each frame still reporting it running."""
+        if report.running is False:
+            self.driver.stop_unconfirmed = False
+        elif report.running and self.driver.setpoint.stopped:
+            try:
+                await self.driver.stop()
+            except LinkError as exc:
+                await self._write_failed(exc)
 
     def _out_of_order(self, report: Status) -> bool:
         """A frame older than one already seen (delayed or reordered) is dropped."""

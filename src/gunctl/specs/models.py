@@ -184,6 +184,10 @@ class MessageSpec(DataModel):
     opcode: int = Field(ge=0, le=0xFF)
     fields: list[FieldSpec] = Field(default_factory=list)
     with_response: bool = True  # host commands: GATT write with or without response
+    # a stop the firmware also takes written without response: gunctl writes it that way
+    # (one connection event sooner, never behind a request awaiting its answer) and again
+    # on each status frame until one reports the motor not running
+    response_optional: bool = False
     note: str | None = None
 
     @property
