@@ -42,7 +42,7 @@ from gunctl.links.scan import scan
 from gunctl.links.sim import SimLink
 from gunctl.mqtt.commands import parse_device_command
 from gunctl.profiles.loader import load_catalogue
-from gunctl.profiles.plan import make_plan
+from gunctl.profiles.plan import ExposureRefused, make_plan
 from gunctl.requests import CommandError, SessionAction
 from gunctl.specs.loader import get_spec, load_spec
 from gunsim import Overheat, SimDevice
@@ -174,6 +174,31 @@ async def _overheating(tmp: Path, _: pytest.MonkeyPatch) -> None:
 
     async with gunctl.simulate(time_scale=100, faults=[(20.0, Overheat(temperature_c=75))]) as gun:
         await gun.run("glute", side="left")
+
+
+@case(ExposureRefused, "exposure_48h")
+async def _over_the_48_hour_cap(tmp: Path, _: pytest.MonkeyPatch) -> None:
+    import gunctl
+    from gunctl.control.events import SessionCompleted, StepCompleted
+    from gunctl.store.history import History
+
+    catalogue = load_catalogue()
+    plan = make_plan(catalogue.protocols["glute"], catalogue.muscles, get_spec("gunctl-open"))
+    first = plan.steps[0]
+    history = History(tmp / "history.sqlite3")  # an hour's massage on that side this morning
+    history.begin(device="earlier", protocol="glute", simulated=True)
+    worked = StepCompleted(
+        at=3600.0,
+        device="earlier",
+        step_index=0,
+        muscle=first.muscle,
+        side=first.side,
+        worked_s=3600.0,
+    )
+    history.record(worked)
+    history.record(SessionCompleted(at=3600.0, device="earlier", worked_s=3600.0))
+    async with gunctl.simulate(history=history) as gun:
+        await gun.start("glute")
 
 
 @case(errors.GunctlError, "plan_refused")

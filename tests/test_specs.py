@@ -78,6 +78,13 @@ def test_golden_vector_that_disagrees_is_caught_both_ways() -> None:
     assert ":27: vectors[2].hex: bad_checksum" in problems[1]
 
 
+def test_a_field_too_narrow_for_the_speed_range_is_refused_at_load_not_mid_session() -> None:
+    # 1750 ppm at 10 ppm a step is 175, one byte; 3000 is 300, which a u8 cannot hold
+    (problem,) = problems_of("narrow-field.yaml")
+    assert ":13: commands.set_speed.fields: cannot carry set_speed ppm=3000, which the " in problem
+    assert problem.endswith("ppm=300 does not fit in u8")
+
+
 def test_every_problem_in_a_file_is_reported() -> None:
     problems = problems_of("many-problems.yaml")
     assert any(":20: reports.status.fields[1].type: " in p for p in problems)

@@ -47,7 +47,7 @@ from gunctl.control.rules import Action, Limits, RuleSet, Telemetry, Tick, Verdi
 from gunctl.control.session import Phase, Session
 from gunctl.errors import RequestRefusedError
 from gunctl.links.base import Endpoint, Link, LinkError
-from gunctl.profiles.plan import ExposureRefused, Key, Plan, Want, wants
+from gunctl.profiles.plan import Key, Plan, Want, wants
 from gunctl.requests import STOPS, Request, SessionAction, Start
 from gunctl.specs.codec import DecodeError
 from gunctl.specs.messages import Status, Version
@@ -284,10 +284,7 @@ class Supervisor:
                 return {key: self.exposure.exposure_s(*key) for key in plan_wants}
             return self.exposure.reserve(self.device_id, plan_wants)
 
-        try:
-            return _Begin(plan, await asyncio.to_thread(read))
-        except ExposureRefused as exc:
-            raise RequestRefusedError(f"exposure_48h: {exc}", reason="exposure_48h") from None
+        return _Begin(plan, await asyncio.to_thread(read))  # ExposureRefused is a refusal
 
     async def run(self) -> str:
         """Supervise the connected link until it is lost or ``close()`` is called."""

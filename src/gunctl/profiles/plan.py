@@ -198,16 +198,26 @@ class Want(DataModel):
     limit_s: float
 
 
-class ExposureRefused(Exception):
-    """A start that would take a muscle side past its 48-hour cap; nothing was started."""
+class ExposureRefused(RequestRefusedError):
+    """A start that would take a muscle side past its 48-hour cap; nothing was started.
+
+    Raised by the exposure ledger (``History.reserve``) as the Supervisor books
+    a start, and handed as it is to whoever asked for the start: ``gun.start``
+    or ``gun.run`` from Python, ``gunctl run``, an MQTT start. ``checks`` are the
+    sides over their cap, with the numbers.
+    """
+
+    reason = "exposure_48h"
 
     def __init__(self, checks: list[ExposureCheck]) -> None:
         self.checks = checks
         first = checks[0]
         super().__init__(
-            f"{first.muscle} ({first.side}) has had {first.prior_s:.0f} s in the last 48 hours "
-            "(sessions running now included); this session would add "
-            f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap"
+            f"exposure_48h: {first.muscle} ({first.side}) has had {first.prior_s:.0f} s in the "
+            "last 48 hours (sessions running now included); this session would add "
+            f"{first.planned_s:.0f} s, over its {first.limit_s:.0f} s cap",
+            "give that side a rest: its time leaves the total 48 hours after each session, "
+            "or start a protocol that spares it",
         )
 
 

@@ -52,7 +52,14 @@ class DecodeFailure(StrEnum):
 
 
 class DecodeError(ValueError):
-    """Bytes that are not a valid frame of this spec; ``reason`` says which check failed."""
+    """Bytes that are not a valid frame of this spec; ``reason`` says which check failed.
+
+    Not a GunctlError, because it never reaches a user: every caller takes it
+    as a verdict on one frame. The Supervisor counts and logs a bad telemetry
+    frame (``bad_frames`` in the state) and reads on; the spec loader turns a
+    golden vector's into a FILE:LINE problem of an InvalidFileError; the
+    capture tools tally it per frame.
+    """
 
     def __init__(self, reason: DecodeFailure, detail: str, opcode: int | None = None) -> None:
         self.reason = reason
@@ -61,7 +68,14 @@ class DecodeError(ValueError):
 
 
 class EncodeError(ValueError):
-    """A message this spec cannot carry, or a value outside what its fields hold."""
+    """A message this spec cannot carry, or a value outside what its fields hold.
+
+    Not a GunctlError, because it never reaches a user: loading a spec encodes
+    every command the controller may send it, at both ends of the setpoint
+    range, and a spec that cannot carry one is an InvalidFileError naming the
+    line (``gunctl.specs.loader``); the controller clamps every setpoint into
+    that range. The capture tools take it as a verdict on one frame.
+    """
 
 
 _STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}

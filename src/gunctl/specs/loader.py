@@ -1,8 +1,10 @@
 """Reading firmware spec files, with every problem reported against its line.
 
 Beyond the schema, a spec is checked for what only makes sense as a whole:
-field names that the typed messages know, and golden vectors whose bytes
-mean exactly what they say, in both directions.
+field names that the typed messages know, golden vectors whose bytes mean
+exactly what they say, in both directions, and every command the controller
+may send, at both ends of its setpoint range, encoding (so a spec that cannot
+carry them is refused here, never met as an EncodeError mid-session).
 
 Your own specs live in the folder named by ``GUNCTL_SPECS``, like your
 profiles: a file there replaces the shipped spec with the same name, and a
@@ -23,7 +25,18 @@ from gunctl.datafile import Document, InvalidFileError, Problem, Stamp, stamp, s
 from gunctl.errors import GunctlError, UnknownNameError
 from gunctl.resources import shipped
 from gunctl.specs.codec import Codec, DecodeError, EncodeError
-from gunctl.specs.messages import COMMAND_ADAPTER, REPORT_ADAPTER, STATUS_ATTRIBUTES
+from gunctl.specs.messages import (
+    COMMAND_ADAPTER,
+    REPORT_ADAPTER,
+    STATUS_ATTRIBUTES,
+    Command,
+    Keepalive,
+    SetLevel,
+    SetSpeed,
+    StatusRequest,
+    Stop,
+    VersionRequest,
+)
 from gunctl.specs.models import CommandKind, DeviceSpec, Direction, ReportKind, hex_to_bytes
 
 log = structlog.get_logger("gunctl.specs")
@@ -154,6 +167,36 @@ def _check(doc: Document, spec: DeviceSpec) -> Iterable[Problem]:
     codec = Codec(spec)
     for i, vector in enumerate(spec.vectors):
         yield from _check_vector(doc, codec, i, vector.direction, vector.hex, vector.message)
+    yield from _check_sendable(doc, codec, spec)
+
+
+def _sendable(spec: DeviceSpec) -> Iterable[Command]:
+    """Every command the controller may send this gun, its setpoint at both ends of the range."""
+    caps = spec.capabilities
+    if caps.speed is not None:
+        yield from (SetSpeed(ppm=caps.speed.min_ppm), SetSpeed(ppm=caps.speed.max_ppm))
+    if caps.levels_ppm is not None:
+        yield from (SetLevel(level=1), SetLevel(level=len(caps.levels_ppm)))
+    bare = (Stop(), Keepalive(), StatusRequest(), VersionRequest())
+    yield from (command for command in bare if command.kind in spec.commands)
+
+
+def _check_sendable(doc: Document, codec: Codec, spec: DeviceSpec) -> Iterable[Problem]:
+    """A field too narrow for a setpoint the capabilities allow is found here, not mid-session.
+
+    Without this check a spec whose ``ppm`` is a u8 under a 3,000 ppm range
+    would load, and its first write would end the gun's controller.
+    """
+    for command in _sendable(spec):
+        try:
+            codec.encode_command(command)
+        except EncodeError as exc:
+            said = ", ".join(f"{k}={v}" for k, v in command.model_dump(exclude={"kind"}).items())
+            yield doc.problem(
+                ("commands", command.kind, "fields"),
+                f"cannot carry {command.kind}{f' {said}' if said else ''}, "
+                f"which the capabilities allow: {exc}",
+            )
 
 
 def _check_vector(
