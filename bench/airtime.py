@@ -8,8 +8,9 @@ at a random point of the interval; measured, in real time:
 - request -> the gun's firmware has the stop frame: the motor's target is zero
   from that instant, and the simulated motor slows from there (a first-order
   lag and a slew limit, ``gunsim.params``);
-- request -> the request returns: gunctl-open writes stop with response, so
-  this includes the acknowledgement's way back.
+- request -> the request returns: a stop written with response returns after
+  the acknowledgement's way back; gunctl-open's stop is ``response_optional``,
+  so it goes without one and returns as the frame leaves.
 
 The floor, in the same run, is the link with no interval (frames cross at once).
 
