@@ -84,8 +84,8 @@ def rows(data: Path, sql: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
 
 
-def nothing_stored(data: Path, scores: int = 0) -> None:
-    assert rows(data, "SELECT COUNT(*) FROM scores") == [(scores,)]
+def nothing_stored(data: Path) -> None:
+    assert rows(data, "SELECT COUNT(*) FROM scores") == [(0,)]
     assert rows(data, "SELECT COUNT(*) FROM professional_visits") == [(0,)]
     assert rows(data, "SELECT COUNT(*) FROM sessions") == [(0,)]
 
