@@ -46,7 +46,7 @@ from gunctl.links.proxy_config import proxy_configs
 from gunctl.logs import configure
 from gunctl.profiles.loader import Catalogue, load_catalogue
 from gunctl.profiles.plan import Plan, make_plan
-from gunctl.requests import ActionName, SessionAction, Side, Start
+from gunctl.requests import ActionName, Request, SessionAction, Side, Start
 from gunctl.state import Ending, GunState, snapshot
 from gunctl.store.diary import DiarySummary, Moment
 from gunctl.store.history import History
@@ -85,6 +85,10 @@ class Gun:
         self._before: int | None = None  # a diary score given for the next session
         self._last_session: int | None = None  # the history's id of this gun's latest session
         self._ends = self._subscribe()  # read at each state(): how the last session ended
+        # The Supervisor's run ends when the link is lost (a Gun never reconnects) or
+        # the gun is closed: every events() and run() then ends once it has read what
+        # the Supervisor published, rather than waiting for events that cannot come.
+        device.task.add_done_callback(lambda _: self._close_all())
 
     @property
     def device_id(self) -> str:
@@ -108,7 +112,7 @@ class Gun:
         )
 
     def events(self) -> AsyncIterator[Event]:
-        """Every session event from now on, in order; ends when the gun is closed."""
+        """Every session event from now on, in order; ends when the gun is closed or lost."""
         return aiter(self._subscribe())
 
     # -- requests ------------------------------------------------------------------
@@ -124,7 +128,7 @@ class Gun:
         plan = await self._plan(protocol, side, intensity_cap)
         recorder = self._subscribe() if self._history is not None else None
         try:
-            await self._device.supervisor.request(Start(plan))
+            await self._request(Start(plan))
         except BaseException:
             if recorder is not None:
                 self._close(recorder)
@@ -250,10 +254,24 @@ class Gun:
                 return event
             elif isinstance(event, SessionAborted):
                 return _aborted(event, stop)
-        raise LinkLostError("the gun was closed before the session ended")
+        task = self._device.task
+        if task.done() and not task.cancelled() and (bug := task.exception()) is not None:
+            raise bug  # the Supervisor failed: a bug in gunctl, not a link lost
+        raise LinkLostError(
+            "the gun's link ended, or the gun was closed, before the session did", _RECONNECT
+        )
 
     async def _act(self, action: ActionName) -> None:
-        await self._device.supervisor.request(SessionAction(action))
+        await self._request(SessionAction(action))
+
+    async def _request(self, request: Request) -> None:
+        """Hand the Supervisor a request; one on a gone link is a LinkLostError, not a refusal."""
+        try:
+            await self._device.supervisor.request(request)
+        except RequestRefusedError as exc:
+            if exc.reason != "offline":
+                raise
+            raise LinkLostError(f"the gun is no longer connected: {exc.what}", _RECONNECT) from None
 
     async def _plan(self, protocol: str, side: Side, intensity_cap: float) -> Plan:
         chosen = self._catalogue.protocols.get(protocol)
@@ -302,12 +320,19 @@ class Gun:
 
     def _subscribe(self) -> Subscription:
         subscription = self._device.supervisor.bus.subscribe()
-        self._subscriptions.add(subscription)
+        if self._device.task.done():  # nothing more will come: it ends at once
+            subscription.close()
+        else:
+            self._subscriptions.add(subscription)
         return subscription
 
     def _close(self, subscription: Subscription) -> None:
         subscription.close()
         self._subscriptions.discard(subscription)
+
+    def _close_all(self) -> None:
+        for subscription in list(self._subscriptions):
+            self._close(subscription)
 
     async def aclose(self) -> None:
         """Stop the motor, end the session, let go of the link (and of the proxies it used)."""
@@ -315,8 +340,7 @@ class Gun:
         if self._proxies is not None:
             await self._proxies.aclose()
             _PROXIED.discard(self)
-        for subscription in list(self._subscriptions):
-            self._close(subscription)
+        self._close_all()
         await asyncio.gather(*self._recorders, return_exceptions=True)
         if self._history is not None:
             await asyncio.to_thread(self._history.close)
@@ -333,12 +357,18 @@ class Gun:
         await self.aclose()
 
 
+_RECONNECT = (
+    "a Gun does not reconnect: bring the gun nearer, or charge it, then close this one "
+    "and connect again; nothing resumes by itself"
+)
+
+
 def _aborted(event: SessionAborted, stop: SafetyStop | None) -> SessionAborted:
     """A stop on request is an outcome; a stop by a safety rule or a lost link is an error."""
     if stop is None or stop.rule != event.reason:
         return event
     if stop.rule == "link_lost":
-        raise LinkLostError(stop.message, "bring the gun nearer, or charge it, and start again")
+        raise LinkLostError(stop.message, _RECONNECT)
     raise SafetyStopError(stop.rule, stop.message, stop.values, "nothing resumes by itself")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from pathlib import Path
@@ -43,6 +44,60 @@ async def test_a_gun_nobody_advertises_is_not_found(guns: Guns, tmp_path: Path) 
     with pytest.raises(gunctl.DeviceNotFoundError) as caught:
         await gunctl.connect("No Such Gun", timeout=0.5, history=History(tmp_path / "h.sqlite3"))
     assert caught.value.reason == "device_not_found"
+
+
+@pytest.mark.parametrize(
+    ("family", "device_notices_after", "firmware_stop"),
+    [
+        # the gun never notices the link went: its keepalive watchdog stops the motor (0.6 s)
+        pytest.param("gunctl-open", None, "watchdog", id="gunctl-open-watchdog"),
+        # no watchdog: the motor stops when the gun notices, at its supervision timeout
+        pytest.param("theragun-gen4", 0.5, "link_lost", id="theragun-gen4-no-watchdog"),
+    ],
+)
+async def test_a_lost_link_ends_run_with_link_lost_and_the_gun_stays_gone(
+    guns: Guns,
+    tmp_path: Path,
+    family: str,
+    device_notices_after: float | None,
+    firmware_stop: str,
+) -> None:
+    peripheral = guns.named[family]
+    device = peripheral.device
+    history = History(tmp_path / "history.sqlite3")
+    async with await gunctl.connect(peripheral.address, history=history, timeout=SHORT) as gun:
+
+        async def fit_heads() -> None:  # the person, following the events as docs/python.md says
+            async for event in gun.events():
+                if isinstance(event, gunctl.HeadChangeRequired):
+                    device.fit_head(Head(event.step.head))
+                    await gun.confirm_head()
+
+        person = asyncio.create_task(fit_heads())
+        run = asyncio.create_task(gun.run("glute", side="left"))
+        await eventually(lambda: device.state.running and gun.state().motor_running)
+        connects = peripheral.faults.connect_calls
+        peripheral.drop(device_notices_after=device_notices_after)
+
+        with pytest.raises(gunctl.LinkLostError) as lost:
+            await asyncio.wait_for(run, SHORT)
+        assert lost.value.reason == "link_lost"
+        assert "does not reconnect" in lost.value.advice
+        await asyncio.wait_for(person, SHORT)  # events() ended with the link
+        state = gun.state()
+        assert (state.connected, state.running, state.phase) == (False, False, "safety_stop")
+        assert state.last_safety_stop is not None
+        assert state.last_safety_stop.rule == "link_lost"
+
+        # nothing from the host reaches the gun now: it stops its motor by itself
+        await eventually(lambda: not device.state.running)
+        assert [e.kind for e in device.events][-1] == firmware_stop
+        for request in (gun.start("glute", side="left"), gun.stop()):
+            with pytest.raises(gunctl.LinkLostError, match="no longer connected"):
+                await request
+        assert peripheral.faults.connect_calls == connects  # never tried to reconnect
+    (record,) = History(tmp_path / "history.sqlite3").sessions()
+    assert (record.status, record.end_reason, record.source) == ("aborted", "link_lost", "python")
 
 
 @pytest.mark.proxy
