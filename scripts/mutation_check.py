@@ -154,6 +154,20 @@ MUTATIONS = [
         (f"{CONTROL}/test_diary_rules.py",),
     ),
     Mutation(
+        "a stop written without response is not written again while the motor runs",
+        "src/gunctl/control/supervisor.py",
+        "                await self._confirm_stop(report)\n",
+        "                pass\n",
+        (f"{CONTROL}/test_hung_link.py",),
+    ),
+    Mutation(
+        "a stop queues behind a write still waiting for its acknowledgement",
+        "src/gunctl/control/driver.py",
+        "            if urgent:\n",
+        "            if False:\n",
+        (f"{CONTROL}/test_hung_link.py",),
+    ),
+    Mutation(
         "a latched fault flag raised while running is ignored",
         "src/gunctl/control/rules.py",
         "            present = faults - self.earlier if clearing else faults\n",
