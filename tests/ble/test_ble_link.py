@@ -238,3 +238,19 @@ async def test_operations_need_a_connection(guns: Guns) -> None:
     assert [n async for n in link.notifications()] == []
     assert await link.wait_disconnected() == "requested"
     await link.disconnect()  # safe when never connected
+
+
+async def test_a_connection_interval_holds_every_frame_for_the_next_event(guns: Guns) -> None:
+    spec = SPECS["gunctl-open"]
+    peripheral = await guns.add(spec, name="Slow Air", interval_s=0.05)
+    link, _ = await open_ble_link(peripheral.address, clock=guns.clock, timeout=SHORT)
+    host = BleHost(link, spec)
+    await host.start()
+    try:
+        host.keep_alive()
+        began = guns.clock.now()
+        await host.send(SetSpeed(ppm=2000))  # with response: out at an event, back at the next
+        assert guns.clock.now() - began >= 0.05
+        await host.wait_for(lambda s: s.running)  # telemetry still comes, event by event
+    finally:
+        await host.close()

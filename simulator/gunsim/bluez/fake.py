@@ -40,6 +40,7 @@ from dbus_fast import BusType, DBusError, RequestNameReply
 from dbus_fast.aio import MessageBus
 
 from gunctl.specs.models import DeviceSpec
+from gunsim.air import ConnectionEvents
 from gunsim.bluez.objects import (
     ADAPTER_PATH,
     ERROR_DOES_NOT_EXIST,
@@ -107,9 +108,11 @@ class Peripheral:
         advertise_manufacturer_data: bool = True,
         rssi: int = -55,
         mtu: int = 247,
+        interval_s: float | None = None,
     ) -> None:
         self.fake = fake
         self.device = device
+        self.air = ConnectionEvents(device.clock, interval_s)  # when frames cross
         self.spec: DeviceSpec = device.spec
         self.address = address.upper()
         self.name = name
@@ -174,6 +177,7 @@ class Peripheral:
             self.faults.refused += 1
             raise DBusError(ERROR_FAILED, self.refusal_message) from exc
         self.connected = True
+        self.air.open()
         self.iface.emit_properties_changed({"Connected": True})
         for path, obj in self._gatt:
             self.fake.bus.export(path, obj)
@@ -199,9 +203,12 @@ class Peripheral:
             self.faults.writes_with_response += 1
         else:
             self.faults.writes_without_response += 1
+        await self.air.wait()  # the frame goes out at the next connection event
+        self.check_connected()
         self.device.receive(data)
-        delay = self.device.ack_delay_s() if with_response else 0.0
-        if delay > 0:  # the device's slow-acknowledgement fault
+        # the acknowledgement rides the next event back, later still with slow acks
+        delay = self.device.ack_delay_s() + self.air.ack_s if with_response else 0.0
+        if delay > 0:
             await self.device.clock.sleep(delay)
             self.check_connected()
 
@@ -217,10 +224,13 @@ class Peripheral:
     # -- the device's link ---------------------------------------------------
 
     def deliver(self, data: bytes) -> None:
+        self.air.carry(bytes(data), self._notify)
+
+    def _notify(self, data: bytes) -> None:
         if not self.connected:
             return
         self.faults.notified += 1
-        self._chars[TELEMETRY].notify(bytes(data))
+        self._chars[TELEMETRY].notify(data)
 
     def lost(self, reason: str) -> None:
         """The device ended the link: BlueZ reports Connected=false, with no Disconnect call."""
@@ -328,6 +338,7 @@ class FakeBluez:
         advertise_manufacturer_data: bool = True,
         rssi: int = -55,
         mtu: int = 247,
+        interval_s: float | None = None,
     ) -> Peripheral:
         """Make ``device`` a peripheral; its address and name default to believable ones."""
         address = address or random_mac(len(self.peripherals) + 1, self.rng)
@@ -340,6 +351,7 @@ class FakeBluez:
             advertise_manufacturer_data=advertise_manufacturer_data,
             rssi=rssi,
             mtu=mtu,
+            interval_s=interval_s,
         )
         if peripheral.address in self.peripherals:
             raise ValueError(f"{peripheral.address} is already on the fake adapter")

@@ -26,8 +26,6 @@ link cleanly or abruptly; the link reports each as the BLE link would.
 
 from __future__ import annotations
 
-import asyncio
-import math
 from collections.abc import AsyncIterator
 
 from gunctl.links.base import (
@@ -38,19 +36,16 @@ from gunctl.links.base import (
     LinkLostError,
     Notification,
 )
+from gunsim.air import ConnectionEvents
 from gunsim.device import LinkRefused, SimDevice
 
 
 class SimLink:
     def __init__(self, device: SimDevice, *, interval_s: float | None = None) -> None:
-        if interval_s is not None and not 0.0075 <= interval_s <= 4.0:
-            raise ValueError("a connection interval is 7.5 ms to 4 s")
         self.device = device
         self.clock = device.clock
-        self.interval_s = interval_s
+        self._air = ConnectionEvents(device.clock, interval_s)
         self._life = Lifetime()
-        self._anchor = 0.0  # clock time of the first connection event
-        self._air: list[bytes] = []  # notifications waiting for the next connection event
 
     @property
     def address(self) -> str:
@@ -77,7 +72,7 @@ class SimLink:
         except LinkRefused as exc:
             raise ConnectError(str(exc)) from exc
         self._life.open()
-        self._anchor = self.clock.now()
+        self._air.open()
 
     async def disconnect(self) -> None:
         if not self._life.up:
@@ -90,14 +85,12 @@ class SimLink:
         if endpoint is not Endpoint.COMMAND:
             raise LinkError(f"{endpoint.value} is not writable")
         connection = self._life.token
-        if self.interval_s is not None:
-            await self.clock.sleep(self._next_event() - self.clock.now())
-            if self._life.token is not connection:
-                raise LinkError("the link went before the frame was sent")
+        await self._air.wait()
+        if self._life.token is not connection:
+            raise LinkError("the link went before the frame was sent")
         self.device.receive(data)
-        delay = self.device.ack_delay_s() if with_response else 0.0
-        if with_response and self.interval_s is not None:
-            delay += self.interval_s  # the acknowledgement rides the next event back
+        # the acknowledgement rides the next connection event back
+        delay = self.device.ack_delay_s() + self._air.ack_s if with_response else 0.0
         if delay > 0:
             await self.clock.sleep(delay)
         if with_response and (not self._life.up or self._life.token is not connection):
@@ -121,30 +114,15 @@ class SimLink:
     # -- called by the device --------------------------------------------------
 
     def deliver(self, data: bytes) -> None:
-        if self.interval_s is None:
-            self._life.publish(Notification(Endpoint.TELEMETRY, bytes(data), self.clock.now()))
-            return
-        if not self._air:  # the first waiting frame books the next event for all of them
-            wait = (self._next_event() - self.clock.now()) / self.clock.scale
-            asyncio.get_running_loop().call_later(wait, self._land, self._life.token)
-        self._air.append(bytes(data))
+        self._air.carry(bytes(data), self._arrived)
 
     def lost(self, reason: str) -> None:
         self._life.close(reason)
 
     # -- inside ----------------------------------------------------------------
 
-    def _next_event(self) -> float:
-        """Clock time of the next connection event (now, if one is due now)."""
-        assert self.interval_s is not None
-        since = self.clock.now() - self._anchor
-        return self._anchor + math.ceil(since / self.interval_s) * self.interval_s
-
-    def _land(self, connection: object) -> None:
-        frames, self._air = self._air, []
-        if self._life.token is connection:  # not for a link that has gone meanwhile
-            for data in frames:
-                self._life.publish(Notification(Endpoint.TELEMETRY, data, self.clock.now()))
+    def _arrived(self, data: bytes) -> None:
+        self._life.publish(Notification(Endpoint.TELEMETRY, data, self.clock.now()))
 
     def _check(self) -> None:
         if not self._life.up:
