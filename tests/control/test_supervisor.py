@@ -9,6 +9,7 @@ import pytest
 from gunctl.control.supervisor import NoExposure, RequestRefusedError
 from gunctl.specs.messages import Stop
 from gunsim import ClearFaults, DuplicateFrames, Overheat, RandomPerson, ReorderNotifications
+from logcapture import warnings_logged
 
 from rig import FAMILIES, SPECS, plan_for
 
@@ -183,3 +184,20 @@ async def test_a_plan_with_a_side_blocked_today_is_refused_and_a_plan_without_it
     assert ("piriformis", "left") not in {(s.muscle, s.side) for s in plan.steps}
     await rig.start(plan)
     assert rig.supervisor.running
+
+
+async def test_a_battery_reading_out_of_range_is_counted_and_logged_not_used(rig_factory) -> None:
+    rig = await rig_factory("basic-5level")  # the family read over the Battery Level characteristic
+    await rig.start(plan_for("glute", "basic-5level"))
+    await rig.until("step_started", since=0)
+    before = rig.supervisor.telemetry.get("battery_pct")
+    assert before is not None
+    rig.device.read_battery = lambda: bytes([180])  # type: ignore[method-assign]
+    with warnings_logged() as logs:
+        await asyncio.sleep(31)  # one battery poll
+    assert rig.supervisor.link_stats.decode_errors == 1
+    assert rig.supervisor.telemetry.get("battery_pct") == before
+    assert [e["reason"] for e in logs if e["event"] == "battery_read_rejected"] == [
+        "bad_value: battery level 180 is above 100"
+    ]
+    assert not rig.of("safety_stop")

@@ -11,24 +11,21 @@ stop sent behind a burst of junk still stops the gun.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
-import logging
 import shutil
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
-import structlog
 from mqtthost import MOSQUITTO, Broker, is_event, running, watching
-from structlog.testing import capture_logs
 
 from gunctl.config import ServeSettings
 from gunctl.store.history import History, HistoryError
+from logcapture import warnings_logged
 
 pytestmark = pytest.mark.mqtt
 
@@ -65,18 +62,6 @@ BAD: list[tuple[dict[str, Any], str, str]] = [
     ({**SCORE, "pain": 3, "pad": "x" * 5000}, "too_large", "the most accepted is 4096"),
     ({**SEEN, "note": "x" * 5000}, "too_large", "the most accepted is 4096"),
 ]
-
-
-@contextlib.contextmanager
-def warnings_logged() -> Iterator[list[dict[str, Any]]]:
-    """The log events of warning level and up (the suite logs errors only)."""
-    kept = structlog.get_config()["wrapper_class"]
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    try:
-        with capture_logs() as logs:
-            yield logs
-    finally:
-        structlog.configure(wrapper_class=kept)
 
 
 def rows(data: Path, sql: str) -> list[tuple[Any, ...]]:

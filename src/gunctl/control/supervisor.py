@@ -694,10 +694,15 @@ class Supervisor:
 
     async def _poll_battery(self) -> None:
         while True:
-            with contextlib.suppress(LinkError, DecodeError):
-                level = await self.driver.read_battery()
-                self.telemetry.update({"battery_pct": level}, self.clock.now(), frame=False)
-                await self._check_telemetry()
+            with contextlib.suppress(LinkError):  # a lost link is the run's to handle
+                try:
+                    level = await self.driver.read_battery()
+                except DecodeError as exc:  # a bad reading is a bad frame: counted, not used
+                    self.link_stats.decode_errors += 1
+                    log.warning("battery_read_rejected", device=self.device_id, reason=str(exc))
+                else:
+                    self.telemetry.update({"battery_pct": level}, self.clock.now(), frame=False)
+                    await self._check_telemetry()
             await self.clock.sleep(BATTERY_POLL_S)
 
     def _publish(self, event: Event) -> None:
