@@ -76,3 +76,7 @@ async def test_three_cli_runs_and_two_daemon_guns_never_pass_the_cap(
                         await run.wait()
     with History(data / "history.sqlite3") as store:
         assert store.exposure_s("hamstrings", "left", simulated=True) <= CAP_S
+        # a refused start, from a run or the daemon, leaves no row in the history
+        assert len(store.sessions()) == 2, [
+            (s.source, s.status, s.end_reason) for s in store.sessions()
+        ]

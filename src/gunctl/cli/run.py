@@ -407,21 +407,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     history, options = prepared.history, prepared.options
     events = device.subscribe()
-    session_id = await asyncio.to_thread(
-        history.begin,
-        device=device.device_id,
-        protocol=plan.protocol,
-        spec=device.spec.name,
-        side=options.side,
-        intensity_cap=options.intensity_cap,
-        planned_s=plan.planned_s,
-        source="cli",
-        simulated=device.simulated,
-        time_scale=options.time_scale,
-    )
-    recorder = asyncio.create_task(
-        device.record(history, device.subscribe(), session_id, scale=options.time_scale)
-    )
+    followed = device.subscribe()  # the history's, taken before the start: no event is missed
     interrupted: list[str] = []
     loop = asyncio.get_running_loop()
     background: set[asyncio.Task[None]] = set()
@@ -490,13 +476,32 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     try:
         await device.request(Start(plan))
-    except RequestRefusedError as exc:  # another session booked this muscle side meanwhile
-        recorder.cancel()
-        await asyncio.gather(recorder, return_exceptions=True)
+        # The row is written once the Supervisor took the session, so a refused start
+        # leaves none; every session begins at a head change, with the motor stopped.
+        session_id = await asyncio.to_thread(
+            history.begin,
+            device=device.device_id,
+            protocol=plan.protocol,
+            spec=device.spec.name,
+            side=options.side,
+            intensity_cap=options.intensity_cap,
+            planned_s=plan.planned_s,
+            source="cli",
+            simulated=device.simulated,
+            time_scale=options.time_scale,
+        )
+    except BaseException as exc:
+        followed.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        click.echo(f"gunctl: refused: {exc}", err=True)
+        if not isinstance(exc, RequestRefusedError):
+            await device.aclose()  # a session that cannot be recorded does not run
+            raise
+        click.echo(f"gunctl: refused: {exc}", err=True)  # another session booked it meanwhile
         return EXIT_SAFETY
+    recorder = asyncio.create_task(
+        device.record(history, followed, session_id, scale=options.time_scale)
+    )
     prepared.session_id = session_id
     if prepared.before_score is not None:
         await asyncio.to_thread(history.attach_score, prepared.before_score, session_id)
