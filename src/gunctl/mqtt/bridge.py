@@ -305,8 +305,11 @@ class Bridge:
         interval = self.settings.state_interval_s
         periodic = loop.time() + interval
         while True:
+            # asyncio.timeout, not wait_for: in Python 3.11, wait_for swallows a cancellation
+            # that comes as the event is set, and the connection's teardown waited forever
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._state_wake.wait(), max(0.0, periodic - loop.time()))
+                async with asyncio.timeout(max(0.0, periodic - loop.time())):
+                    await self._state_wake.wait()
             self._state_wake.clear()
             if loop.time() >= periodic:
                 periodic = loop.time() + interval
