@@ -683,7 +683,8 @@ class Daemon:
             except Exception as exc:  # a damaged diary must not end the daemon; said once a round
                 log.error("diary_unreadable", error=str(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._diary_wanted.wait(), DIARY_REFRESH_S)
+                async with asyncio.timeout(DIARY_REFRESH_S):  # 3.11's wait_for may lose a cancel
+                    await self._diary_wanted.wait()
             self._diary_wanted.clear()
 
     def stop_all(self) -> asyncio.Future[list[str]]:

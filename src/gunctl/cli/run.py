@@ -523,7 +523,8 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
         await device.aclose()  # the motor stops before the history catches up
         record = None
         with contextlib.suppress(Exception):
-            record = await asyncio.wait_for(recorder, timeout=5)
+            async with asyncio.timeout(5):
+                record = await recorder
     if record is not None and not options.as_json:
         from rich.console import Group
 

@@ -161,7 +161,8 @@ class Bridge:
                     retry_in_s=round(delay, 2),
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
         self.connected.clear()
         stopline.cancel()
         await asyncio.gather(stopline, return_exceptions=True)

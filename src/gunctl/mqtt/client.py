@@ -194,7 +194,8 @@ class Connection:
         except (OSError, ValueError) as exc:
             raise aiomqtt.MqttError(str(exc)) from None
         try:
-            await asyncio.wait_for(asyncio.shield(self._connected), TIMEOUT_S)
+            async with asyncio.timeout(TIMEOUT_S):
+                await asyncio.shield(self._connected)
         except BaseException:
             await self._close()
             if not self._connected.done():
@@ -236,7 +237,8 @@ class Connection:
             raise aiomqtt.MqttError(f"could not subscribe: {paho.error_string(result)}")
         done = self._loop.create_future()
         self._waiting[mid] = done
-        await asyncio.wait_for(asyncio.shield(done), TIMEOUT_S)
+        async with asyncio.timeout(TIMEOUT_S):
+            await asyncio.shield(done)
 
     def _connect(self) -> None:
         tls_ca = self._settings.mqtt.tls_ca

@@ -140,7 +140,8 @@ class Outbox:
 
     async def flushed(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far has gone to the broker."""
-        await asyncio.wait_for(self._drained.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await self._drained.wait()
 
     async def send(self, connection: Connection) -> None:
         """Publish what is queued, in order, for as long as ``connection`` is up."""

@@ -68,7 +68,8 @@ class Service:
         self.bridge.stop()
         if self._bridge_task is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._bridge_task, 10.0)
+                async with asyncio.timeout(10.0):
+                    await self._bridge_task
         await self.daemon.aclose()
         log.info("stopped", node=self.settings.node_id)
 
