@@ -526,21 +526,15 @@ class Daemon:
             subscription.close()
             raise CommandError("refused", str(exc)) from None
         slot.red_flags_confirmed_at = None  # a confirmation is good for one session
-        # The row is written once the Supervisor took the session, so a refused start
-        # leaves none; every session begins at a head change, so the motor is still
-        # stopped, and the next command for this gun waits for this one to finish.
+        # The next command for this gun waits for this one to finish.
         try:
-            session_id = await asyncio.to_thread(
-                self.history.begin,
-                device=supervisor.device_id,
-                protocol=plan.protocol,
-                spec=device.spec.name,
+            session_id = await device.begin_session(
+                self.history,
+                plan,
                 side=side,
                 intensity_cap=cap,
-                planned_s=plan.planned_s,
                 source="mqtt",
-                simulated=device.simulated,
-                time_scale=self.clock.scale,
+                scale=self.clock.scale,
             )
         except Exception as exc:
             subscription.close()

@@ -29,12 +29,13 @@ from gunctl.requests import Request
 from gunctl.specs.loader import get_spec
 from gunctl.specs.models import DeviceSpec
 from gunctl.state import GunState, snapshot
-from gunctl.store.history import History, SessionRecord, follow
+from gunctl.store.history import History, SessionRecord, Source, follow
 from gunctl.store.trace import sampler
 
 if TYPE_CHECKING:
     from gunctl.links.ble import BleakLink
     from gunctl.links.proxy import Proxies
+    from gunctl.profiles.plan import Plan
     from gunsim import SimDevice
 
 DEFAULT_SIM_SPEC = "gunctl-open"  # the family that reports everything, for the richest demo
@@ -79,6 +80,34 @@ class Device:
     async def request(self, request: Request) -> None:
         """Hand a request to the Supervisor; raises RequestRefusedError if refused."""
         await self.supervisor.request(request)
+
+    async def begin_session(
+        self,
+        history: History,
+        plan: Plan,
+        *,
+        side: str | None,
+        intensity_cap: float | None,
+        source: Source,
+        scale: float,
+    ) -> int:
+        """Write the row of a session the Supervisor has taken; its id, for ``record``.
+
+        Written only once the start was taken, so a refused start leaves no row;
+        every session begins at a head change, so the motor waits for no write here.
+        """
+        return await asyncio.to_thread(
+            history.begin,
+            device=self.device_id,
+            protocol=plan.protocol,
+            spec=self.spec.name,
+            side=side,
+            intensity_cap=intensity_cap,
+            planned_s=plan.planned_s,
+            source=source,
+            simulated=self.simulated,
+            time_scale=scale,
+        )
 
     def record(
         self, history: History, events: Subscription, session_id: int, *, scale: float

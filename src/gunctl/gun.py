@@ -296,17 +296,8 @@ class Gun:
         history = self._history
         assert history is not None
         scale = self._device.supervisor.clock.scale
-        session_id = await asyncio.to_thread(
-            history.begin,
-            device=self.device_id,
-            protocol=plan.protocol,
-            spec=self._device.spec.name,
-            side=side,
-            intensity_cap=intensity_cap,
-            planned_s=plan.planned_s,
-            source="python",
-            simulated=self._device.simulated,
-            time_scale=scale,
+        session_id = await self._device.begin_session(
+            history, plan, side=side, intensity_cap=intensity_cap, source="python", scale=scale
         )
         self._last_session = session_id
         if self._before is not None:  # the diary's score given for this session

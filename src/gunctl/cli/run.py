@@ -476,19 +476,13 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
 
     try:
         await device.request(Start(plan))
-        # The row is written once the Supervisor took the session, so a refused start
-        # leaves none; every session begins at a head change, with the motor stopped.
-        session_id = await asyncio.to_thread(
-            history.begin,
-            device=device.device_id,
-            protocol=plan.protocol,
-            spec=device.spec.name,
+        session_id = await device.begin_session(
+            history,
+            plan,
             side=options.side,
             intensity_cap=options.intensity_cap,
-            planned_s=plan.planned_s,
             source="cli",
-            simulated=device.simulated,
-            time_scale=options.time_scale,
+            scale=options.time_scale,
         )
     except BaseException as exc:
         followed.close()
