@@ -429,15 +429,15 @@ async def connect(
     """
     _default_logs()
     configs = proxy_configs([proxy] if isinstance(proxy, str) else proxy or [], where="proxy")
-    catalogue = await asyncio.to_thread(load_catalogue)
-    history = history if history is not None else await asyncio.to_thread(History)
-    proxies: Proxies | None = None
-    if configs and _PROXIED:
+    if configs and _PROXIED:  # before anything is opened that would then need closing
         raise ProxyError(
             "a gun reached through proxies is already open in this program",
             "close it first: habluetooth, which carries proxy links, serves one set of "
             "proxies per process (gunctl serve drives many guns through one)",
         )
+    catalogue = await asyncio.to_thread(load_catalogue)
+    history = history if history is not None else await asyncio.to_thread(History)
+    proxies: Proxies | None = None
     try:
         if configs:
             from gunctl.links.proxy import Proxies  # bleak-esphome loads only when used
