@@ -108,6 +108,26 @@ async def test_a_refused_request_and_an_unknown_protocol_are_errors_a_user_catch
             await gun.run("glutes")
 
 
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("intensity_cap", True),  # a bool is an int in Python; it must not read as a cap of 1
+        ("intensity_cap", "0.25"),
+        ("intensity_cap", 0.0),
+        ("intensity_cap", float("nan")),
+        ("side", "up"),
+    ],
+)
+async def test_a_start_with_a_wrong_argument_is_refused_before_the_motor_turns(
+    argument: str, value: object
+) -> None:
+    async with gunctl.simulate("gunctl-open") as gun:
+        with pytest.raises(gunctl.RequestRefusedError, match=argument.replace("_", " ")):
+            await gun.start("glute", **{argument: value})  # type: ignore[arg-type]
+        state = gun.state()
+        assert (state.phase, state.motor_running) == ("idle", False)
+
+
 async def test_a_session_run_from_python_is_in_the_history_as_python(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -103,8 +103,13 @@ def make_plan(
     pain blocks from the history); its steps are skipped, and if none are
     left the plan is refused with ``BlockedToday``.
     """
+    # a bool is an int to Python, and True would read as a cap of 1: numbers only
+    if isinstance(user_cap, bool) or not isinstance(user_cap, int | float):
+        raise PlanError(f"the intensity cap must be a number, not {user_cap!r}")
     if not 0 < user_cap <= 1:
         raise PlanError(f"the intensity cap must be above 0 and at most 1, not {user_cap:g}")
+    if side not in ("left", "right", "both"):
+        raise PlanError(f"the side must be left, right or both, not {side!r}")
     holds = protocol.expanded(side)
     if not holds:
         raise PlanError(f"{protocol.name} has no steps on the {side} side")
