@@ -535,6 +535,7 @@ class Daemon:
                 intensity_cap=cap,
                 source="mqtt",
                 scale=self.clock.scale,
+                before_score=score,
             )
         except Exception as exc:
             subscription.close()
@@ -545,8 +546,6 @@ class Daemon:
                 "refused", f"the session could not be recorded, so it was stopped: {exc}"
             ) from None
         slot.last_session = session_id
-        if score is not None:
-            await asyncio.to_thread(self.history.attach_score, score, session_id)
 
         slot.follower = asyncio.create_task(
             device.record(self.history, subscription, session_id, scale=self.clock.scale),

@@ -90,24 +90,33 @@ class Device:
         intensity_cap: float | None,
         source: Source,
         scale: float,
+        before_score: int | None = None,
     ) -> int:
         """Write the row of a session the Supervisor has taken; its id, for ``record``.
 
         Written only once the start was taken, so a refused start leaves no row;
         every session begins at a head change, so the motor waits for no write here.
+        ``before_score`` is the id of the diary's score given for this session
+        ahead of it, tied to the session as its row is written.
         """
-        return await asyncio.to_thread(
-            history.begin,
-            device=self.device_id,
-            protocol=plan.protocol,
-            spec=self.spec.name,
-            side=side,
-            intensity_cap=intensity_cap,
-            planned_s=plan.planned_s,
-            source=source,
-            simulated=self.simulated,
-            time_scale=scale,
-        )
+
+        def begin() -> int:
+            session_id = history.begin(
+                device=self.device_id,
+                protocol=plan.protocol,
+                spec=self.spec.name,
+                side=side,
+                intensity_cap=intensity_cap,
+                planned_s=plan.planned_s,
+                source=source,
+                simulated=self.simulated,
+                time_scale=scale,
+            )
+            if before_score is not None:
+                history.attach_score(before_score, session_id)
+            return session_id
+
+        return await asyncio.to_thread(begin)
 
     def record(
         self, history: History, events: Subscription, session_id: int, *, scale: float

@@ -296,13 +296,17 @@ class Gun:
         history = self._history
         assert history is not None
         scale = self._device.supervisor.clock.scale
+        before, self._before = self._before, None  # the diary's score given for this session
         session_id = await self._device.begin_session(
-            history, plan, side=side, intensity_cap=intensity_cap, source="python", scale=scale
+            history,
+            plan,
+            side=side,
+            intensity_cap=intensity_cap,
+            source="python",
+            scale=scale,
+            before_score=before,
         )
         self._last_session = session_id
-        if self._before is not None:  # the diary's score given for this session
-            score, self._before = self._before, None
-            await asyncio.to_thread(history.attach_score, score, session_id)
         task = asyncio.create_task(self._device.record(history, events, session_id, scale=scale))
         self._recorders.add(task)
         task.add_done_callback(self._recorders.discard)

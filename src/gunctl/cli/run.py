@@ -483,6 +483,7 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
             intensity_cap=options.intensity_cap,
             source="cli",
             scale=options.time_scale,
+            before_score=prepared.before_score,
         )
     except BaseException as exc:
         followed.close()
@@ -497,8 +498,6 @@ async def _supervise(device: Device, plan: Plan, prepared: Prepared, keys: bool)
         device.record(history, followed, session_id, scale=options.time_scale)
     )
     prepared.session_id = session_id
-    if prepared.before_score is not None:
-        await asyncio.to_thread(history.attach_score, prepared.before_score, session_id)
     try:
         if live:
             from rich.live import Live
