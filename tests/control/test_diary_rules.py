@@ -146,6 +146,30 @@ async def test_near_misses_of_rising(rig_factory, history: History, pains, why) 
     assert await refusal(rig_factory, history) is None, why
 
 
+async def test_answers_given_with_refused_starts_are_not_sessions_of_rising_pain(
+    rig_factory, history: History
+) -> None:
+    # three starts asked for within minutes, each refused before it ran (a session was
+    # still running, say), each with a pain score: no session followed any of them
+    now = wall_now()
+    for minutes, pain in ((9, 3), (6, 4), (3, 5)):
+        history.record_score("before", pain, at=now - timedelta(minutes=minutes))
+    assert await refusal(rig_factory, history) is None
+
+
+async def test_the_score_given_for_the_start_asked_for_now_counts_as_its_sessions(
+    rig_factory, history: History
+) -> None:
+    now = wall_now()
+    session(history, now - timedelta(days=3), before=3)
+    session(history, now - timedelta(days=1), before=4)
+    history.record_score("before", 1, at=now - timedelta(hours=2))  # its start was refused
+    history.record_score("before", 5, at=now - timedelta(minutes=1))  # given for this start
+    refused = await refusal(rig_factory, history)
+    assert refused is not None
+    assert refused.startswith("pain_rising: pain before the last 3 sessions rose 2 points (3 on")
+
+
 async def test_pain_reaching_further_down_the_leg(rig_factory, history: History) -> None:
     now = wall_now()
     session(history, now - timedelta(days=4), before=4, reach="thigh")
@@ -177,6 +201,20 @@ async def test_three_consistent_weeks_without_improvement(rig_factory, history: 
     assert await refusal(rig_factory, history, rules=without("not_improving")) is None
     history.record_professional("physio: piriformis, keep going")
     assert await refusal(rig_factory, history) is None  # a new baseline: weeks count from now
+
+
+async def test_a_burst_of_answers_with_no_session_does_not_move_a_weeks_mean(
+    rig_factory, history: History
+) -> None:
+    weeks(history, [5, 5, 5])
+    now = wall_now()
+    for n in range(20):  # zeros sent with starts that were all refused, hours ago
+        history.record_score("before", 0, at=now - timedelta(hours=3, minutes=n))
+    session(history, now - timedelta(hours=1), before=5)
+    refused = await refusal(rig_factory, history)
+    assert refused is not None
+    assert refused.startswith("not_improving: 3 weeks of sessions (3, 3, 4 a week)")
+    assert "from 5.0 in the first week to 5.0 in the last" in refused
 
 
 @pytest.mark.parametrize(

@@ -154,8 +154,26 @@ def pain_severe(data: DiaryData, settings: DiarySettings) -> DiaryVerdict | None
     )
 
 
+def for_sessions(scores: Sequence[Score]) -> list[Score]:
+    """The scores that stand for sessions: each one's own, and the one given for the next.
+
+    A before-score is tied to its session once that session begins; the newest
+    untied one, given after the last tied one, is for the session being asked
+    for now. Other untied before-scores (given with a start that was then
+    refused, or answered again before a start) stay in the diary, and the
+    severe and spreading rules read them, but no session followed them:
+    counting them here would make three answers in a minute look like three
+    sessions of rising pain, and let a burst of them move a week's mean.
+    """
+    next_one = None  # the newest before-score, if it is untied
+    for score in scores:  # oldest first
+        if score.moment == "before":
+            next_one = score if score.session_id is None else None
+    return [s for s in scores if s.moment == "after" or s.session_id is not None or s is next_one]
+
+
 def pain_rising(data: DiaryData, settings: DiarySettings) -> DiaryVerdict | None:
-    befores = [s for s in data.scores if s.moment == "before" and s.pain is not None]
+    befores = [s for s in for_sessions(data.scores) if s.moment == "before" and s.pain is not None]
     last = befores[-settings.rising_sessions :]
     if len(last) < settings.rising_sessions:
         return None
@@ -210,11 +228,13 @@ def not_improving(data: DiaryData, settings: DiarySettings) -> DiaryVerdict | No
     if min(counts) < settings.sessions_per_week:
         return None  # not consistent self-care: the rule is about care that was kept up
 
+    session_scores = for_sessions(data.scores)
+
     def mean(n: int) -> float | None:
         lo, hi = week(n)
         pains = [
             s.pain
-            for s in data.scores
+            for s in session_scores
             if s.moment == "before" and s.pain is not None and lo <= s.recorded_at < hi
         ]
         return sum(pains) / len(pains) if pains else None
@@ -319,6 +339,7 @@ def weekly(
     ``sessions`` are (start, seconds per "muscle side") pairs.
     """
     result = []
+    session_scores = for_sessions(scores)
     for n in range(weeks, 0, -1):
         lo, hi = end - timedelta(weeks=n), end - timedelta(weeks=n - 1)
         minutes: dict[str, float] = {}
@@ -332,7 +353,7 @@ def weekly(
         def mean(moment: Moment, lo: datetime = lo, hi: datetime = hi) -> float | None:
             pains = [
                 s.pain
-                for s in scores
+                for s in session_scores
                 if s.moment == moment and s.pain is not None and lo <= s.recorded_at < hi
             ]
             return round(sum(pains) / len(pains), 2) if pains else None
