@@ -4,6 +4,12 @@ Both kinds are piecewise constant (a list of segments, each a duration and a
 force in newtons), which lets the physics step exactly to each change. Time is
 seconds since the device was switched on.
 
+A person who keeps going (``RandomPerson``, a repeating ``ScriptedPerson``)
+makes segments as time reaches them and forgets those that time has passed:
+the physics only steps forward, so a simulator that runs for days holds one
+round of segments, not every one since it was switched on. Asking about a
+time already forgotten raises ``ValueError`` rather than answering wrongly.
+
 - ``ScriptedPerson``: the segments you give, then nothing (or again from the
   start with ``repeat=True``);
 - ``RandomPerson``: a seeded person who leans in, holds with a little wobble,
@@ -37,8 +43,15 @@ class _Segments:
             self._end += duration_s
 
     def _cover(self, t: float) -> None:
-        while t >= self._end and self._extend():
-            pass
+        """Make segments up to ``t``; those ending before ``t`` are done with and let go."""
+        while t >= self._end:
+            passed = len(self._starts)  # every segment so far ends at or before t
+            if not self._extend():
+                return
+            del self._starts[:passed]
+            del self._forces[:passed]
+        if self._starts and self._starts[0] > 0 and t < self._starts[0]:
+            raise ValueError(f"{t:g} s is before {self._starts[0]:g} s, already forgotten")
 
     def force_at(self, t: float) -> float:
         self._cover(t)

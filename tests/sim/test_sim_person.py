@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import tracemalloc
+from collections.abc import Callable
+from functools import partial
+
 import pytest
 
 from gunctl.clock import Clock
@@ -36,6 +40,32 @@ def test_a_random_person_is_reproducible_and_sometimes_presses_too_hard() -> Non
     assert max(forces) == pytest.approx(150.0, rel=0.1)  # pressed too hard at least once
     held = [f for f in forces if f > 0]
     assert 20 < sorted(held)[len(held) // 2] < 60  # mostly a comfortable lean
+
+
+@pytest.mark.parametrize(
+    "make",
+    [partial(RandomPerson, 7), partial(ScriptedPerson, [(0.4, 20.0), (0.6, 0.0)], repeat=True)],
+    ids=["random", "repeating"],
+)
+def test_a_person_who_keeps_going_holds_no_more_memory_after_ten_hours_than_after_one(
+    make: Callable[[], RandomPerson | ScriptedPerson],
+) -> None:
+    """A daemon's simulated guns run for days: the segments time has passed are let go."""
+    person = make()
+    tracemalloc.start()
+    try:
+        for t in range(3600):
+            person.force_at(float(t))
+        after_an_hour = tracemalloc.get_traced_memory()[0]
+        for t in range(3600, 36000):
+            person.force_at(float(t))
+            person.next_change(float(t))
+        after_ten = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after_ten - after_an_hour < 10_000  # kept every segment: 2.7 to 3.8 MB more
+    with pytest.raises(ValueError, match="forgotten"):
+        person.force_at(10.0)  # asked about a time it let go: an error, not a wrong force
 
 
 @pytest.mark.parametrize("spec", spec_params())
