@@ -20,7 +20,7 @@ import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.report import percentiles, report
@@ -28,7 +28,7 @@ from gunctl.clock import Clock
 from gunctl.control.supervisor import Supervisor
 from gunctl.devices import Device, connect_sim
 from gunctl.heads import Head
-from gunctl.links.base import Endpoint, Link, Notification
+from gunctl.links.base import Endpoint, Link, Notification, Receiver
 from gunctl.links.sim import SimLink
 from gunctl.logs import configure
 from gunctl.profiles.loader import load_catalogue
@@ -92,49 +92,57 @@ class CpuSplit:
     asyncio runs every callback through ``Handle._run``; timing it with the
     thread's CPU clock (not the wall clock, so a busy machine does not count)
     and naming the task it stepped tells the Supervisor's own cost apart from
-    the simulated gun's it drives. The simulated firmware takes each frame
-    inside the Supervisor's write (``SimDevice.receive``, in-process): that
-    time is moved to the simulator. The asyncio machinery between callbacks is
-    in neither.
+    the simulated gun's it drives. Work one side does inside the other's
+    callback is moved to its own side: the simulated firmware takes each frame
+    inside the Supervisor's write (``SimDevice.receive``, in-process), and the
+    Supervisor decodes and checks each frame inside the simulated gun's
+    notification (``Supervisor._take_frame``). The asyncio machinery between
+    callbacks is in neither.
     """
 
     def __init__(self) -> None:
         self.cpu = {"Supervisor": 0.0, "simulator": 0.0, "other": 0.0}
-        self._run = asyncio.events.Handle._run
-        self._receive = SimDevice.receive
+        self._moved = 0.0  # CPU of the calls charged elsewhere, inside the callback running now
+        self._patched = [
+            (asyncio.events.Handle, "_run", None),
+            (SimDevice, "receive", "simulator"),
+            (Supervisor, "_take_frame", "Supervisor"),
+        ]
+        self._originals = [getattr(owner, name) for owner, name, _ in self._patched]
+
+    def _timed(self, call: Any, part: str | None) -> Any:
+        """``call``, its CPU charged to ``part`` (None: to the task it steps) less what it moved."""
+        cpu = self.cpu
+
+        def timed(owner: Any, *args: Any) -> Any:
+            outer, self._moved = self._moved, 0.0
+            began = time.thread_time()
+            try:
+                return call(owner, *args)
+            finally:
+                spent = time.thread_time() - began
+                cpu[part or self._part(owner)] += spent - self._moved
+                self._moved = outer + spent
+
+        return timed
+
+    @staticmethod
+    def _part(handle: asyncio.Handle) -> str:
+        owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+        coro = owner.get_coro() if isinstance(owner, asyncio.Task) else None
+        name = getattr(coro, "__qualname__", "")
+        if name.startswith("Supervisor."):
+            return "Supervisor"
+        return "simulator" if name.startswith("SimDevice.") else "other"
 
     def __enter__(self) -> CpuSplit:
-        run, receive, cpu = self._run, self._receive, self.cpu
-
-        def received(device: SimDevice, data: bytes) -> None:
-            began = time.thread_time()
-            receive(device, data)
-            spent = time.thread_time() - began
-            cpu["simulator"] += spent
-            cpu["Supervisor"] -= spent  # it ran inside the Supervisor's callback
-
-        def timed(handle: asyncio.Handle) -> None:
-            began = time.thread_time()
-            run(handle)
-            owner = getattr(getattr(handle, "_callback", None), "__self__", None)
-            coro = owner.get_coro() if isinstance(owner, asyncio.Task) else None
-            name = getattr(coro, "__qualname__", "")
-            part = (
-                "Supervisor"
-                if name.startswith("Supervisor.")
-                else "simulator"
-                if name.startswith("SimDevice.")
-                else "other"
-            )
-            cpu[part] += time.thread_time() - began
-
-        asyncio.events.Handle._run = timed  # type: ignore[method-assign,assignment]
-        SimDevice.receive = received  # type: ignore[method-assign,assignment]
+        for (owner, name, part), call in zip(self._patched, self._originals, strict=True):
+            setattr(owner, name, self._timed(call, part))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.events.Handle._run = self._run  # type: ignore[method-assign]
-        SimDevice.receive = self._receive  # type: ignore[method-assign]
+        for (owner, name, _), call in zip(self._patched, self._originals, strict=True):
+            setattr(owner, name, call)
 
 
 async def supervised(devices: int, seconds: float, *, split: bool = False) -> dict[str, Any]:
@@ -198,15 +206,18 @@ class StopTimer:
             self.stopped.set()
         await self.link.write(endpoint, data, with_response=with_response)
 
-    async def notifications(self) -> AsyncIterator[Notification]:
-        async for note in self.link.notifications():
-            try:
-                report_ = self.codec.decode_report(note.data)
-            except DecodeError:
-                report_ = None
-            if isinstance(report_, Status) and (report_.temperature_c or 0) >= self.hot_c:
-                self.hazards.append(time.perf_counter())
-            yield note
+    def listen(self, receive: Receiver) -> Callable[[], None]:
+        def timed(note: Notification | None) -> None:
+            if note is not None:
+                try:
+                    report_ = self.codec.decode_report(note.data)
+                except DecodeError:
+                    report_ = None
+                if isinstance(report_, Status) and (report_.temperature_c or 0) >= self.hot_c:
+                    self.hazards.append(time.perf_counter())
+            receive(note)
+
+        return self.link.listen(timed)
 
 
 async def stop_latency(repeats: int) -> dict[str, list[float]]:

@@ -5,7 +5,10 @@ the rules on time (staleness, hold, session and exposure time), asks the
 session how hard the motor should run, limits how fast that may rise, and
 writes only when needed: a new setpoint, a keepalive the firmware expects, or a
 status poll. The rules that read telemetry run as each frame is decoded, not at
-the next tick: a hazard in a frame stops the motor before the frame after it.
+the next tick: the link hands each notification to the Supervisor as it arrives
+(``Link.listen``), the frame is decoded and its rules run there and then, and
+the writes they call for (a stop) go out through one task, in order, without
+waiting for a tick. A hazard in a frame stops the motor before the frame after it.
 
 Requests (start, pause, resume, skip, stop, pain, confirm head) come through
 one queue. Stop and pain are handled the moment they arrive: the stop frame is
@@ -23,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,7 +50,7 @@ from gunctl.control.events import (
 from gunctl.control.rules import Action, Limits, RuleSet, Telemetry, Tick, Verdict
 from gunctl.control.session import Phase, Session
 from gunctl.errors import RequestRefusedError
-from gunctl.links.base import Endpoint, Link, LinkError
+from gunctl.links.base import Endpoint, Link, LinkError, Notification
 from gunctl.profiles.plan import Key, Plan, Want, wants
 from gunctl.requests import STOPS, Request, SessionAction, Start
 from gunctl.specs.codec import DecodeError
@@ -203,6 +207,10 @@ class Supervisor:
         self._requests: asyncio.Queue[tuple[_Begin | SessionAction, asyncio.Future[None]]] = (
             asyncio.Queue()
         )
+        # the writes the frames' rules asked for, in the frames' order
+        self._actions: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        self._restop_queued = False  # a stop to write again is queued, once however many frames
+        self._failed: asyncio.Future[None] | None = None  # a frame's handling failed (a bug)
         self._intensity = 0.0  # the intensity in force, after the slew limit
         self._back_off = 1.0
         self._reported: set[str] = set()  # rules whose stop was announced since the session began
@@ -290,8 +298,11 @@ class Supervisor:
         """Supervise the connected link until it is lost or ``close()`` is called."""
         now = self.clock.now()
         self._watching_since = self._last_tick = now
-        tasks = [
-            asyncio.create_task(self._read_notifications(), name="notifications"),
+        failed = self._failed = asyncio.get_running_loop().create_future()
+        forget = self.link.listen(self._receive)
+        tasks: list[asyncio.Future[None]] = [
+            failed,  # set by a frame whose handling failed
+            asyncio.create_task(self._serve_actions(), name="actions"),
             asyncio.create_task(self._serve_requests(), name="requests"),
             asyncio.create_task(self._loop(), name="tick"),
         ]
@@ -299,22 +310,22 @@ class Supervisor:
             tasks.append(asyncio.create_task(self._poll_battery(), name="battery"))
         lost = asyncio.create_task(self.link.wait_disconnected())
         closed = asyncio.create_task(self._closed.wait())
+        watched: list[asyncio.Future[Any]] = [lost, closed, *tasks]
         try:
-            done, _ = await asyncio.wait(
-                [lost, closed, *tasks], return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
             if lost in done or not self.link.connected:
                 # a loss first: a task that failed on the dead link is only its echo
                 await self._link_lost(lost.result() if lost.done() else "lost")
             else:
                 for task in done:
-                    if task not in (lost, closed) and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                    if task not in (lost, closed) and (error := task.exception()) is not None:
+                        raise error
         finally:
+            forget()
             self._closed.set()
-            for task in [*tasks, lost, closed]:
+            for task in watched:
                 task.cancel()
-            await asyncio.gather(*tasks, lost, closed, return_exceptions=True)
+            await asyncio.gather(*watched, return_exceptions=True)
             self._refuse_pending()
         return self.ended or "closed"
 
@@ -447,13 +458,16 @@ class Supervisor:
         await self._drive(now, target * self._back_off, dt)
 
     async def _check_telemetry(self) -> None:
-        """Run the telemetry rules on the latest frame, and act at once.
+        """Run the telemetry rules on what is known now, and act at once.
 
-        Called as each frame is taken in, and when a session starts, so that a
-        fault the device already reports refuses the start before a tick can
-        turn the motor on.
+        Called when a session starts, so that a fault the device already
+        reports refuses the start before a tick can turn the motor on, and
+        after a battery reading. A frame runs them as it is taken in.
         """
-        now = self.clock.now()
+        await self._act_all(self._telemetry_verdicts(self.clock.now()))
+
+    def _telemetry_verdicts(self, now: float) -> list[Verdict]:
+        """The telemetry rules' verdicts; a back-off is applied by the next tick."""
         verdicts = self.rules.check(
             self._observe(now, not self.driver.setpoint.stopped), on_frame=True
         )
@@ -462,6 +476,9 @@ class Supervisor:
             self._warn(backing[0])
         # a back-off lasts as long as the rule keeps asking for it; the next tick applies it
         self._back_off = self.limits.force_back_off if backing else 1.0
+        return verdicts
+
+    async def _act_all(self, verdicts: list[Verdict]) -> None:
         try:
             for verdict in verdicts:
                 await self._act(verdict)
@@ -644,44 +661,71 @@ class Supervisor:
 
     # -- telemetry -------------------------------------------------------------
 
-    async def _read_notifications(self) -> None:
-        async for note in self.link.notifications():
-            if note.endpoint is not Endpoint.TELEMETRY:
-                continue
-            try:
-                report = self.driver.codec.decode_report(note.data)
-            except DecodeError as exc:
-                self.link_stats.decode_errors += 1
-                log.warning(
-                    "frame_rejected",
-                    device=self.device_id,
-                    reason=exc.reason.value,
-                    frame=note.data.hex(),
-                )
-                continue
-            if isinstance(report, Version):
-                self.firmware = str(report)
-                continue
-            if self._out_of_order(report):
-                self.link_stats.out_of_order += 1
-                continue
-            self.link_stats.frames += 1
-            self.link_stats.coalesced = self.link.coalesced
-            values = {name: getattr(report, name) for name in self._status_fields}
-            self.telemetry.update(values, note.received_at)
-            await self._check_telemetry()
-            if self.driver.stop_unconfirmed:
-                await self._confirm_stop(report)
+    def _receive(self, note: Notification | None) -> None:
+        """Each notification as the link hands it over: a frame is decoded and checked here.
 
-    async def _confirm_stop(self, report: Status) -> None:
+        Called inside the link's own callback, so nothing here waits: the
+        writes a frame's rules call for are queued for ``_serve_actions``. The
+        end of the link (``None``) is the link watcher's to report.
+        """
+        if note is None or note.endpoint is not Endpoint.TELEMETRY:
+            return
+        try:
+            self._take_frame(note)
+        except Exception as exc:  # a fault in gunctl, not in the frame: run() raises it
+            if self._failed is not None and not self._failed.done():
+                self._failed.set_exception(exc)
+
+    def _take_frame(self, note: Notification) -> None:
+        try:
+            report = self.driver.codec.decode_report(note.data)
+        except DecodeError as exc:
+            self.link_stats.decode_errors += 1
+            log.warning(
+                "frame_rejected",
+                device=self.device_id,
+                reason=exc.reason.value,
+                frame=note.data.hex(),
+            )
+            return
+        if isinstance(report, Version):
+            self.firmware = str(report)
+            return
+        if self._out_of_order(report):
+            self.link_stats.out_of_order += 1
+            return
+        self.link_stats.frames += 1
+        self.link_stats.coalesced = self.link.coalesced
+        values = {name: getattr(report, name) for name in self._status_fields}
+        self.telemetry.update(values, note.received_at)
+        self._act_later(self._telemetry_verdicts(note.received_at))
+        if self.driver.stop_unconfirmed:
+            self._confirm_stop(report)
+
+    def _act_later(self, verdicts: list[Verdict]) -> None:
+        """Queue the writes a frame's verdicts call for; a frame with none queues nothing."""
+        if any(v.action is not Action.BACK_OFF for v in verdicts):
+            self._actions.put_nowait(functools.partial(self._act_all, verdicts))
+
+    async def _serve_actions(self) -> None:
+        while True:
+            action = await self._actions.get()
+            await action()
+
+    def _confirm_stop(self, report: Status) -> None:
         """A stop written without response goes again with each frame still reporting it running."""
         if report.running is False:
             self.driver.stop_unconfirmed = False
-        elif report.running and self.driver.setpoint.stopped:
-            try:
-                await self.driver.stop()
-            except LinkError as exc:
-                await self._write_failed(exc)
+        elif report.running and self.driver.setpoint.stopped and not self._restop_queued:
+            self._restop_queued = True
+            self._actions.put_nowait(self._stop_again)
+
+    async def _stop_again(self) -> None:
+        self._restop_queued = False
+        try:
+            await self.driver.stop()
+        except LinkError as exc:
+            await self._write_failed(exc)
 
     def _out_of_order(self, report: Status) -> bool:
         """A frame older than one already seen (delayed or reordered) is dropped."""

@@ -9,7 +9,8 @@ protocol, so the Supervisor above cannot tell them apart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -31,6 +32,10 @@ class Notification:
     endpoint: Endpoint
     data: bytes
     received_at: float  # clock seconds when the link handed it over
+
+
+# called with each notification as it arrives, and with None when the connection ends
+Receiver = Callable[[Notification | None], None]
 
 
 @runtime_checkable
@@ -59,10 +64,21 @@ class Link(Protocol):
         """Read a characteristic's value; raises LinkLostError or LinkError."""
         ...
 
+    def listen(self, receive: Receiver) -> Callable[[], None]:
+        """Hand ``receive`` every notification from now on, as it arrives, in arrival order.
+
+        It is called inside the link's own callback (bleak's, the simulated
+        gun's), so it returns at once and never raises; it gets ``None`` once,
+        when the connection ends (at once if the link is down). The function
+        returned stops the calls.
+        """
+        ...
+
     def notifications(self) -> AsyncIterator[Notification]:
         """Every notification from now on, in arrival order, until the link closes.
 
-        A listener that falls behind by ``FANOUT_BOUND`` frames loses the
+        A listener of its own, for tools and tests that read at their own
+        pace: one that falls behind by ``FANOUT_BOUND`` frames loses the
         oldest ones (see ``Lifetime``); ``coalesced`` counts them.
         """
         ...
@@ -84,16 +100,20 @@ FANOUT_BOUND = 64
 class Lifetime:
     """One connection's life, as every link keeps it.
 
-    It fans each notification out to every listener, ends their streams when
-    the connection ends, and tells anyone waiting why it ended. A link opens a
-    new lifetime on each connect and closes it, with a reason, exactly once.
+    It hands each notification to every listener as it arrives (a plain call:
+    the Supervisor decodes a frame and runs its rules on it there, with no
+    queue and no task woken per frame), tells each listener when the
+    connection ends, and tells anyone waiting why it ended. A link opens a new
+    lifetime on each connect and closes it, with a reason, exactly once.
 
-    Each listener holds at most ``FANOUT_BOUND`` frames. A listener that falls
-    that far behind loses its oldest frame to each new one: telemetry is state,
-    and the newest frame says what the device is doing now (a fault flag or a
-    temperature is in every frame, not only the first). Each frame given up is
-    counted in ``coalesced``. The end of the stream is never given up: it
-    always reaches the listener, after whatever frames it still holds.
+    A stream (``stream()``) is a listener with a queue, for readers that take
+    frames at their own pace. Each holds at most ``FANOUT_BOUND`` frames. A
+    stream that falls that far behind loses its oldest frame to each new one:
+    telemetry is state, and the newest frame says what the device is doing now
+    (a fault flag or a temperature is in every frame, not only the first).
+    Each frame given up is counted in ``coalesced``. The end of the stream is
+    never given up: it always reaches the reader, after whatever frames it
+    still holds.
     """
 
     def __init__(self, bound: int = FANOUT_BOUND) -> None:
@@ -103,7 +123,7 @@ class Lifetime:
         self.reason: str | None = None  # why the last connection ended
         self.bound = bound
         self.coalesced = 0  # frames given up because a listener was full, over every connection
-        self._listeners: list[asyncio.Queue[Notification | None]] = []
+        self._listeners: list[Receiver] = []
         self._gone: asyncio.Future[str] | None = None
 
     @property
@@ -117,17 +137,29 @@ class Lifetime:
         self._gone = asyncio.get_running_loop().create_future()
 
     def publish(self, note: Notification) -> None:
-        for queue in self._listeners:
-            self._put(queue, note)
+        for receive in tuple(self._listeners):
+            receive(note)
 
     def close(self, reason: str) -> None:
         self.up = False
         self.reason = reason
-        for queue in self._listeners:
-            self._put(queue, None)
-        self._listeners.clear()
+        listeners, self._listeners = self._listeners, []
+        for receive in listeners:
+            receive(None)
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(reason)
+
+    def listen(self, receive: Receiver) -> Callable[[], None]:
+        """See ``Link.listen``."""
+        if not self.up:
+            receive(None)
+            return _nothing
+        self._listeners.append(receive)
+        return functools.partial(self._forget, receive)
+
+    def _forget(self, receive: Receiver) -> None:
+        if receive in self._listeners:
+            self._listeners.remove(receive)
 
     def _put(self, queue: asyncio.Queue[Notification | None], item: Notification | None) -> None:
         if queue.full():
@@ -138,23 +170,23 @@ class Lifetime:
     def stream(self) -> AsyncIterator[Notification]:
         """Every notification from now until the connection ends (empty if it is down)."""
         queue: asyncio.Queue[Notification | None] = asyncio.Queue(self.bound)
-        if self.up:
-            self._listeners.append(queue)
-        else:
-            queue.put_nowait(None)
-        return self._drain(queue)
+        return self._drain(queue, self.listen(functools.partial(self._put, queue)))
 
     async def wait_closed(self) -> str:
         if not self.up or self._gone is None:
             return self.reason or "requested"
         return await asyncio.shield(self._gone)
 
+    @staticmethod
     async def _drain(
-        self, queue: asyncio.Queue[Notification | None]
+        queue: asyncio.Queue[Notification | None], forget: Callable[[], None]
     ) -> AsyncIterator[Notification]:
         try:
             while (note := await queue.get()) is not None:
                 yield note
         finally:
-            if queue in self._listeners:
-                self._listeners.remove(queue)
+            forget()
+
+
+def _nothing() -> None:
+    return None

@@ -57,6 +57,7 @@ from gunctl.links.base import (
     LinkError,
     LinkLostError,
     Notification,
+    Receiver,
 )
 from gunctl.specs.models import DeviceSpec
 
@@ -211,6 +212,9 @@ class BleakLink:
                 return bytes(await client.read_gatt_char(char))
             except _BLE_ERRORS as exc:
                 raise self._error("read", exc) from exc
+
+    def listen(self, receive: Receiver) -> Callable[[], None]:
+        return self._life.listen(receive)
 
     def notifications(self) -> AsyncIterator[Notification]:
         return self._life.stream()

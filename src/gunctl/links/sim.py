@@ -12,7 +12,7 @@ link cleanly or abruptly; the link reports each as the BLE link would.
 - ``write()``: the firmware handles the frame at once; a write with response
   returns when the acknowledgement comes back, which a slow-ack fault delays.
   If the link goes while waiting, ``LinkError`` is raised.
-- ``notifications()``: each call gets every notification from that moment on,
+- ``listen()`` and ``notifications()``: each call gets every notification from that moment on,
   in arrival order, and ends when the link closes (at once if not connected).
 - ``wait_disconnected()``: ``requested`` after ``disconnect()``, ``lost`` after
   an abrupt drop, ``remote`` when the device closed the link cleanly.
@@ -26,7 +26,7 @@ link cleanly or abruptly; the link reports each as the BLE link would.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from gunctl.links.base import (
     ConnectError,
@@ -35,6 +35,7 @@ from gunctl.links.base import (
     LinkError,
     LinkLostError,
     Notification,
+    Receiver,
 )
 from gunsim.air import ConnectionEvents
 from gunsim.device import LinkRefused, SimDevice
@@ -104,6 +105,9 @@ class SimLink:
             return self.device.read_battery()
         except LookupError as exc:
             raise LinkError(str(exc)) from exc
+
+    def listen(self, receive: Receiver) -> Callable[[], None]:
+        return self._life.listen(receive)
 
     def notifications(self) -> AsyncIterator[Notification]:
         return self._life.stream()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -83,12 +84,13 @@ _STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}
 
 @dataclass(frozen=True)
 class _Field:
-    """A payload field compiled once: its spec, its position and its struct."""
+    """A payload field compiled once: its spec, its position, its struct and its value."""
 
     spec: FieldSpec
     offset: int
     packer: struct.Struct | None  # None for raw bytes fields
     end: int  # offset + width
+    value: Callable[[Any], Any]  # raw -> the message's value (documented fields)
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Codec:
                 if field.type is FieldType.BYTES
                 else struct.Struct((">" if order == "big" else "<") + _STRUCT[field.type.value])
             )
-            out.append(_Field(field, at, packer, at + field.width))
+            out.append(_Field(field, at, packer, at + field.width, _converter(field)))
             at += field.width
         return out
 
@@ -200,8 +202,8 @@ class Codec:
 
     def decode_command(self, data: bytes) -> Command:
         opcode, payload = self._unframe(data, self._host_header)
-        kind, message = self._choose(self._commands.get(opcode, []), payload, opcode)
-        command = _validated(COMMAND_ADAPTER, self._values(kind, message, payload))
+        shape = self._choose(self._commands.get(opcode, []), payload, opcode)
+        command = _validated(COMMAND_ADAPTER, self._values(shape.message, payload), shape)
         try:
             self._check_setpoint(command)
         except EncodeError as exc:
@@ -216,8 +218,8 @@ class Codec:
 
     def decode_report(self, data: bytes) -> Report:
         opcode, payload = self._unframe(data, self._device_header)
-        kind, message = self._choose(self._reports.get(opcode, []), payload, opcode)
-        return _validated(REPORT_ADAPTER, self._values(kind, message, payload))
+        shape = self._choose(self._reports.get(opcode, []), payload, opcode)
+        return _validated(REPORT_ADAPTER, self._values(shape.message, payload), shape)
 
     def with_response(self, command: Command) -> bool:
         return self.spec.commands[CommandKind(command.kind)].with_response
@@ -283,9 +285,7 @@ class Codec:
 
     # -- payloads ------------------------------------------------------------
 
-    def _choose(
-        self, candidates: list[_Shape], payload: bytes, opcode: int
-    ) -> tuple[str, MessageSpec]:
+    def _choose(self, candidates: list[_Shape], payload: bytes, opcode: int) -> _Shape:
         """Pick the message an opcode means; one whose constants all match wins.
 
         Two kinds may share an opcode (Theragun's stop is set speed with 0 rpm): the
@@ -293,6 +293,9 @@ class Codec:
         """
         if not candidates:
             raise DecodeError(DecodeFailure.UNKNOWN_OPCODE, f"opcode 0x{opcode:02x}", opcode)
+        only = candidates[0]
+        if len(candidates) == 1 and not only.consts and only.size == len(payload):
+            return only  # the usual case: one message per opcode
         fitting = [
             shape
             for shape in candidates
@@ -305,8 +308,7 @@ class Codec:
                 DecodeFailure.BAD_LENGTH,
                 f"opcode 0x{opcode:02x} with a {len(payload)}-byte payload (expected {sizes})",
             )
-        best = max(fitting, key=lambda shape: shape.consts)
-        return best.kind, best.message
+        return max(fitting, key=lambda shape: shape.consts)
 
     def _consts_match(self, message: MessageSpec, payload: bytes) -> bool:
         return all(
@@ -325,28 +327,27 @@ class Codec:
             for f in self._fields[id(message)]
         ]
 
-    def _values(self, kind: str, message: MessageSpec, payload: bytes) -> dict[str, Any]:
-        values: dict[str, Any] = {"kind": kind}
+    def _values(self, message: MessageSpec, payload: bytes) -> dict[str, Any]:
+        values: dict[str, Any] = {}
         undocumented: dict[str, int | str] = {}
-        for field, raw in self._raw_fields(message, payload):
+        for f in self._fields[id(message)]:
+            field = f.spec
             if field.const is not None:
                 continue
+            raw: Any = (
+                payload[f.offset : f.end]
+                if f.packer is None
+                else f.packer.unpack_from(payload, f.offset)[0]
+            )
             if not field.documented:
                 undocumented[field.name] = raw.hex() if isinstance(raw, bytes) else raw
-            elif field.flags is not None:
-                values[field.name] = frozenset(n for b, n in field.flags.items() if raw >> b & 1)
-            elif field.values is not None:
-                if raw not in field.values:
-                    raise DecodeError(
-                        DecodeFailure.BAD_VALUE, f"{field.name} code {raw} is unknown"
-                    )
-                values[field.name] = field.values[raw]
-            elif field.name in BOOLEAN_ATTRIBUTES:
-                values[field.name] = raw != 0
-            elif field.name in INTEGER_ATTRIBUTES:
-                values[field.name] = round(raw * field.scale)
-            else:
-                values[field.name] = round(raw * field.scale, 9)  # no 25.200000000000003
+                continue
+            try:
+                values[field.name] = f.value(raw)
+            except KeyError:  # a code the field's values do not list
+                raise DecodeError(
+                    DecodeFailure.BAD_VALUE, f"{field.name} code {raw} is unknown"
+                ) from None
         if undocumented:
             values["undocumented"] = undocumented
         return values
@@ -409,7 +410,23 @@ class Codec:
                 )
 
 
-def _validated(adapter: TypeAdapter[T], values: dict[str, Any]) -> T:
+def _converter(field: FieldSpec) -> Callable[[Any], Any]:
+    """How a raw field becomes its value, worked out once per field rather than per frame."""
+    if field.flags is not None:
+        bits = tuple(field.flags.items())
+        return lambda raw: frozenset(n for b, n in bits if raw >> b & 1)
+    if field.values is not None:
+        return dict(field.values).__getitem__  # KeyError for a code it does not list
+    if field.name in BOOLEAN_ATTRIBUTES:
+        return lambda raw: raw != 0
+    scale = field.scale
+    if field.name in INTEGER_ATTRIBUTES:
+        return lambda raw: round(raw * scale)
+    return lambda raw: round(raw * scale, 9)  # no 25.200000000000003
+
+
+def _validated(adapter: TypeAdapter[T], values: dict[str, Any], shape: _Shape) -> T:
+    values["kind"] = shape.kind
     try:
         return adapter.validate_python(values)
     except ValidationError as exc:
