@@ -19,7 +19,12 @@ The floor, in the same run: the daemon's own kind of connection
 (:class:`gunctl.mqtt.client.Connection`) taking the same flood and doing
 nothing with it, beside a bare 50 Hz asyncio ticker.
 
-    python -m bench.mqtt_flood [--trials 20] [--junk 10000] [--devices 4]
+``--nice -10`` runs the daemon (this process, every thread of it) at the
+niceness docs/gunctl.service gives ``gunctl serve``, while the broker and the
+publishers stay at 0, as on a machine where the daemon runs under that unit
+(Linux; needs root or CAP_SYS_NICE).
+
+    python -m bench.mqtt_flood [--trials 20] [--junk 10000] [--devices 4] [--nice -10]
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ def junk_files(directory: Path, base: str, busy_gun: str, junk: int) -> list[tup
     return files
 
 
+def at_plain_priority() -> None:
+    """In a child before it runs its program: niceness 0, whatever the daemon's is."""
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 async def flood(port: int, files: list[tuple[str, Path]], spawned: Callable[[], None]) -> float:
     """Publish every line of ``files`` from one process each; return when the broker has all.
 
@@ -101,7 +111,16 @@ async def flood(port: int, files: list[tuple[str, Path]], spawned: Callable[[], 
         with path.open("rb") as lines:
             processes.append(
                 await asyncio.create_subprocess_exec(
-                    binary, "-p", str(port), "-q", "1", "-t", topic, "-l", stdin=lines
+                    binary,
+                    "-p",
+                    str(port),
+                    "-q",
+                    "1",
+                    "-t",
+                    topic,
+                    "-l",
+                    stdin=lines,
+                    preexec_fn=at_plain_priority,
                 )
             )
     spawned()
@@ -238,11 +257,11 @@ async def trial(
     }
 
 
-async def main(trials: int, junk: int, devices: int) -> None:
+async def main(trials: int, junk: int, devices: int, nice: int) -> None:
     configure(level="error")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GUNCTL_DATA_DIR"] = tmp
-        with mosquitto(Path(tmp)) as port:
+        with mosquitto(Path(tmp), preexec_fn=at_plain_priority) as port:
             results: list[tuple[bool, dict[str, Any]]] = []
             async with serving(port, "flood", devices) as service:
                 gc.freeze()  # as gunctl serve does once started (Service.run)
@@ -302,7 +321,14 @@ async def main(trials: int, junk: int, devices: int) -> None:
         f"(targets: 0 lost; stop topic p99 < {STOP_TOPIC_P99_MS:g} ms; set topic < "
         f"{SET_TOPIC_MAX_S:g} s; loop lateness < {PERIOD_MS:g} ms; {DRAIN_PER_S:,} refused/s)",
         rows,
-        meta={"spec": SPEC, "junk": junk, "devices": devices, "qos": 1, "trials": trials},
+        meta={
+            "spec": SPEC,
+            "junk": junk,
+            "devices": devices,
+            "qos": 1,
+            "trials": trials,
+            "daemon_nice": nice,
+        },
     )
 
 
@@ -311,5 +337,10 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=20, help="floods, each then a stop")
     parser.add_argument("--junk", type=int, default=10_000, help="junk messages per flood")
     parser.add_argument("--devices", type=int, default=4, help="simulated guns, all running")
+    parser.add_argument(
+        "--nice", type=int, default=0, help="the daemon's niceness (broker and publishers: 0)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.trials, args.junk, args.devices))
+    # before any thread starts: every thread of the daemon inherits it
+    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
+    asyncio.run(main(args.trials, args.junk, args.devices, args.nice))

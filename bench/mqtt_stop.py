@@ -24,7 +24,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,8 @@ TARGET_P99_MS = 10.0
 
 
 @contextlib.contextmanager
-def mosquitto(directory: Path) -> Iterator[int]:
+def mosquitto(directory: Path, preexec_fn: Callable[[], None] | None = None) -> Iterator[int]:
+    """A private Mosquitto on loopback; ``preexec_fn`` runs in its process before it starts."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
@@ -57,7 +58,9 @@ def mosquitto(directory: Path) -> Iterator[int]:
         f"user {getpass.getuser()}\n"
     )
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    process = subprocess.Popen([binary, "-c", str(config)], stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, "-c", str(config)], stderr=subprocess.DEVNULL, preexec_fn=preexec_fn
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
