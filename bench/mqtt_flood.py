@@ -58,6 +58,7 @@ STOP_TOPIC_P99_MS = 50.0
 SET_TOPIC_MAX_S = 1.0
 PERIOD_MS = 20.0  # one control-loop period at 50 Hz
 DRAIN_PER_S = 10_000
+RUNNING_S = 10.0  # for every gun's motor to run again before a trial
 
 
 async def run_all(service: Service, slots: list[DeviceSlot]) -> None:
@@ -69,11 +70,14 @@ async def run_all(service: Service, slots: list[DeviceSlot]) -> None:
         start = StartCommand(action="start", protocol=protocol_of(slot), side="left")
         await service.daemon.submit(slot.device_id, start)
         await service.daemon.submit(slot.device_id, SessionCommand(action="confirm_head"))
-    while not all(  # noqa: ASYNC110  (the setpoint has no event to wait on)
-        not s.device.supervisor.driver.setpoint.stopped  # type: ignore[union-attr]
-        for s in slots
-    ):
-        await asyncio.sleep(0.005)
+    # on a machine too loaded for it, a gun's session can end (stale telemetry) as it starts:
+    # the bench ends saying so, rather than waiting for ever
+    async with asyncio.timeout(RUNNING_S):
+        while not all(  # noqa: ASYNC110  (the setpoint has no event to wait on)
+            not s.device.supervisor.driver.setpoint.stopped  # type: ignore[union-attr]
+            for s in slots
+        ):
+            await asyncio.sleep(0.005)
 
 
 def junk_files(directory: Path, base: str, busy_gun: str, junk: int) -> list[tuple[str, Path]]:

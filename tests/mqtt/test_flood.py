@@ -15,8 +15,10 @@ import pytest
 from mqtthost import MOSQUITTO, Broker, running, watching
 
 from gunctl.config import ServeSettings
+from gunctl.mqtt.commands import MAX_PAYLOAD
 from gunctl.mqtt.handoff import BOUND
 from gunctl.mqtt.outbox import ANSWERS_MAX, Outgoing, as_json
+from gunctl.mqtt.tally import BACKLOG
 
 pytestmark = pytest.mark.mqtt
 
@@ -33,7 +35,12 @@ async def test_junk_past_the_bound_is_shed_and_counted_and_a_stop_behind_it_is_o
         topics = bridge.topics
         (device_id,) = service.daemon.slots
         junk = tmp_path / "junk.txt"
-        junk.write_text("".join(f"junk {n}\n" for n in range(3 * BOUND)))
+        # well-formed commands, so that the network thread hands every one on: junk that
+        # is not a command never reaches the hand-off (test_junk_is_refused_in_...)
+        command = {"action": "confirm_head"}
+        junk.write_text(
+            "".join(json.dumps({**command, "id": f"j{n}"}) + "\n" for n in range(3 * BOUND))
+        )
         received = bridge.handoff
 
         def flood() -> None:
@@ -67,6 +74,52 @@ async def test_junk_past_the_bound_is_shed_and_counted_and_a_stop_behind_it_is_o
             assert result["action"] == "stop", result
         assert bridge.rejected["overloaded"] == received.shed
         assert bridge.diagnostics()["rejected"]["overloaded"] == received.shed
+
+
+async def test_junk_is_refused_in_the_network_thread_and_never_waits_for_the_event_loop(
+    broker: Broker, make_settings: Settings, tmp_path: Path
+) -> None:
+    """A stranger's device, text that is not JSON, a payload too large: counted as they
+    come in, though the event loop is held; only the few to be answered wait for it."""
+    async with running(make_settings()) as service:
+        bridge = service.bridge
+        topics = bridge.topics
+        (device_id,) = service.daemon.slots
+        kinds = {
+            "unknown_device": (topics.set("nobody"), json.dumps({"action": "stop"})),
+            "not_json": (topics.set(device_id), "not json"),
+            "too_large": (topics.set(device_id), "[" * MAX_PAYLOAD + "]" * MAX_PAYLOAD),
+        }
+        before = bridge.rejected
+        received = bridge.handoff
+
+        def flood() -> None:
+            for n, (topic, line) in enumerate(kinds.values()):
+                junk = tmp_path / f"junk-{n}.txt"
+                junk.write_text((line + "\n") * BOUND)
+                target = ["-p", str(broker.port), "-q", "1", "-t", topic]
+                with junk.open("rb") as lines:
+                    subprocess.run([PUBLISH, *target, "-l"], stdin=lines, check=True)
+
+        # The event loop is held, as a long stall would hold it: the counts still move.
+        publisher = threading.Thread(target=flood)
+        publisher.start()
+        publisher.join(30)
+        deadline = time.monotonic() + 10
+        counted: dict[str, int] = {}
+        while time.monotonic() < deadline and counted != dict.fromkeys(kinds, BOUND):
+            time.sleep(0.01)  # noqa: ASYNC251  (held on purpose)
+            counted = {reason: bridge.rejected[reason] - before[reason] for reason in kinds}
+        assert counted == dict.fromkeys(kinds, BOUND)
+        assert len(received) <= BACKLOG + 1, "junk waited for the event loop"
+        assert received.shed == 0
+        await bridge.flushed(timeout=10)
+        diagnostics = bridge.diagnostics()
+        assert diagnostics["guns"][device_id]["refused"] == 2 * BOUND
+        assert sum(diagnostics["rejected"].values()) - sum(before.values()) == 3 * BOUND
+        async with watching(broker, topics, topics.result(device_id)) as watcher:
+            stop = await watcher.command(device_id, {"action": "stop"})
+            assert stop["ok"], stop
 
 
 async def test_a_backed_up_outbox_keeps_events_and_stop_results_and_coalesces_telemetry(

@@ -14,10 +14,11 @@ Session events and results produced while the broker is away wait there and go
 out after the reconnect; state and telemetry wait as their newest value only
 (:mod:`gunctl.mqtt.outbox`).
 
-The connection reads in a thread of its own (:mod:`gunctl.mqtt.client`), and
-what it reads reaches the event loop through a bounded hand-off taken in short
-slices (:mod:`gunctl.mqtt.handoff`), so a flood of junk never holds up a
-control loop.
+The connection reads in a thread of its own (:mod:`gunctl.mqtt.client`),
+which refuses and counts junk on the ``set`` topics there
+(:meth:`gunctl.mqtt.intake.Intake.screen`); the rest reaches the event loop
+through a bounded hand-off taken in short slices (:mod:`gunctl.mqtt.handoff`),
+so a flood of junk never holds up a control loop.
 
 Incoming commands are parsed here and handed to :meth:`Daemon.submit`, whose
 per-gun lane runs them in arrival order with a stop winning over everything
@@ -56,7 +57,7 @@ from gunctl.mqtt.client import (
     subscription,
 )
 from gunctl.mqtt.handoff import Handoff
-from gunctl.mqtt.intake import Intake
+from gunctl.mqtt.intake import Intake, Screened
 from gunctl.mqtt.neighbours import Neighbours
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
 from gunctl.mqtt.stopline import StopLine
@@ -85,7 +86,7 @@ class Bridge:
         self.connected = asyncio.Event()  # set while connected and announced
         self.outbox = Outbox()
         self._put = self.outbox.put
-        self.handoff = Handoff(self._dispatch, _urgent)
+        self.handoff: Handoff[Incoming | Screened] = Handoff(self._dispatch, _urgent)
         # one MQTT client id per process: two daemons given the same node id do not
         # take each other's connection over (see _duplicate)
         self.instance = secrets.token_hex(4)
@@ -143,7 +144,7 @@ class Bridge:
             try:
                 password = await asyncio.to_thread(self.settings.mqtt.password)  # a file read
                 async with Connection(
-                    self.settings, identifier, self.handoff.offer, will=will, password=password
+                    self.settings, identifier, self._receive, will=will, password=password
                 ) as connection:
                     failures = 0
                     await self._serve(connection)
@@ -372,7 +373,7 @@ class Bridge:
             "outbox": self.outbox.stats(),
             "received": {"waiting": len(self.handoff), "most_waiting": self.handoff.most_waiting},
             "guns": {
-                device_id: {**self.intake.by_device[device_id], **slot.loop_and_link()}
+                device_id: {**self.intake.tally.of(device_id), **slot.loop_and_link()}
                 for device_id, slot in sorted(self.daemon.slots.items())
             },
             "updated_at": payloads.now_iso(),
@@ -413,15 +414,24 @@ class Bridge:
 
     # -- receiving -----------------------------------------------------------------
 
-    def _dispatch(self, message: Incoming) -> None:
+    def _receive(self, message: Incoming) -> None:
+        """In the network thread: what the intake does not refuse there goes to the loop."""
+        taken = self.intake.screen(message)
+        if taken is not None:
+            self.handoff.offer(taken)
+
+    def _dispatch(self, message: Incoming | Screened) -> None:
         """On the event loop, in the order read: one message from the main connection."""
+        if isinstance(message, Screened):
+            self.intake.device_command(message)
+            return
         t = self.topics
         topic = message.topic
         payload = message.payload
         if topic in (t.bridge_set_all, t.bridge_set):
             self.intake.bridge_command(message)
         elif (device_id := t.device_of(topic, "set")) is not None:
-            self.intake.device_command(device_id, message)
+            self.intake.retained_command(device_id, message)  # the only kind not screened
         elif (device_id := t.device_of(topic, "availability")) is not None:
             self.neighbours.availability(device_id, payload)
             slot = self.daemon.slots.get(device_id)
@@ -442,12 +452,15 @@ class Bridge:
             self._announce()
 
 
-def _urgent(message: Incoming) -> bool:
+def _urgent(message: Incoming | Screened) -> bool:
     """In the network thread, in a flood: whether a message may be a stop, or is no command.
 
-    Every stop, pain stop and stop_all says ``stop``; anything else on a ``set``
-    topic may be shed unread (:mod:`gunctl.mqtt.handoff`).
+    A device's stop is known by now (:class:`Screened`); a bridge's stop_all
+    says ``stop``. Anything else on a ``set`` topic may be shed
+    (:mod:`gunctl.mqtt.handoff`).
     """
+    if isinstance(message, Screened):
+        return message.urgent
     return not message.topic.endswith("/set") or b"stop" in message.payload
 
 

@@ -6,17 +6,17 @@ one result on its result topic and, under MQTT 5, on the message's response
 topic with its correlation data.
 
 Refusing is cheap, because anyone allowed to publish can send thousands of bad
-messages: a payload that is refused before any gun's lane takes it (not a
-command, retained, for a device nobody serves) is parsed once, counted by
-reason, and answered at QoS 0, at most :data:`JUNK_ANSWERS_PER_S` a second;
-past that, or while more than :data:`BACKLOG` messages wait to go out or to be
-read (a flood), such refusals are counted (``unanswered``) but not answered, so
-that junk never crowds out the events and results of real commands. Past the
-hand-off's bound, the network thread sheds what cannot be a stop unread
-(``overloaded``, :mod:`gunctl.mqtt.handoff`). A command a lane took gets its
-result, refused or not, at QoS 1. The log gets the
-first refusal of a quiet spell in full and then one summary line per
-:data:`LOG_EVERY_S` with the count per reason, never one line per message.
+messages. What the topic and payload alone decide is decided in the main
+connection's network thread (:meth:`Intake.screen`), before anything is handed
+to the event loop: a live message on a ``set`` topic for a device nobody here
+serves, or that is not a command (too large, not JSON, invalid), is counted
+there and reaches the event loop only if it is to be answered. The event loop
+gets the commands for its guns' lanes, parsed, and whatever else the bridge
+reads. Junk is answered at QoS 0 and rationed, every refusal is counted and
+logged in aggregate (:mod:`gunctl.mqtt.tally`). Past the hand-off's bound, the
+network thread sheds what cannot be a stop unread (``overloaded``,
+:mod:`gunctl.mqtt.handoff`). A command a lane took gets its result, refused or
+not, at QoS 1.
 
 A retained command is never obeyed: the broker would deliver it again on every
 reconnect and after every restart, so a start would run again by itself. It is
@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
-from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -52,19 +51,37 @@ from gunctl.mqtt.commands import (
 )
 from gunctl.mqtt.handoff import Handoff
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
+from gunctl.mqtt.tally import Tally
 from gunctl.mqtt.topics import Topics
-from gunctl.requests import REASONS, STOPS, CommandError, DeviceCommand
+from gunctl.requests import STOPS, CommandError, CommandId, DeviceCommand
 
 log = structlog.get_logger("gunctl.mqtt")
 
-LOG_EVERY_S = 10.0  # at most one summary line of refusals this often
-BACKLOG = 100  # messages waiting to go out or to be read: past this, junk is not answered
-JUNK_ANSWERS_PER_S = 100  # refusals of junk answered a second (in bursts of as many)
+COUNTED_S = 0.05  # counts from the network thread reach the diagnostics this often at most
 RETAINED = (
     "a retained command is never obeyed: the broker would deliver it again on every "
     "reconnect, and it would run again by itself. Publish commands without the retain "
     "flag. gunctl cleared it from the broker where it was allowed to."
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A live message on a device's ``set`` topic, as the network thread found it.
+
+    Either ``received``, a command for a gun served here, parsed, for its lane;
+    or ``refusal``, refused and counted there, for the event loop to answer.
+    """
+
+    device_id: str
+    message: Incoming
+    received: Received[DeviceCommand] | None = None
+    refusal: CommandError | None = None
+
+    @property
+    def urgent(self) -> bool:
+        """A stop: never shed (:mod:`gunctl.mqtt.handoff`)."""
+        return self.received is not None and self.received.command.action in STOPS
 
 
 class Intake:
@@ -74,7 +91,7 @@ class Intake:
         topics: Topics,
         daemon: Daemon,
         outbox: Outbox,
-        received: Handoff,
+        received: Handoff[Any],
         *,
         mark: Callable[[str], None],
         changed: Callable[[], None],
@@ -88,54 +105,93 @@ class Intake:
         self._mark = mark  # a device's state changed
         self._changed = changed  # the counters changed
         self._answers_for = answers_for  # whether this daemon answers for an unknown device
-        self._rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
+        self.tally = Tally(daemon.slots, lambda: max(len(outbox), len(received)))
+        self._served = {topics.set(device_id): device_id for device_id in daemon.slots}
         self._shed_logged = 0
-        self._answers_left = float(JUNK_ANSWERS_PER_S)
-        self._answers_at = time.monotonic()
+        self._counting = False  # counts from the network thread not yet in the diagnostics
         self.commands = 0
-        # per gun served (never per id a stranger sends to, which would grow without bound)
-        self.by_device: dict[str, Counter[str]] = {
-            device_id: Counter(commands=0, refused=0) for device_id in daemon.slots
-        }
-        self.unanswered = 0  # refusals not answered because the outbox was backed up
-        self._unlogged: Counter[str] = Counter()
-        self._logged_at = -LOG_EVERY_S
 
     @property
     def rejected(self) -> dict[str, int]:
         """Refused commands, by reason; those shed unread in the network thread included."""
-        return {**self._rejected, "overloaded": self.received.shed}
+        return {**self.tally.rejected, "overloaded": self.received.shed}
 
-    def _answer_junk(self) -> bool:
-        """Whether a refusal of junk is answered: not in a flood, and not too many a second."""
-        now = time.monotonic()
-        left = self._answers_left + (now - self._answers_at) * JUNK_ANSWERS_PER_S
-        self._answers_left, self._answers_at = min(float(JUNK_ANSWERS_PER_S), left), now
-        if self._answers_left < 1 or len(self.outbox) > BACKLOG or len(self.received) > BACKLOG:
-            return False
-        self._answers_left -= 1
-        return True
+    @property
+    def unanswered(self) -> int:
+        """Refusals of junk not answered (a flood, or too many a second)."""
+        return self.tally.unanswered
+
+    # -- in the main connection's network thread -----------------------------------------
+
+    def screen(self, message: Incoming) -> Incoming | Screened | None:
+        """What the event loop is to take of ``message``, if anything; junk stops here.
+
+        A live message on a ``set`` topic is read here: for a gun served here,
+        parsed (a :class:`Screened` command for its lane); for anyone else's, or
+        if it is not a command, refused and counted, and handed on only to be
+        answered. A retained one, and everything that is not on a device's ``set``
+        topic, is handed on as it is. Runs in the network thread: it touches only
+        the tally, which has a lock, and what does not change while serving.
+        """
+        device_id = self._served.get(message.topic)
+        if device_id is None:
+            device_id = self.topics.device_of(message.topic, "set")
+            if device_id is None:
+                return message
+        if message.retain:
+            return message  # refused on the event loop, which clears it from the broker
+        if not message.payload:
+            return None  # a retained command being cleared, by us or by someone
+        if device_id not in self.daemon.slots:
+            if not self._answers_for(device_id):
+                return None  # another daemon answers for it
+            refusal = CommandError(
+                "unknown_device",
+                f"no gunctl instance serves a device {device_id!r} "
+                f"(none has published {self.topics.availability(device_id)})",
+            )
+        else:
+            try:
+                received = parse_device_command(message.payload)
+            except CommandError as exc:
+                refusal = exc
+            else:
+                return Screened(device_id, message, received=received)
+        self.tally.refused(refusal, device_id)
+        if not self._counting:
+            self._counting = True
+            self.received.call_soon_threadsafe(self._counted_soon)
+        if not self.tally.answer_junk():
+            return None
+        return Screened(device_id, message, refusal=refusal)
+
+    def _counted_soon(self) -> None:
+        asyncio.get_running_loop().call_later(COUNTED_S, self._counted)
+
+    def _counted(self) -> None:
+        self._counting = False  # first: a refusal counted from now on calls again
+        self._changed()
 
     # -- what arrives ----------------------------------------------------------------
 
-    def device_command(self, device_id: str, message: Incoming) -> None:
-        """A message on ``<device>/set``."""
-        payload = message.payload
-        if not payload:
-            return  # a retained command being cleared, by us or by someone
-        if device_id not in self.daemon.slots:
-            self._stranger(device_id, message)
+    def device_command(self, screened: Screened) -> None:
+        """A live message on ``<device>/set`` that the network thread passed on."""
+        device_id, message = screened.device_id, screened.message
+        if screened.received is not None:
+            self._take(device_id, message, screened.received)
             return
-        result = self.topics.result(device_id)
-        if message.retain:
-            self._retained(result, device_id, message)
-            return
-        try:
-            received = parse_device_command(payload)
-        except CommandError as exc:
-            self.refuse(result, device_id, message, exc.command_id, exc.action, exc)
-            return
-        self._take(device_id, message, received)
+        assert screened.refusal is not None
+        exc = screened.refusal
+        command_id, action = exc.command_id, exc.action
+        if exc.reason == "unknown_device":  # refused by its topic alone: what did it say?
+            command_id, action = _named(message.payload)
+        self._answer_refusal(
+            self.topics.result(device_id), device_id, message, command_id, action, exc
+        )
+
+    def retained_command(self, device_id: str, message: Incoming) -> None:
+        """A retained message on ``<device>/set``: never obeyed."""
+        self._retained(self.topics.result(device_id), device_id, message)
 
     def device_stop(self, device_id: str, message: Incoming) -> None:
         """A message on ``<device>/stop``: whatever it says, it stops (or pain-stops)."""
@@ -173,7 +229,7 @@ class Intake:
     def _take(self, device_id: str, message: Incoming, received: Received[Any]) -> None:
         """Hand a parsed command to the gun's lane; answer when it is done."""
         self.commands += 1
-        self.by_device[device_id]["commands"] += 1
+        self.tally.taken(device_id)
         self._changed()
         done = self.daemon.submit(device_id, received.command)
         done.add_done_callback(functools.partial(self._answer, device_id, message, received))
@@ -235,31 +291,10 @@ class Intake:
         )
         self._reply(self.topics.bridge_result, message, {**body, "node": node}, keep=True)
 
-    def _stranger(self, device_id: str, message: Incoming) -> None:
-        """A command for a device this daemon does not serve: answered by one daemon only."""
-        if not self._answers_for(device_id):
-            return
-        action: str | None
-        try:
-            command = parse_device_command(message.payload).command
-            command_id, action = command.id, command.action
-        except CommandError as exc:
-            command_id, action = exc.command_id, exc.action
-        error = CommandError(
-            "unknown_device",
-            f"no gunctl instance serves a device {device_id!r} "
-            f"(none has published {self.topics.availability(device_id)})",
-        )
-        self.refuse(self.topics.result(device_id), device_id, message, command_id, action, error)
-
     def _retained(self, result: str, device_id: str | None, message: Incoming) -> None:
-        command_id: str | int | None = None
-        action: str | None = None
-        try:
-            command = parse_device_command(message.payload).command
-            command_id, action = command.id, command.action
-        except CommandError as exc:
-            command_id, action = exc.command_id, exc.action
+        if not message.payload:
+            return  # a retained command being cleared, by us or by someone
+        command_id, action = _named(message.payload)
         self.refuse(
             result, device_id, message, command_id, action, CommandError("retained", RETAINED)
         )
@@ -280,10 +315,26 @@ class Intake:
         taken: bool = False,
     ) -> None:
         """Count and answer a refusal; ``taken``: of a command a lane took, not of junk."""
-        self._count(exc, device_id)
-        if not taken and not self._answer_junk():
-            self.unanswered += 1  # the events and results of real commands come first
-            return
+        self.tally.refused(exc, device_id)
+        self._changed()
+        if not taken and not self.tally.answer_junk():
+            return  # the events and results of real commands come first
+        self._answer_refusal(
+            result, device_id, message, command_id, action, exc, ignored, taken=taken
+        )
+
+    def _answer_refusal(
+        self,
+        result: str,
+        device_id: str | None,
+        message: Incoming,
+        command_id: CommandId | None,
+        action: str | None,
+        exc: CommandError,
+        ignored: tuple[str, ...] = (),
+        *,
+        taken: bool = False,
+    ) -> None:
         body = payloads.result(
             command_id,
             device=device_id,
@@ -302,28 +353,11 @@ class Intake:
         else:
             self._reply(result, message, body, qos=0, keep=False)
 
-    def _count(self, exc: CommandError, device_id: str | None) -> None:
-        self._rejected[exc.reason] += 1
-        if device_id in self.by_device:
-            self.by_device[device_id]["refused"] += 1
-        self._changed()
-        now = time.monotonic()
-        if now - self._logged_at >= LOG_EVERY_S:
-            self._logged_at = now
-            self.flush_log()
-            log.warning("command_rejected", device=device_id, reason=exc.reason, error=exc.message)
-        else:
-            self._unlogged[exc.reason] += 1
-
     def flush_log(self) -> None:
         """Log the refusals not logged one by one, as one line of counts by reason."""
         shed = self.received.shed
-        if shed > self._shed_logged:
-            self._unlogged["overloaded"] += shed - self._shed_logged
-            self._shed_logged = shed
-        if self._unlogged:
-            log.warning("commands_rejected", by_reason=dict(sorted(self._unlogged.items())))
-            self._unlogged.clear()
+        self.tally.flush_log(shed - self._shed_logged)
+        self._shed_logged = shed
 
     def _reply(
         self, topic: str, message: Incoming, body: dict[str, Any], qos: int = 1, *, keep: bool
@@ -350,3 +384,12 @@ class Intake:
             return False
         owned = (f"{self.topics.base}/", f"{self.topics.discovery_prefix}/")
         return not topic.startswith(owned)
+
+
+def _named(payload: bytes) -> tuple[CommandId | None, str | None]:
+    """The id and action a refused payload gave, for its answer, where it can be read."""
+    try:
+        command = parse_device_command(payload).command
+    except CommandError as exc:
+        return exc.command_id, exc.action
+    return command.id, command.action

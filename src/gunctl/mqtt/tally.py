@@ -1,0 +1,110 @@
+"""Refusals counted, logged in aggregate, and answers to junk rationed, from either thread.
+
+Junk is refused in two places (:mod:`gunctl.mqtt.intake`): most of it in the
+main connection's network thread, before it costs the event loop anything, and
+the rest (retained commands, bad bridge commands, starts a gun refuses) on the
+event loop. Both count here, under one lock, so the diagnostics and the log
+see one set of numbers: the log gets the first refusal of a quiet spell in
+full and then one summary line per :data:`LOG_EVERY_S` with the count per
+reason, never one line per message. Refusals of junk are answered at most
+:data:`JUNK_ANSWERS_PER_S` a second, and not while more than :data:`BACKLOG`
+messages wait to go out or to be read (a flood); past that they are counted
+(``unanswered``) but not answered, so that junk never crowds out the events and
+results of real commands.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from gunctl.requests import REASONS, CommandError
+
+log = structlog.get_logger("gunctl.mqtt")
+
+LOG_EVERY_S = 10.0  # at most one line per refusal this often; the rest in a summary line
+BACKLOG = 100  # messages waiting to go out or to be read: past this, junk is not answered
+JUNK_ANSWERS_PER_S = 100  # refusals of junk answered a second (in bursts of as many)
+
+
+class Tally:
+    def __init__(self, devices: Iterable[str], backlog: Callable[[], int]) -> None:
+        """``devices``: the guns served (counted one by one; never an id a stranger sends
+        to, which would grow without bound); ``backlog``: the longer of the outbox and
+        the queue of messages read but not taken."""
+        self._lock = threading.Lock()
+        self._backlog = backlog
+        self._rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
+        self._by_device = {device: Counter(commands=0, refused=0) for device in devices}
+        self._unanswered = 0
+        self._answers_left = float(JUNK_ANSWERS_PER_S)
+        self._answers_at = time.monotonic()
+        self._logged_at = -LOG_EVERY_S
+        self._unlogged: Counter[str] = Counter()
+
+    def taken(self, device_id: str) -> None:
+        """A command handed to ``device_id``'s lane."""
+        with self._lock:
+            self._by_device[device_id]["commands"] += 1
+
+    def refused(self, exc: CommandError, device_id: str | None) -> None:
+        """Count a refusal; log it in full if it is the first of a quiet spell."""
+        with self._lock:
+            self._rejected[exc.reason] += 1
+            if device_id in self._by_device:
+                self._by_device[device_id]["refused"] += 1
+            now = time.monotonic()
+            if now - self._logged_at < LOG_EVERY_S:
+                self._unlogged[exc.reason] += 1
+                return
+            self._logged_at = now
+            unlogged, self._unlogged = self._unlogged, Counter()
+        _summary(unlogged)
+        log.warning("command_rejected", device=device_id, reason=exc.reason, error=exc.message)
+
+    def answer_junk(self) -> bool:
+        """Whether a refusal of junk is answered: not in a flood, and not too many a second.
+
+        One not answered is counted (``unanswered``).
+        """
+        backlog = self._backlog()
+        with self._lock:
+            now = time.monotonic()
+            left = self._answers_left + (now - self._answers_at) * JUNK_ANSWERS_PER_S
+            self._answers_left, self._answers_at = min(float(JUNK_ANSWERS_PER_S), left), now
+            if self._answers_left < 1 or backlog > BACKLOG:
+                self._unanswered += 1
+                return False
+            self._answers_left -= 1
+            return True
+
+    def flush_log(self, shed: int = 0) -> None:
+        """Log the refusals not logged one by one (and ``shed`` more unread) as one line."""
+        with self._lock:
+            unlogged, self._unlogged = self._unlogged, Counter()
+        if shed:
+            unlogged["overloaded"] += shed
+        _summary(unlogged)
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._rejected)
+
+    @property
+    def unanswered(self) -> int:
+        return self._unanswered
+
+    def of(self, device_id: str) -> dict[str, int]:
+        """What ``device_id`` was sent: commands taken, and refusals."""
+        with self._lock:
+            return dict(self._by_device[device_id])
+
+
+def _summary(unlogged: Counter[str]) -> None:
+    if unlogged:
+        log.warning("commands_rejected", by_reason=dict(sorted(unlogged.items())))
