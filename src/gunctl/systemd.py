@@ -19,12 +19,14 @@ event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -34,6 +36,33 @@ if TYPE_CHECKING:
 log = structlog.get_logger("gunctl.systemd")
 
 FROZEN_S = 1.0  # a control loop that has not ticked for this long is frozen (50 ticks missed)
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cpu_priority(cgroup_root: Path = CGROUP_ROOT) -> dict[str, Any]:
+    """The CPU priority this process runs at, as the service manager set it (or did not).
+
+    The unit in docs/gunctl.service gives the daemon ``Nice=-10`` and
+    ``CPUWeight=1000`` so its control loops do not wait behind other services
+    for a core. This says what took effect: the niceness, the scheduling policy
+    and, on cgroup v2 with the CPU controller on for this process's cgroup, its
+    ``cpu.weight`` (None where there is none: then only the niceness ranks it).
+    gunctl never changes its own priority; it only reports it.
+    """
+    policies = {os.SCHED_OTHER: "other", os.SCHED_BATCH: "batch", os.SCHED_IDLE: "idle"}
+    policies |= {os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr"}
+    policy = os.sched_getscheduler(0)
+    weight: int | None = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            if line.startswith("0::"):  # the unified hierarchy (cgroup v2)
+                path = cgroup_root / line[3:].strip().lstrip("/") / "cpu.weight"
+                weight = int(path.read_text())
+    return {
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "policy": policies.get(policy, str(policy)),
+        "cpu_weight": weight,
+    }
 
 
 @dataclass(frozen=True)

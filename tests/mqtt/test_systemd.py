@@ -1,13 +1,17 @@
 """gunctl serve under systemd: ready once broker and guns are up, fed while the loops tick.
 
 The test plays systemd with a notify socket of its own. The unit file shipped
-in docs is checked with ``systemd-analyze verify`` where that exists.
+in docs is checked with ``systemd-analyze verify`` where that exists. Serve
+says at start what CPU priority the unit gave it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -18,7 +22,10 @@ import pytest
 from mqtthost import Broker, running
 
 from gunctl.config import ServeSettings
-from gunctl.systemd import FROZEN_S, Notifier, watch
+from gunctl.logs import configure
+from gunctl.mqtt.service import Service
+from gunctl.profiles.loader import load_catalogue
+from gunctl.systemd import FROZEN_S, Notifier, cpu_priority, watch
 
 pytestmark = pytest.mark.mqtt
 
@@ -111,6 +118,32 @@ def test_no_watchdog_for_another_process() -> None:
     env = {"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": "1"}
     assert Notifier.from_env(env).watchdog_s is None
     assert not Notifier.from_env({}).enabled
+
+
+async def test_serve_says_at_start_what_cpu_priority_it_got(
+    make_settings: Callable[..., ServeSettings],
+) -> None:
+    service = Service(make_settings(), catalogue=load_catalogue())
+    lines = io.StringIO()
+    configure(json=True, level="info", stream=lines)
+    try:
+        await service.start()
+        await service.stop()
+    finally:
+        configure(json=True, level="error")
+    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    (priority,) = [e for e in logged if e["event"] == "cpu_priority"]
+    assert priority["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
+    assert priority["policy"] == "other"
+
+
+def test_the_cpu_weight_of_its_cgroup_is_read_where_there_is_one(tmp_path: Path) -> None:
+    (line,) = [x for x in Path("/proc/self/cgroup").read_text().splitlines() if x[:3] == "0::"]
+    own = tmp_path / line[3:].strip().lstrip("/")
+    assert cpu_priority(tmp_path)["cpu_weight"] is None  # no CPU controller: no weight
+    own.mkdir(parents=True, exist_ok=True)
+    (own / "cpu.weight").write_text("1000\n")
+    assert cpu_priority(tmp_path)["cpu_weight"] == 1000
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")

@@ -21,7 +21,7 @@ from gunctl.daemon import Daemon
 from gunctl.mqtt.bridge import Bridge
 from gunctl.profiles.loader import Catalogue
 from gunctl.store.history import History
-from gunctl.systemd import Notifier, watch
+from gunctl.systemd import Notifier, cpu_priority, watch
 
 log = structlog.get_logger("gunctl.serve")
 
@@ -44,6 +44,8 @@ class Service:
         self._stopped = False
 
     async def start(self) -> None:
+        # whether the unit's CPU priority (docs/gunctl.service) took effect, for a person to see
+        log.info("cpu_priority", **cpu_priority())
         if not self.settings.red_flags_acknowledged:
             log.warning(
                 "red_flags_not_acknowledged",
