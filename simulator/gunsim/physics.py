@@ -36,6 +36,8 @@ from gunsim.params import PhysicsParams
 
 # A spec with no stall force: assume a sturdy gun (most published figures are 130..270 N).
 DEFAULT_STALL_FORCE_N = 200.0
+# Closer than this to its target the motor counts as settled (0.01 ppm: far below any reading).
+SETTLED_PPM = 0.01
 
 
 def approach(x: float, target: float, dt: float, tau: float, slew: float) -> float:
@@ -136,6 +138,25 @@ class Physics:
         return motor.no_load_current_a * speed / motor.reference_ppm + (
             motor.stall_current_a * self.load
         )
+
+    def steady_s(self, force_n: float) -> float:
+        """How long one step from here with ``force_n`` on the head is as exact as many short ones.
+
+        With the motor settled on its target speed under that force, the
+        current, the heat and the battery's draw stay constant, and ``step``
+        solves the temperature and the charge exactly however long the step,
+        until the battery runs out (the driver browns out then, mid-step with a
+        longer one). While the speed still changes: 0, and the caller keeps its
+        steps short. The force is taken on now, as the step would.
+        """
+        self.force_n = force_n
+        if abs(self.speed_ppm - self.target_ppm()) > SETTLED_PPM:
+            return 0.0
+        battery = self.params.battery
+        power_w = battery.voltage_v * self._current(self.speed_ppm) + battery.idle_w
+        if self.browned_out or power_w <= 0:
+            return math.inf
+        return 3600 * self.energy_wh / power_w
 
     def step(self, dt: float, force_n: float) -> None:
         """Advance by ``dt`` seconds with ``force_n`` on the head throughout."""

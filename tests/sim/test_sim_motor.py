@@ -1,4 +1,4 @@
-"""The simulated motor: first-order lag, slew limit, discrete levels, watchdog."""
+"""The simulated motor: first-order lag, slew limit, discrete levels, watchdog, long gaps."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import math
 
 import pytest
 
+from gunctl.clock import Clock
 from gunctl.links.base import Endpoint
 from gunctl.specs.codec import checksum
 from gunctl.specs.messages import SetSpeed, Status, StatusRequest
 from gunctl.specs.models import ChecksumKind, DeviceSpec, KeepaliveStrategy, TelemetryMode
+from gunsim import SimDevice
 from gunsim.params import params_for
-from gunsim.physics import approach
+from gunsim.physics import Physics, approach
 
 from simhost import SPECS, spec_params
 
@@ -184,3 +186,34 @@ async def test_keepalives_keep_the_motor_running(
     assert not device.events
     if spec.capabilities.telemetry.mode is TelemetryMode.STREAM:
         assert all(isinstance(s, Status) for s in host.statuses())
+
+
+def test_a_long_gap_costs_a_few_steps_and_lands_where_short_steps_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A gap in the clock (a host pause times a time scale; a test's loop leaving virtual
+    # time) was one physics step per 50 ms of it: 20 minutes took about 70 ms of CPU.
+    spec = SPECS["gunctl-open"]
+    short, long = SimDevice(spec, clock=Clock()), SimDevice(spec, clock=Clock())
+    for device in (short, long):
+        device.physics.set_drive(2000)
+        device.physics.battery_pct = 0.1  # empty, and browned out, within the 20 minutes
+    for k in range(1, 24001):
+        short.sync(k * 0.05)
+    steps = 0
+    step = Physics.step
+
+    def counted(physics: Physics, dt: float, force_n: float) -> None:
+        nonlocal steps
+        steps += 1
+        step(physics, dt, force_n)
+
+    monkeypatch.setattr(Physics, "step", counted)
+    long.sync(1200.0)
+    assert steps < 200  # the ramp in short steps, then one to the battery's end, one after
+    assert short.physics.browned_out
+    assert long.physics.browned_out
+    for field in ("speed_ppm", "temperature_c", "energy_wh", "current_a"):
+        assert getattr(long.physics, field) == pytest.approx(
+            getattr(short.physics, field), abs=1e-4
+        )
