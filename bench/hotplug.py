@@ -9,7 +9,11 @@ in a quiet phase of the same length first: that is the floor.
 
 Target: the running gun's max lateness under one period (20 ms), no overrun.
 
-    python -m bench.hotplug [--seconds 10] [--guns 15]
+    python -m bench.hotplug [--seconds 10] [--guns 15] [--hog] [--nice N]
+
+``--hog`` adds a busy process pinned to core 0 and measures at the niceness
+docs/gunctl.service gives the daemon (``--nice 0``: without it); see
+bench/priority.py.
 """
 
 from __future__ import annotations
@@ -25,6 +29,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from bench.priority import (
+    add_arguments,
+    cpu_hog,
+    describe,
+    own_session,
+    service,
+    take_priority,
+)
 from bench.report import percentiles, report
 from bench.supervisor import RATE_HZ, SPEC, confirm_heads, glute_plan
 from gunctl.clock import Clock
@@ -37,12 +49,11 @@ PERIOD_MS = 1000 / RATE_HZ
 
 @contextlib.contextmanager
 def fake_bluez(guns: int) -> Iterator[list[str]]:
-    """``guns`` simulated guns behind a fake BlueZ in another process; yields their addresses."""
-    process = subprocess.Popen(
+    """``guns`` simulated guns behind a fake BlueZ, a service of its own; yields their addresses."""
+    process = service(
         [sys.executable, "-m", "gunsim.bluez", "--family", SPEC, "--count", str(guns)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     assert process.stdout is not None
     assert process.stderr is not None
@@ -88,6 +99,11 @@ async def measure(
     guns: int, seconds: float, addresses: list[str], *, freeze: bool = True
 ) -> list[dict[str, Any]]:
     clock = Clock()
+    if addresses:
+        # A daemon's first BLE connect imports bleak and its BlueZ backend and opens its
+        # D-Bus connection (45 to 55 ms in one callback, once a process): done at start-up,
+        # before this gun runs, as a daemon with BLE guns does it; the phase measures hot-plug.
+        await (await connect_ble(addresses[0], clock=clock, timeout=10.0)).aclose()
     running = await connect_sim(SPEC, clock=clock, device_id="running", record_lateness=True)
     helper = asyncio.create_task(confirm_heads(running))
     await running.supervisor.request(Start(glute_plan(running)))
@@ -143,24 +159,26 @@ def main() -> None:
     parser.add_argument("--guns", type=int, default=15, help="guns plugged in and out together")
     parser.add_argument("--no-ble", action="store_true", help="simulated guns only")
     parser.add_argument("--no-freeze", action="store_true", help="leave out serve's gc.freeze()")
+    add_arguments(parser)
     args = parser.parse_args()
+    own_session(args)
     configure(level="critical")
-    if args.no_ble:
-        rows = asyncio.run(measure(args.guns, args.seconds, [], freeze=not args.no_freeze))
-    else:
-        with fake_bluez(args.guns) as addresses:
-            rows = asyncio.run(
-                measure(args.guns, args.seconds, addresses, freeze=not args.no_freeze)
-            )
+    with contextlib.ExitStack() as stack:
+        hog_nice = stack.enter_context(cpu_hog(args.hog))
+        addresses = [] if args.no_ble else stack.enter_context(fake_bluez(args.guns))
+        nice = take_priority(args)  # the fake BlueZ, like BlueZ, keeps its own
+        rows = asyncio.run(measure(args.guns, args.seconds, addresses, freeze=not args.no_freeze))
+    beside, suffix, priority = describe(hog_nice, nice)
     report(
-        "hotplug",
-        f"The running gun's tick lateness while {args.guns} guns come and go",
+        f"hotplug{suffix}",
+        f"The running gun's tick lateness while {args.guns} guns come and go{beside}",
         rows,
         {
             "spec": SPEC,
             "seconds": args.seconds,
             "gc_freeze": not args.no_freeze,
             "target_max_ms": PERIOD_MS,
+            **priority,
         },
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -45,9 +46,10 @@ def report(
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "machine": platform.machine(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],  # the machine's own noise, as uptime
         "meta": meta or {},
         "rows": rows,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; wrote {path}")
     return path

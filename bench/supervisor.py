@@ -4,12 +4,13 @@ Every figure has a floor measured in the same run: a bare asyncio loop with the
 same number of tasks ticking at the same rate against absolute deadlines. The
 machines this runs on are shared and noisy; the comparison is what matters.
 
-    python -m bench.supervisor [--seconds 20] [--devices 1,16,64] [--split] [--hog]
+    python -m bench.supervisor [--seconds 20] [--devices 1,16,64] [--split] [--hog] [--nice N]
 
 ``--split`` first measures, in a run of its own, the CPU of each device-tick
 by who spent it: the Supervisor's tasks, the simulated gun's, and the rest.
 ``--hog`` runs everything, floor included, beside a busy process pinned to
-one core.
+one core, at the niceness docs/gunctl.service gives the daemon (``--nice 0``:
+without that priority; see bench/priority.py).
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import subprocess
-import sys
+import gc
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
+from bench.priority import add_arguments, cpu_hog, describe, own_session, take_priority
 from bench.report import percentiles, report
 from gunctl.clock import Clock
 from gunctl.control.supervisor import Supervisor
@@ -155,6 +156,7 @@ async def supervised(devices: int, seconds: float, *, split: bool = False) -> di
     for device in fleet:
         await device.supervisor.request(Start(glute_plan(device)))
     await asyncio.sleep(3)  # ramps done, every motor at its hold speed
+    gc.freeze()  # as gunctl serve does once it is up: start-up objects out of every collection
     for device in fleet:
         stats = device.supervisor.loop_stats
         stats.lateness.clear()
@@ -169,6 +171,7 @@ async def supervised(devices: int, seconds: float, *, split: bool = False) -> di
         task.cancel()
     for device in fleet:
         await device.aclose()
+    gc.unfreeze()
     result = {"late": late, "overruns": overruns, "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6}
     if parts is not None:
         result["split"] = {k: v / max(1, len(late)) * 1e6 for k, v in parts.cpu.items()}
@@ -256,27 +259,16 @@ async def stop_latency(repeats: int) -> dict[str, list[float]]:
     return {"request": requested, "hazard": hazard}
 
 
-@contextlib.contextmanager
-def cpu_hog(on: bool) -> Iterator[None]:
-    """A busy process pinned to the first core, as on a small home server that also runs
-    Home Assistant; the floor is measured beside it too."""
-    if not on:
-        yield
-        return
-    hog = subprocess.Popen(
-        [sys.executable, "-c", "import os\nos.sched_setaffinity(0, {0})\nwhile True: pass"]
-    )
-    try:
-        yield
-    finally:
-        hog.kill()
-        hog.wait()
-
-
-async def main(seconds: float, counts: list[int], repeats: int, split: bool, hog: bool) -> None:
+async def main(
+    seconds: float,
+    counts: list[int],
+    repeats: int,
+    split: bool,
+    hog_nice: int | None,
+    nice: int,
+) -> None:
     configure(level="critical")
-    beside = " beside a CPU hog on core 0" if hog else ""
-    suffix = "_hog" if hog else ""
+    beside, suffix, priority = describe(hog_nice, nice)
     if split:
         report(
             f"supervisor_cpu{suffix}",
@@ -305,7 +297,7 @@ async def main(seconds: float, counts: list[int], repeats: int, split: bool, hog
         f"supervisor_loop{suffix}",
         f"Control loop at {RATE_HZ:g} Hz for {seconds:g} s{beside}",
         rows,
-        {"spec": SPEC, "hog": hog},
+        {"spec": SPEC, **priority},
     )
     stops = await stop_latency(repeats)
     request, hazard = percentiles(stops["request"]), percentiles(stops["hazard"])
@@ -335,17 +327,18 @@ if __name__ == "__main__":
         action="store_true",
         help="first, the Supervisor's CPU apart from the simulator's (its own run)",
     )
-    parser.add_argument(
-        "--hog", action="store_true", help="a busy process pinned to core 0 beside every run"
-    )
+    add_arguments(parser)
     args = parser.parse_args()
-    with cpu_hog(args.hog):
+    own_session(args)
+    with cpu_hog(args.hog) as hog_nice:
+        nice = take_priority(args)
         asyncio.run(
             main(
                 args.seconds,
                 [int(n) for n in args.devices.split(",")],
                 args.repeats,
                 args.split,
-                args.hog,
+                hog_nice,
+                nice,
             )
         )
