@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -52,7 +53,7 @@ from gunctl.daemon import DeviceSlot
 from gunctl.logs import configure
 from gunctl.mqtt.client import Connection, Incoming
 from gunctl.mqtt.service import Service
-from gunctl.requests import SessionCommand, StartCommand
+from gunctl.requests import CommandError, SessionCommand, StartCommand
 
 STOP_TOPIC_P99_MS = 50.0
 SET_TOPIC_MAX_S = 1.0
@@ -62,22 +63,32 @@ RUNNING_S = 10.0  # for every gun's motor to run again before a trial
 
 
 async def run_all(service: Service, slots: list[DeviceSlot]) -> None:
-    """A session on every gun that has none, motor running (head confirmed)."""
-    for slot in slots:
-        supervisor = slot.device.supervisor  # type: ignore[union-attr]
-        if supervisor.running:
-            continue
-        start = StartCommand(action="start", protocol=protocol_of(slot), side="left")
-        await service.daemon.submit(slot.device_id, start)
-        await service.daemon.submit(slot.device_id, SessionCommand(action="confirm_head"))
-    # on a machine too loaded for it, a gun's session can end (stale telemetry) as it starts:
-    # the bench ends saying so, rather than waiting for ever
+    """A session on every gun, motor running (head confirmed).
+
+    On a loaded machine a session can end by a safety stop (stale telemetry)
+    before a trial or as it starts: it is started again, for up to
+    :data:`RUNNING_S`, and then the bench ends saying so rather than waiting for
+    ever.
+    """
     async with asyncio.timeout(RUNNING_S):
-        while not all(  # noqa: ASYNC110  (the setpoint has no event to wait on)
-            not s.device.supervisor.driver.setpoint.stopped  # type: ignore[union-attr]
-            for s in slots
-        ):
-            await asyncio.sleep(0.005)
+        while True:
+            idle = [
+                s
+                for s in slots
+                if s.device.supervisor.driver.setpoint.stopped  # type: ignore[union-attr]
+            ]
+            if not idle:
+                return
+            for slot in idle:
+                if slot.device.supervisor.running:  # type: ignore[union-attr]
+                    continue  # started: its motor is about to run
+                start = StartCommand(action="start", protocol=protocol_of(slot), side="left")
+                with contextlib.suppress(CommandError):  # offline for a moment: again soon
+                    await service.daemon.submit(slot.device_id, start)
+                    await service.daemon.submit(
+                        slot.device_id, SessionCommand(action="confirm_head")
+                    )
+            await asyncio.sleep(0.05)
 
 
 def junk_files(directory: Path, base: str, busy_gun: str, junk: int) -> list[tuple[str, Path]]:
