@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from dbus_fast import BusType, Message
+from dbus_fast.aio import MessageBus
 
 from gunctl.daemon import DeviceSlot
 from gunctl.devices import connect_ble
@@ -18,6 +20,7 @@ from gunctl.specs.loader import load_specs
 from gunctl.specs.messages import SetSpeed
 from gunsim import CorruptFrames, DropLink, RefuseConnections
 from gunsim.bluez import ABORT_BY_LOCAL, CANCELED, CONNECTION_ABORTED
+from gunsim.bluez.objects import ADAPTER_PATH
 
 from blehost import SHORT, BleHost, Guns, eventually, run_command
 
@@ -254,3 +257,44 @@ async def test_a_connection_interval_holds_every_frame_for_the_next_event(guns: 
         await host.wait_for(lambda s: s.running)  # telemetry still comes, event by event
     finally:
         await host.close()
+
+
+async def discovery(bus: MessageBus, member: str) -> str | None:
+    """Call Adapter1.StartDiscovery or StopDiscovery as a client; the error's name, if any."""
+    reply = await bus.call(
+        Message(
+            destination="org.bluez",
+            path=ADAPTER_PATH,
+            interface="org.bluez.Adapter1",
+            member=member,
+        )
+    )
+    assert reply is not None
+    return reply.error_name
+
+
+async def test_discovery_is_one_session_per_client_as_in_bluez(guns: Guns, system_bus: str) -> None:
+    first, second = (MessageBus(bus_address=system_bus, bus_type=BusType.SYSTEM) for _ in "12")
+    for bus in (first, second):
+        await bus.connect()
+    try:
+        assert await discovery(first, "StartDiscovery") is None
+        assert await discovery(first, "StartDiscovery") == "org.bluez.Error.InProgress"
+        assert await discovery(second, "StartDiscovery") is None  # another client may
+        assert await discovery(first, "StopDiscovery") is None
+        assert guns.fake.adapter.discovering  # the other client's session goes on
+        assert await discovery(first, "StopDiscovery") == "org.bluez.Error.Failed"
+        assert await discovery(second, "StopDiscovery") is None
+        assert not guns.fake.adapter.discovering  # the last session ended
+    finally:
+        first.disconnect()
+        second.disconnect()
+
+
+async def test_guns_searched_for_at_once_share_one_discovery(guns: Guns) -> None:
+    # every bleak scanner of a process is one BlueZ client: a second discovery of its own
+    # would be refused (InProgress), so gunctl's searches share one
+    wanted = [guns.named[family] for family in ("gunctl-open", "theragun-gen4", "basic-5level")]
+    devices = await asyncio.gather(*(find(p.address, timeout=SHORT) for p in wanted))
+    assert [d.address for d in devices] == [p.address for p in wanted]
+    await eventually(lambda: not guns.fake.adapter.discovering)  # stopped with the last search

@@ -20,6 +20,15 @@ What crosses the radio:
 - ``ReadValue`` on Battery Level (0x2A19) reads the device's battery;
 - ``Disconnect`` detaches the link (the firmware sees the host leave).
 
+Discovery is kept per D-Bus client, as BlueZ keeps it: each client (one bus
+connection; every bleak scanner of a process shares one) has at most one
+discovery session, a second ``StartDiscovery`` from it is refused with
+``org.bluez.Error.InProgress``, a ``StopDiscovery`` without one with
+``org.bluez.Error.Failed`` ("No discovery started"). The adapter discovers,
+and advertisements are heard, while any client has a session. Not modelled:
+BlueZ also ends the session of a client that leaves the bus without stopping
+(here it lasts until the fake closes).
+
 The simulator's own faults (``device.faults``) reach bleak as BlueZ would
 report them: a refused connection is a ``Connect`` error, a dropped link is
 ``Connected=false`` with no ``Disconnect`` call, slow acknowledgements delay the
@@ -36,7 +45,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 
-from dbus_fast import BusType, DBusError, RequestNameReply
+from dbus_fast import BusType, DBusError, Message, MessageType, RequestNameReply
 from dbus_fast.aio import MessageBus
 
 from gunctl.specs.models import DeviceSpec
@@ -45,6 +54,7 @@ from gunsim.bluez.objects import (
     ADAPTER_PATH,
     ERROR_DOES_NOT_EXIST,
     ERROR_FAILED,
+    ERROR_IN_PROGRESS,
     ERROR_NOT_CONNECTED,
     ERROR_NOT_PERMITTED,
     Adapter,
@@ -293,6 +303,8 @@ class FakeBluez:
         self.advertise_period_s = 0.25
         self._bus: MessageBus | None = None
         self._advertiser: asyncio.Task[None] | None = None
+        self._discoveries: set[str] = set()  # the clients (unique bus names) discovering
+        self.caller = ""  # the unique bus name of the method call being served
 
     @property
     def bus(self) -> MessageBus:
@@ -304,6 +316,7 @@ class FakeBluez:
         bus = MessageBus(bus_address=self.bus_address, bus_type=BusType.SYSTEM)
         await bus.connect()
         self._bus = bus
+        bus.add_message_handler(self._note)
         bus.export(ADAPTER_PATH, self.adapter)
         reply = await bus.request_name(BLUEZ_NAME)
         if reply is not RequestNameReply.PRIMARY_OWNER:
@@ -365,14 +378,32 @@ class FakeBluez:
 
     # -- Adapter1 ------------------------------------------------------------
 
-    def start_discovery(self) -> None:
+    def _note(self, message: Message) -> None:
+        """Who calls: the method runs right after this, in the same turn of the loop."""
+        if message.message_type is MessageType.METHOD_CALL:
+            self.caller = message.sender or ""
+
+    def start_discovery(self, client: str) -> None:
+        """``client``'s discovery session: one each, as in BlueZ; a second is InProgress."""
+        if client in self._discoveries:
+            raise DBusError(ERROR_IN_PROGRESS, "Operation already in progress")
+        self._discoveries.add(client)
         if self.adapter.discovering:
             return
         self.adapter.discovering = True
         self.adapter.emit_properties_changed({"Discovering": True})
         self._advertiser = asyncio.get_running_loop().create_task(self._advertise())
 
-    def stop_discovery(self) -> None:
+    def stop_discovery(self, client: str | None = None) -> None:
+        """End ``client``'s session (every one with None); the adapter stops with the last."""
+        if client is None:
+            self._discoveries.clear()
+        elif client in self._discoveries:
+            self._discoveries.remove(client)
+        else:
+            raise DBusError(ERROR_FAILED, "No discovery started")
+        if self._discoveries:
+            return
         if self._advertiser is not None:
             self._advertiser.cancel()
             self._advertiser = None

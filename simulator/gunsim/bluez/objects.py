@@ -31,6 +31,7 @@ ManufacturerDict = Annotated[dict[int, Variant], Sig("a{qv}")]
 
 ADAPTER_PATH = "/org/bluez/hci0"
 ERROR_FAILED = "org.bluez.Error.Failed"
+ERROR_IN_PROGRESS = "org.bluez.Error.InProgress"
 ERROR_NOT_PERMITTED = "org.bluez.Error.NotPermitted"
 ERROR_NOT_CONNECTED = "org.bluez.Error.NotConnected"
 ERROR_INVALID_LENGTH = "org.bluez.Error.InvalidValueLength"
@@ -94,11 +95,11 @@ class Adapter(ServiceInterface):
 
     @dbus_method()
     def StartDiscovery(self) -> None:
-        self.fake.start_discovery()
+        self.fake.start_discovery(self.fake.caller)
 
     @dbus_method()
     def StopDiscovery(self) -> None:
-        self.fake.stop_discovery()
+        self.fake.stop_discovery(self.fake.caller)
 
     @dbus_method()
     def RemoveDevice(self, device: DBusObjectPath) -> None:
