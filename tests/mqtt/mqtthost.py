@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import io
 import json
 import shutil
 import socket
@@ -25,6 +26,7 @@ from typing import Any
 import aiomqtt
 
 from gunctl.config import ServeSettings
+from gunctl.logs import configure
 from gunctl.mqtt.service import Service
 from gunctl.mqtt.topics import Topics
 from gunctl.profiles.loader import load_catalogue
@@ -190,6 +192,19 @@ async def running(settings: ServeSettings, data_dir: Path | None = None) -> Asyn
         yield service
     finally:
         await service.stop()
+
+
+async def logged_at_start(settings: ServeSettings, level: str) -> list[dict[str, Any]]:
+    """What ``gunctl serve`` logs at ``level`` and up while it starts and stops, as dicts."""
+    service = Service(settings, catalogue=load_catalogue())
+    lines = io.StringIO()
+    configure(json=True, level=level, stream=lines)
+    try:
+        await service.start()
+        await service.stop()
+    finally:
+        configure(json=True, level="error")
+    return [json.loads(line) for line in lines.getvalue().splitlines()]
 
 
 @dataclass

@@ -10,22 +10,19 @@ right after it.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mqtthost import Broker, running, watching
+from mqtthost import Broker, logged_at_start, running, watching
 
 from gunctl.clock import Clock
 from gunctl.config import ServeSettings, load_settings
 from gunctl.daemon import Backoff, Daemon, DeviceSlot
 from gunctl.devices import Device
 from gunctl.errors import DeviceNotFoundError
-from gunctl.logs import configure
 from gunctl.mqtt.commands import parse_device_command
-from gunctl.mqtt.service import Service
 from gunctl.mqtt.topics import Topics
 from gunctl.profiles.loader import load_catalogue
 from gunctl.store.history import History
@@ -78,15 +75,7 @@ async def test_a_clean_shutdown_leaves_a_state_that_says_disconnected(
 async def test_serve_warns_at_start_when_the_warning_signs_are_not_acknowledged(
     broker: Broker, make_settings: Settings
 ) -> None:
-    service = Service(make_settings(red_flags_acknowledged=False), catalogue=load_catalogue())
-    lines = io.StringIO()
-    configure(json=True, level="warning", stream=lines)
-    try:
-        await service.start()
-        await service.stop()
-    finally:
-        configure(json=True, level="error")
-    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    logged = await logged_at_start(make_settings(red_flags_acknowledged=False), "warning")
     (warning,) = [e for e in logged if e["event"] == "red_flags_not_acknowledged"]
     assert warning["level"] == "warning"
     assert "red_flags_acknowledged = true" in warning["message"]

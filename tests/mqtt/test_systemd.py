@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import os
 import shutil
 import socket
@@ -19,12 +17,9 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from mqtthost import Broker, running
+from mqtthost import Broker, logged_at_start, running
 
 from gunctl.config import ServeSettings
-from gunctl.logs import configure
-from gunctl.mqtt.service import Service
-from gunctl.profiles.loader import load_catalogue
 from gunctl.systemd import FROZEN_S, Notifier, cpu_priority, watch
 
 pytestmark = pytest.mark.mqtt
@@ -123,15 +118,7 @@ def test_no_watchdog_for_another_process() -> None:
 async def test_serve_says_at_start_what_cpu_priority_it_got(
     make_settings: Callable[..., ServeSettings],
 ) -> None:
-    service = Service(make_settings(), catalogue=load_catalogue())
-    lines = io.StringIO()
-    configure(json=True, level="info", stream=lines)
-    try:
-        await service.start()
-        await service.stop()
-    finally:
-        configure(json=True, level="error")
-    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    logged = await logged_at_start(make_settings(), "info")
     (priority,) = [e for e in logged if e["event"] == "cpu_priority"]
     assert priority["nice"] == os.getpriority(os.PRIO_PROCESS, 0)
     assert priority["policy"] == "other"
