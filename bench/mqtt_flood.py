@@ -19,12 +19,12 @@ The floor, in the same run: the daemon's own kind of connection
 (:class:`gunctl.mqtt.client.Connection`) taking the same flood and doing
 nothing with it, beside a bare 50 Hz asyncio ticker.
 
-``--nice -10`` runs the daemon (this process, every thread of it) at the
-niceness docs/gunctl.service gives ``gunctl serve``, while the broker and the
-publishers stay at 0, as on a machine where the daemon runs under that unit
-(Linux; needs root or CAP_SYS_NICE).
+``--nice -10`` runs the daemon (this process, every thread of it, and its
+session) at the niceness docs/gunctl.service gives ``gunctl serve``, while the
+broker and the publishers run as other services, each in a session of its own
+at 0; ``--hog`` adds a busy neighbour (:mod:`bench.priority`).
 
-    python -m bench.mqtt_flood [--trials 20] [--junk 10000] [--devices 4] [--nice -10]
+    python -m bench.mqtt_flood [--trials 20] [--junk 10000] [--devices 4] [--hog] [--nice N]
 """
 
 from __future__ import annotations
@@ -46,6 +46,14 @@ from typing import Any
 import aiomqtt
 
 from bench.mqtt_stop import SPEC, StopTimes, mosquitto, protocol_of, serving
+from bench.priority import (
+    add_arguments,
+    as_service,
+    cpu_hog,
+    describe,
+    own_session,
+    take_priority,
+)
 from bench.report import percentiles, report
 from gunctl.config import load_settings
 from gunctl.control.supervisor import LoopStats
@@ -108,11 +116,6 @@ def junk_files(directory: Path, base: str, busy_gun: str, junk: int) -> list[tup
     return files
 
 
-def at_plain_priority() -> None:
-    """In a child before it runs its program: niceness 0, whatever the daemon's is."""
-    os.setpriority(os.PRIO_PROCESS, 0, 0)
-
-
 async def flood(port: int, files: list[tuple[str, Path]], spawned: Callable[[], None]) -> float:
     """Publish every line of ``files`` from one process each; return when the broker has all.
 
@@ -135,7 +138,7 @@ async def flood(port: int, files: list[tuple[str, Path]], spawned: Callable[[], 
                     topic,
                     "-l",
                     stdin=lines,
-                    preexec_fn=at_plain_priority,
+                    preexec_fn=as_service,
                 )
             )
     spawned()
@@ -272,11 +275,12 @@ async def trial(
     }
 
 
-async def main(trials: int, junk: int, devices: int, nice: int) -> None:
+async def main(trials: int, junk: int, devices: int, hog_nice: int | None, nice: int) -> None:
     configure(level="error")
+    beside, suffix, priority = describe(hog_nice, nice)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["GUNCTL_DATA_DIR"] = tmp
-        with mosquitto(Path(tmp), preexec_fn=at_plain_priority) as port:
+        with mosquitto(Path(tmp), preexec_fn=as_service) as port:
             results: list[tuple[bool, dict[str, Any]]] = []
             async with serving(port, "flood", devices) as service:
                 gc.freeze()  # as gunctl serve does once started (Service.run)
@@ -331,8 +335,8 @@ async def main(trials: int, junk: int, devices: int, nice: int) -> None:
         }
     )
     report(
-        "mqtt_flood",
-        f"{junk} junk messages then a stop, Mosquitto at defaults, {devices} guns running "
+        f"mqtt_flood{suffix}",
+        f"{junk} junk messages then a stop, Mosquitto at defaults, {devices} guns running{beside} "
         f"(targets: 0 lost; stop topic p99 < {STOP_TOPIC_P99_MS:g} ms; set topic < "
         f"{SET_TOPIC_MAX_S:g} s; loop lateness < {PERIOD_MS:g} ms; {DRAIN_PER_S:,} refused/s)",
         rows,
@@ -342,7 +346,7 @@ async def main(trials: int, junk: int, devices: int, nice: int) -> None:
             "devices": devices,
             "qos": 1,
             "trials": trials,
-            "daemon_nice": nice,
+            **priority,
         },
     )
 
@@ -352,10 +356,9 @@ if __name__ == "__main__":
     parser.add_argument("--trials", type=int, default=20, help="floods, each then a stop")
     parser.add_argument("--junk", type=int, default=10_000, help="junk messages per flood")
     parser.add_argument("--devices", type=int, default=4, help="simulated guns, all running")
-    parser.add_argument(
-        "--nice", type=int, default=0, help="the daemon's niceness (broker and publishers: 0)"
-    )
+    add_arguments(parser)
     args = parser.parse_args()
-    # before any thread starts: every thread of the daemon inherits it
-    os.setpriority(os.PRIO_PROCESS, 0, args.nice)
-    asyncio.run(main(args.trials, args.junk, args.devices, args.nice))
+    own_session(args)
+    with cpu_hog(args.hog) as hog_nice:
+        nice = take_priority(args)  # before any thread starts: every thread inherits it
+        asyncio.run(main(args.trials, args.junk, args.devices, hog_nice, nice))

@@ -92,6 +92,13 @@ def service(argv: list[str], **popen: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, start_new_session=True, text=True, **popen)
 
 
+def as_service() -> None:
+    """``preexec_fn`` for a helper started after :func:`take_priority`: a session of its
+    own and nice 0, as :func:`service` starts one before it."""
+    os.setsid()
+    os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
 @contextlib.contextmanager
 def cpu_hog(on: bool) -> Iterator[int | None]:
     """A busy process pinned to the first core; yields its niceness (None without one)."""
