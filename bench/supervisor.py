@@ -108,6 +108,7 @@ class CpuSplit:
             (asyncio.events.Handle, "_run", None),
             (SimDevice, "receive", "simulator"),
             (Supervisor, "_take_frame", "Supervisor"),
+            (Supervisor, "beat", "Supervisor"),
         ]
         self._originals = [getattr(owner, name) for owner, name, _ in self._patched]
 

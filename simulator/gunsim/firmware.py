@@ -248,8 +248,10 @@ class Firmware:
 
     def status(self) -> Status:
         physics = self.physics
-        # built without validation: every value here is already of the right type
+        # built without validation: every value here is already of the right type; every
+        # field given, since pydantic inspects a default factory's signature on each call
         return Status.model_construct(
+            undocumented={},
             running=self.running,
             speed_ppm=round(physics.speed_ppm),
             level=self.level if self.spec.discrete else None,

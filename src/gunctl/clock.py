@@ -8,9 +8,13 @@ than real time on the simulator. A real device always runs at scale 1.
 """
 
 import asyncio
+import contextlib
+import functools
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from gunctl.errors import GunctlError
 
@@ -21,6 +25,7 @@ class Clock:
             raise ValueError("time scale must be positive")
         self.scale = scale
         self._origin: float | None = None
+        self._metronomes: dict[float, Metronome] = {}
 
     def _loop_time(self) -> float:
         return asyncio.get_running_loop().time()
@@ -58,6 +63,71 @@ class Clock:
     async def sleep_until(self, deadline: float) -> None:
         """Sleep to an absolute deadline, so repeated ticks never drift."""
         await self.sleep(deadline - self.now())
+
+    def call_at(self, deadline: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        """Call ``callback`` at clock time ``deadline``, on the event loop's own timer."""
+        loop = asyncio.get_running_loop()
+        return loop.call_at(loop.time() + (deadline - self.now()) / self.scale, callback)
+
+    def metronome(self, period: float) -> "Metronome":
+        """The one metronome beating every ``period`` on this clock, shared by all who ask."""
+        if period not in self._metronomes:
+            self._metronomes[period] = Metronome(self, period)
+        return self._metronomes[period]
+
+
+class Beating(Protocol):
+    def beat(self, deadline: float) -> None:
+        """Called at each deadline (clock time); returns at once and never raises."""
+        ...
+
+
+class Metronome:
+    """One timer for every control loop on a clock that runs at one rate.
+
+    Fifty times a second per gun, a loop that sleeps on its own pays for a
+    timer, a future and a task woken up; with 64 guns in one daemon that is
+    most of what a tick costs. The metronome keeps one timer and, at each
+    deadline, calls every member's ``beat`` in turn. Deadlines are absolute
+    (start + n periods from the first member's joining), so beats never drift;
+    a beat that comes more than a period late skips the ones it missed.
+    """
+
+    def __init__(self, clock: Clock, period: float) -> None:
+        if period <= 0:
+            raise ValueError("a period must be positive")
+        self.clock = clock
+        self.period = period
+        self._members: list[Beating] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._start = 0.0
+        self._n = 0
+
+    def join(self, member: Beating) -> None:
+        self._members.append(member)
+        if self._timer is None:
+            self._start, self._n = self.clock.now(), 0
+            self._next()
+
+    def leave(self, member: Beating) -> None:
+        with contextlib.suppress(ValueError):
+            self._members.remove(member)
+        if not self._members and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _next(self) -> None:
+        self._n += 1
+        deadline = self._start + self._n * self.period
+        self._timer = self.clock.call_at(deadline, functools.partial(self._beat, deadline))
+
+    def _beat(self, deadline: float) -> None:
+        late = self.clock.now() - deadline
+        if late > self.period:
+            self._n += int(late / self.period)  # skip the beats that were missed
+        self._next()
+        for member in tuple(self._members):
+            member.beat(deadline)
 
 
 # -- the wall clock ------------------------------------------------------------

@@ -38,6 +38,14 @@ from gunctl.specs.speed import STOPPED, Setpoint, setpoint_for
 
 log = structlog.get_logger("gunctl.driver")
 
+# the commands that carry no value, made once: a keepalive goes out five times a second per gun
+STOP, KEEPALIVE, STATUS_REQUEST, VERSION_REQUEST = (
+    Stop(),
+    Keepalive(),
+    StatusRequest(),
+    VersionRequest(),
+)
+
 # Longer than BlueZ's default supervision timeout (420 ms): a real link silent this
 # long is gone, and a loaded host's stalls (tens of ms) stay well inside it.
 ACK_WITHIN_S = 0.5
@@ -65,15 +73,31 @@ class Driver:
         )
         self.stop_unconfirmed = False  # a stop went without response, no frame has confirmed it
         self.setpoint: Setpoint = STOPPED  # the last setpoint written
-        self._last: Command = Stop()  # what a repeat-last keepalive repeats
+        self._last: Command = STOP  # what a repeat-last keepalive repeats
+        # their frames never change, so they are encoded once
+        self._frames: dict[Command, bytes] = {
+            c: self.codec.encode_command(c)
+            for c in (STOP, KEEPALIVE, STATUS_REQUEST, VERSION_REQUEST)
+            if c.kind in spec.commands
+        }
         self.frames_written = 0
 
     def clamp(self, intensity: float, cap: float) -> Setpoint:
         """The setpoint for ``intensity`` under ``cap`` (both 0..1)."""
         return setpoint_for(min(intensity, cap, 1.0), self.spec.capabilities)
 
-    async def run_at(self, intensity: float, cap: float) -> Setpoint:
-        """Write the setpoint for ``intensity``, never above ``cap``."""
+    @property
+    def stops(self) -> int:
+        """Stops written so far: a setpoint decided before one is dropped (``run_at(after=)``)."""
+        return self._stops
+
+    async def run_at(self, intensity: float, cap: float, *, after: int | None = None) -> Setpoint:
+        """Write the setpoint for ``intensity``, never above ``cap``.
+
+        Dropped, and the setpoint in force returned, when a stop has gone out
+        since ``stops`` read ``after`` (when the setpoint was decided), or
+        since the call, while it waited for its turn.
+        """
         setpoint = self.clamp(intensity, cap)
         if setpoint.stopped:
             await self.stop()
@@ -83,7 +107,7 @@ class Driver:
             if setpoint.level is not None
             else SetSpeed(ppm=setpoint.ppm)
         )
-        if await self._write(command):
+        if await self._write(command, after=after):
             self.setpoint = setpoint
             self.stop_unconfirmed = False
         return self.setpoint
@@ -94,26 +118,26 @@ class Driver:
         self._stops += 1
         if self._stop_unacknowledged:
             self.stop_unconfirmed = True
-            await self._write(Stop(), urgent=True, response=False)
+            await self._write(STOP, urgent=True, response=False)
         else:
-            await self._write(Stop(), urgent=True)
+            await self._write(STOP, urgent=True)
 
     async def keepalive(self) -> None:
         """What the spec's strategy sends; a stopped motor's keepalive is always stop."""
         strategy = self.spec.capabilities.keepalive.strategy
         if self.setpoint.stopped:
-            await self._write(Stop())
+            await self._write(STOP)
         elif strategy is KeepaliveStrategy.FIXED:
-            await self._write(Keepalive(), remember=False)
+            await self._write(KEEPALIVE, remember=False)
         elif strategy is KeepaliveStrategy.REPEAT_LAST:
             await self._write(self._last)
 
     async def request_status(self) -> None:
-        await self._write(StatusRequest(), remember=False)
+        await self._write(STATUS_REQUEST, remember=False)
 
     async def request_version(self) -> None:
         if "version_request" in self.spec.commands:
-            await self._write(VersionRequest(), remember=False)
+            await self._write(VERSION_REQUEST, remember=False)
 
     async def read_battery(self) -> float:
         async with self._bounded("battery read"), self._gatt:
@@ -126,12 +150,13 @@ class Driver:
         remember: bool = True,
         urgent: bool = False,
         response: bool | None = None,
+        after: int | None = None,
     ) -> bool:
         """Write ``command``; False if a stop went out while it waited for its turn."""
-        frame = self.codec.encode_command(command)
+        frame = self._frames.get(command) or self.codec.encode_command(command)
         if response is None:
             response = self.codec.with_response(command)
-        stops = self._stops
+        stops = self._stops if after is None else after
         async with self._bounded(command.kind):
             if urgent:
                 await self.link.write(Endpoint.COMMAND, frame, with_response=response)

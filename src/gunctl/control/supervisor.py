@@ -1,10 +1,13 @@
 """The Supervisor: one per connected device, and the only code that writes to it.
 
-It runs a fixed-rate loop against absolute deadlines. Every tick it evaluates
-the rules on time (staleness, hold, session and exposure time), asks the
-session how hard the motor should run, limits how fast that may rise, and
+It runs a fixed-rate loop against absolute deadlines, beaten by the clock's
+metronome (one timer for every Supervisor of a process). Every tick it
+evaluates the rules on time (staleness, hold, session and exposure time), asks
+the session how hard the motor should run, limits how fast that may rise, and
 writes only when needed: a new setpoint, a keepalive the firmware expects, or a
-status poll. The rules that read telemetry run as each frame is decoded, not at
+status poll. A tick that writes nothing runs within the metronome's call, with
+no task woken; one that writes holds the next ticks until its writes are done,
+as a write always held the loop. The rules that read telemetry run as each frame is decoded, not at
 the next tick: the link hands each notification to the Supervisor as it arrives
 (``Link.listen``), the frame is decoded and its rules run there and then, and
 the writes they call for (a stop) go out through one task, in order, without
@@ -56,6 +59,7 @@ from gunctl.requests import STOPS, Request, SessionAction, Start
 from gunctl.specs.codec import DecodeError
 from gunctl.specs.messages import Status, Version
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
+from gunctl.specs.speed import Setpoint
 from gunctl.store.diary import DiaryVerdict
 
 log = structlog.get_logger("gunctl.supervisor")
@@ -210,7 +214,9 @@ class Supervisor:
         # the writes the frames' rules asked for, in the frames' order
         self._actions: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._restop_queued = False  # a stop to write again is queued, once however many frames
-        self._failed: asyncio.Future[None] | None = None  # a frame's handling failed (a bug)
+        self._failed: asyncio.Future[None] | None = None  # a frame's or a tick's handling failed
+        self._writing: asyncio.Task[None] | None = None  # the writes of the last tick, while out
+        self._held: float | None = None  # the first deadline missed while they were out
         self._intensity = 0.0  # the intensity in force, after the slew limit
         self._back_off = 1.0
         self._reported: set[str] = set()  # rules whose stop was announced since the session began
@@ -304,7 +310,7 @@ class Supervisor:
             failed,  # set by a frame whose handling failed
             asyncio.create_task(self._serve_actions(), name="actions"),
             asyncio.create_task(self._serve_requests(), name="requests"),
-            asyncio.create_task(self._loop(), name="tick"),
+            asyncio.create_task(self._keep_time(), name="tick"),
         ]
         if self.spec.gatt.battery is not None:
             tasks.append(asyncio.create_task(self._poll_battery(), name="battery"))
@@ -419,43 +425,84 @@ class Supervisor:
 
     # -- the loop --------------------------------------------------------------
 
-    async def _loop(self) -> None:
-        # asked here, not in run(): the notification reader is listening by now
+    async def _keep_time(self) -> None:
+        """Tick on the clock's metronome for as long as ``run()`` lasts."""
+        # asked here, not in run(): the frame listener is registered by now
         with contextlib.suppress(LinkError):
             await self.driver.request_version()
-        start = self.clock.now()
-        n = 0
-        while True:
-            n += 1
-            deadline = start + n * self.period
-            await self.clock.sleep_until(deadline)
-            now = self.clock.now()
-            late = now - deadline
-            self.loop_stats.record(late, self._record_lateness)
-            paused = self.clock.host_pause(late)
-            if paused:
-                self._paused_s += paused
-                self._pauses.append((now, self._paused_s))
-            if late > self.period:
-                self.loop_stats.overruns += 1
-                n = int((now - start) / self.period)  # skip the ticks that were missed
-            try:
-                await self._tick(now)
-            except LinkError as exc:
-                if not self.link.connected:
-                    return  # the link watcher reports the loss
-                await self._write_failed(exc)
+        metronome = self.clock.metronome(self.period)
+        metronome.join(self)
+        try:
+            await asyncio.get_running_loop().create_future()  # until run() cancels it
+        finally:
+            metronome.leave(self)
+            if self._writing is not None:
+                self._writing.cancel()
 
-    async def _tick(self, now: float) -> None:
+    def beat(self, deadline: float) -> None:
+        """One tick, called by the metronome at ``deadline``; missed while the last one writes."""
+        if self._writing is not None:  # its writes hold the loop, as they always did
+            if self._held is None:
+                self._held = deadline
+            return
+        try:
+            work = self._tick(self._account(deadline))
+            if work is not None:
+                self._writing = asyncio.get_running_loop().create_task(
+                    self._finish_tick(work), name="tick writes"
+                )
+        except Exception as exc:  # a fault in gunctl: run() raises it
+            self._fail(exc)
+
+    def _account(self, deadline: float) -> float:
+        """Count the tick in the loop statistics; the clock time it runs at."""
+        now = self.clock.now()
+        late = now - deadline
+        self.loop_stats.record(late, self._record_lateness)
+        paused = self.clock.host_pause(late)
+        if paused:
+            self._paused_s += paused
+            self._pauses.append((now, self._paused_s))
+        if late > self.period:
+            self.loop_stats.overruns += 1
+        return now
+
+    async def _finish_tick(self, work: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await work()
+        except LinkError as exc:
+            if self.link.connected:  # a lost link is the link watcher's to report
+                await self._write_failed(exc)
+        except Exception as exc:
+            self._fail(exc)
+        self._writing = None
+        held, self._held = self._held, None
+        if held is not None:  # the tick that waited runs now, late
+            self.beat(held)
+
+    def _fail(self, exc: Exception) -> None:
+        if self._failed is not None and not self._failed.done():
+            self._failed.set_exception(exc)
+
+    def _tick(self, now: float) -> Callable[[], Awaitable[None]] | None:
+        """Decide the tick: None when it writes nothing, or the writes to await."""
         dt, self._last_tick = now - self._last_tick, now
         session = self.session
         motor_on = not self.driver.setpoint.stopped
         target = session.advance(now, dt, motor_on) if session is not None else 0.0
-        for verdict in self.rules.check(self._observe(now, motor_on), on_frame=False):
+        verdicts = self.rules.check(self._observe(now, motor_on), on_frame=False)
+        if verdicts:
+            return functools.partial(self._act_then_drive, verdicts, now, target, dt)
+        return self._drive(now, target, dt)
+
+    async def _act_then_drive(
+        self, verdicts: list[Verdict], now: float, target: float, dt: float
+    ) -> None:
+        for verdict in verdicts:
             await self._act(verdict)
-        if self.session is None or self.session.done or self.session.paused is not None:
-            target = 0.0
-        await self._drive(now, target * self._back_off, dt)
+        work = self._drive(now, target, dt)
+        if work is not None:
+            await work()
 
     async def _check_telemetry(self) -> None:
         """Run the telemetry rules on what is known now, and act at once.
@@ -560,7 +607,11 @@ class Supervisor:
             )
         )
 
-    async def _drive(self, now: float, target: float, dt: float) -> None:
+    def _drive(self, now: float, target: float, dt: float) -> Callable[[], Awaitable[None]] | None:
+        """The writes this tick needs (None for none): a new setpoint, a keepalive, a poll."""
+        if self.session is None or self.session.done or self.session.paused is not None:
+            target = 0.0
+        target *= self._back_off
         if target > self._intensity:  # rising is slew-limited; easing off never is
             target = min(target, self._intensity + self.limits.slew_per_s * dt)
         self._intensity = target
@@ -568,28 +619,49 @@ class Supervisor:
         step = session.step if session is not None else None
         cap = step.cap if step is not None else 0.0
         wanted = self.driver.clamp(target, cap)
+        changed = wanted != self.driver.setpoint
         caps = self.spec.capabilities
-        if wanted != self.driver.setpoint:
+        keepalive = caps.keepalive
+        # A fixed keepalive proves the host loop is alive, so it goes out on its own
+        # schedule; for repeat-last, any frame the firmware receives is one.
+        fixed = keepalive.strategy is KeepaliveStrategy.FIXED
+        fed = self._last_keepalive if fixed else now if changed else self._last_write
+        keep = keepalive.period_s is not None and now - fed >= keepalive.period_s
+        poll = (
+            caps.telemetry.mode is TelemetryMode.POLL
+            and now - self._last_poll >= caps.telemetry.period_s
+        )
+        if not (changed or keep or poll):
+            return None
+        # a stop written between this decision and the write drops the setpoint
+        after = self.driver.stops
+        return functools.partial(
+            self._write_tick, now, wanted if changed else None, target, cap, after, keep, poll
+        )
+
+    async def _write_tick(
+        self,
+        now: float,
+        wanted: Setpoint | None,
+        target: float,
+        cap: float,
+        after: int,
+        keep: bool,
+        poll: bool,
+    ) -> None:
+        if wanted is not None:
             if wanted.stopped:
                 await self._stop_now()
             else:
                 if self.driver.setpoint.stopped:
                     self._setpoint_since = now
-                await self.driver.run_at(target, cap)
-                self._stop_written_at = None
+                if not (await self.driver.run_at(target, cap, after=after)).stopped:
+                    self._stop_written_at = None
             self._last_write = now
-        keepalive = caps.keepalive
-        # A fixed keepalive proves the host loop is alive, so it goes out on its own
-        # schedule; for repeat-last, any frame the firmware receives is one.
-        fixed = keepalive.strategy is KeepaliveStrategy.FIXED
-        fed = self._last_keepalive if fixed else self._last_write
-        if keepalive.period_s is not None and now - fed >= keepalive.period_s:
+        if keep:
             await self.driver.keepalive()
             self._last_write = self._last_keepalive = now
-        if (
-            caps.telemetry.mode is TelemetryMode.POLL
-            and now - self._last_poll >= caps.telemetry.period_s
-        ):
+        if poll:
             self._last_poll = now
             await self.driver.request_status()
 
@@ -673,8 +745,7 @@ class Supervisor:
         try:
             self._take_frame(note)
         except Exception as exc:  # a fault in gunctl, not in the frame: run() raises it
-            if self._failed is not None and not self._failed.done():
-                self._failed.set_exception(exc)
+            self._fail(exc)
 
     def _take_frame(self, note: Notification) -> None:
         try:
