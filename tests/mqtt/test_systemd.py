@@ -92,10 +92,11 @@ async def test_ready_then_watchdog_fed_until_a_control_loop_freezes(
             assert frozen is not None
             hang = asyncio.Event()
 
-            async def stuck(now: float) -> None:
+            async def stuck() -> None:
                 await hang.wait()
 
-            monkeypatch.setattr(frozen.supervisor, "_tick", stuck)
+            # the tick's writes: the ticks after it wait for them, as for any write
+            monkeypatch.setattr(frozen.supervisor, "_tick", lambda now: stuck)
             await asyncio.sleep(FROZEN_S + WATCHDOG_S)
             systemd.drain()
             assert await systemd.count("WATCHDOG=1", 3 * WATCHDOG_S) == 0
