@@ -191,7 +191,8 @@ class Intake:
 
     def retained_command(self, device_id: str, message: Incoming) -> None:
         """A retained message on ``<device>/set``: never obeyed."""
-        self._retained(self.topics.result(device_id), device_id, message)
+        if message.payload:  # an empty one clears a retained command, ours or someone's
+            self._retained(self.topics.result(device_id), device_id, message)
 
     def device_stop(self, device_id: str, message: Incoming) -> None:
         """A message on ``<device>/stop``: whatever it says, it stops (or pain-stops)."""
@@ -292,8 +293,6 @@ class Intake:
         self._reply(self.topics.bridge_result, message, {**body, "node": node}, keep=True)
 
     def _retained(self, result: str, device_id: str | None, message: Incoming) -> None:
-        if not message.payload:
-            return  # a retained command being cleared, by us or by someone
         command_id, action = _named(message.payload)
         self.refuse(
             result, device_id, message, command_id, action, CommandError("retained", RETAINED)
