@@ -25,26 +25,19 @@ import structlog
 from gunctl.links.base import Endpoint, Link, LinkError
 from gunctl.specs.codec import Codec, decode_battery_level
 from gunctl.specs.messages import (
+    KEEPALIVE,
+    STATUS_REQUEST,
+    STOP,
+    VALUELESS,
+    VERSION_REQUEST,
     Command,
-    Keepalive,
     SetLevel,
     SetSpeed,
-    StatusRequest,
-    Stop,
-    VersionRequest,
 )
 from gunctl.specs.models import CommandKind, DeviceSpec, KeepaliveStrategy
 from gunctl.specs.speed import STOPPED, Setpoint, setpoint_for
 
 log = structlog.get_logger("gunctl.driver")
-
-# the commands that carry no value, made once: a keepalive goes out five times a second per gun
-STOP, KEEPALIVE, STATUS_REQUEST, VERSION_REQUEST = (
-    Stop(),
-    Keepalive(),
-    StatusRequest(),
-    VersionRequest(),
-)
 
 # Longer than BlueZ's default supervision timeout (420 ms): a real link silent this
 # long is gone, and a loaded host's stalls (tens of ms) stay well inside it.
@@ -76,9 +69,7 @@ class Driver:
         self._last: Command = STOP  # what a repeat-last keepalive repeats
         # their frames never change, so they are encoded once
         self._frames: dict[Command, bytes] = {
-            c: self.codec.encode_command(c)
-            for c in (STOP, KEEPALIVE, STATUS_REQUEST, VERSION_REQUEST)
-            if c.kind in spec.commands
+            c: self.codec.encode_command(c) for c in VALUELESS if c.kind in spec.commands
         }
         self.frames_written = 0
 

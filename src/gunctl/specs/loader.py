@@ -29,13 +29,10 @@ from gunctl.specs.messages import (
     COMMAND_ADAPTER,
     REPORT_ADAPTER,
     STATUS_ATTRIBUTES,
+    VALUELESS,
     Command,
-    Keepalive,
     SetLevel,
     SetSpeed,
-    StatusRequest,
-    Stop,
-    VersionRequest,
 )
 from gunctl.specs.models import CommandKind, DeviceSpec, Direction, ReportKind, hex_to_bytes
 
@@ -177,8 +174,7 @@ def _sendable(spec: DeviceSpec) -> Iterable[Command]:
         yield from (SetSpeed(ppm=caps.speed.min_ppm), SetSpeed(ppm=caps.speed.max_ppm))
     if caps.levels_ppm is not None:
         yield from (SetLevel(level=1), SetLevel(level=len(caps.levels_ppm)))
-    bare = (Stop(), Keepalive(), StatusRequest(), VersionRequest())
-    yield from (command for command in bare if command.kind in spec.commands)
+    yield from (command for command in VALUELESS if command.kind in spec.commands)
 
 
 def _check_sendable(doc: Document, codec: Codec, spec: DeviceSpec) -> Iterable[Problem]:

@@ -47,6 +47,16 @@ Command = Annotated[
     Field(discriminator="kind"),
 ]
 
+# The commands that carry no value, made once: one of each serves every gun (a keepalive
+# goes out five times a second per gun), and the spec loader checks each one a spec has.
+STOP, KEEPALIVE, STATUS_REQUEST, VERSION_REQUEST = (
+    Stop(),
+    Keepalive(),
+    StatusRequest(),
+    VersionRequest(),
+)
+VALUELESS: tuple[Command, ...] = (STOP, KEEPALIVE, STATUS_REQUEST, VERSION_REQUEST)
+
 
 class _Report(DataModel):
     undocumented: dict[str, int | str] = Field(default_factory=dict)  # ints, or hex for bytes
