@@ -13,11 +13,13 @@ flood and, as the machine's own noise, during a quiet spell of the same length
 just before it (same daemon, same guns, no flood), and how many junk messages
 the daemon refused per second from the first to the last (and how many the
 broker dropped from its full queue for the daemon, as it is allowed to), how
-many the network thread shed unread and the most that waited for the event
-loop (:mod:`gunctl.mqtt.handoff`).
-The floor, in the same run: the daemon's own kind of connection
-(:class:`gunctl.mqtt.client.Connection`) taking the same flood and doing
-nothing with it, beside a bare 50 Hz asyncio ticker.
+many the commands process shed unread and the most that waited in it for the
+daemon (:mod:`gunctl.mqtt.screen`). The junk is counted by the commands
+process, which tells the daemon every 20 ms while counts move.
+The floor, in the same run: the commands process's kind of connection (paho,
+in a process of its own, :func:`floor_process`) taking the same flood and
+doing nothing with it but count (told every 20 ms too), beside a bare 50 Hz
+asyncio ticker in the bench's process.
 
 ``--nice -10`` runs the daemon (this process, every thread of it, and its
 session) at the niceness docs/gunctl.service gives ``gunctl serve``, while the
@@ -36,7 +38,9 @@ import gc
 import json
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +48,7 @@ from statistics import median
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 
 from bench.mqtt_stop import SPEC, StopTimes, mosquitto, protocol_of, serving
 from bench.priority import (
@@ -55,11 +60,11 @@ from bench.priority import (
     take_priority,
 )
 from bench.report import percentiles, report
-from gunctl.config import load_settings
+from gunctl.config import MqttSettings
 from gunctl.control.supervisor import LoopStats
 from gunctl.daemon import DeviceSlot
 from gunctl.logs import configure
-from gunctl.mqtt.client import Connection, Incoming
+from gunctl.mqtt.client import acknowledge_now, connect, paho_client
 from gunctl.mqtt.service import Service
 from gunctl.requests import CommandError, SessionCommand, StartCommand
 
@@ -191,33 +196,80 @@ class Drain:
         return self.last - self.first if self.first is not None else 0.0
 
 
-async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float, float]:
-    """The same flood to the daemon's kind of connection, doing nothing with what it gets.
+FLOOR_EVERY_S = 0.02  # as the commands process tells the daemon its counts
 
-    A bare 50 Hz ticker runs beside it: how late a loop gets on this machine
-    with no daemon at all.
+
+def floor_process(port: int) -> None:
+    """The floor's own process: the commands process's kind of connection, counting only.
+
+    Prints ``ready`` once subscribed, then its count every FLOOR_EVERY_S while it
+    moves; ends at the end of stdin.
+    """
+    settings = MqttSettings(host="127.0.0.1", port=port)
+    client = paho_client(settings, "gunctl-floor", None, reconnect=False)
+    count = [0]
+
+    def message(client: paho.Client, *_: Any) -> None:
+        acknowledge_now(client)
+        count[0] += 1
+
+    def report() -> None:
+        told = 0
+        while True:
+            time.sleep(FLOOR_EVERY_S)
+            if count[0] != told:
+                told = count[0]
+                print(told, flush=True)
+
+    client.on_message = message
+    client.on_subscribe = lambda *_: print("ready", flush=True)
+    connect(client, settings)
+    client.subscribe("floor/#", 1)
+    threading.Thread(target=report, daemon=True).start()
+    client.loop_start()
+    sys.stdin.read()
+    client.disconnect()
+    client.loop_stop()
+
+
+async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float, float]:
+    """The same flood to the commands process's kind of connection (paho, in a process of its
+    own), doing nothing with what it gets but count.
+
+    A bare 50 Hz ticker runs beside it in this process: how late a loop gets on
+    this machine with no daemon at all.
     """
     worst = [0.0]
     received = [0]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        f"from bench.mqtt_flood import floor_process; floor_process({port})",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    assert await process.stdout.readline() == b"ready\n"
 
-    def count(_: Incoming) -> None:  # in the connection's network thread
-        received[0] += 1
+    async def counts(stdout: asyncio.StreamReader) -> None:
+        async for line in stdout:
+            received[0] = int(line)
 
-    mqtt = {"host": "127.0.0.1", "port": port}
-    settings = load_settings(None, node_id="floor", mqtt=mqtt, devices={"sim": 1})
-    async with Connection(settings, "gunctl-floor", count) as connection:
-        await connection.subscribe([("floor/#", 1)])
-        drain = Drain(lambda: received[0])
-        watcher = asyncio.create_task(drain.watch())
-        ticking: list[asyncio.Task[None]] = []
-        await flood(
-            port,
-            [(f"floor/{n}", path) for n, (_, path) in enumerate(files)],
-            lambda: ticking.append(asyncio.create_task(ticker(PERIOD_MS / 1000, worst))),
-        )
-        await drain.until_quiet()
-        watcher.cancel()
-        ticking[0].cancel()
+    counter = asyncio.create_task(counts(process.stdout))
+    drain = Drain(lambda: received[0])
+    watcher = asyncio.create_task(drain.watch())
+    ticking: list[asyncio.Task[None]] = []
+    await flood(
+        port,
+        [(f"floor/{n}", path) for n, (_, path) in enumerate(files)],
+        lambda: ticking.append(asyncio.create_task(ticker(PERIOD_MS / 1000, worst))),
+    )
+    await drain.until_quiet()
+    for task in (watcher, ticking[0], counter):
+        task.cancel()
+    process.stdin.close()
+    await process.wait()
     return drain.drained, drain.span_s, worst[0] * 1000
 
 
@@ -244,7 +296,7 @@ async def trial(
     topics = service.bridge.topics
     drain = Drain(lambda: sum(service.bridge.rejected.values()))
     watcher = asyncio.create_task(drain.watch())
-    shed_before = service.bridge.handoff.shed
+    shed_before = service.bridge.rejected["overloaded"]
     published_s = await flood(port, files, lambda: restart_stats(others))
     times = timer.at[target.device_id]
     before = len(times)
@@ -270,8 +322,8 @@ async def trial(
         "quiet_late_ms": worst_late_ms(others),
         "drained": drain.drained,
         "drain_s": drain.span_s,
-        "shed": service.bridge.handoff.shed - shed_before,
-        "most_waiting": service.bridge.handoff.most_waiting,
+        "shed": service.bridge.rejected["overloaded"] - shed_before,
+        "most_waiting": service.bridge.setline.most_waiting,
     }
 
 
@@ -326,7 +378,7 @@ async def main(trials: int, junk: int, devices: int, hog_nice: int | None, nice:
     rows.append(
         {
             **{key: "-" for key in rows[0]},
-            "stop on": "(floor: the connection alone, no daemon)",
+            "stop on": "(floor: the connection alone in a process, no daemon)",
             "trials": len(floors),
             "loop late max ms": round(max(late for _, _, late in floors), 2),
             "junk drained": got,

@@ -153,6 +153,7 @@ async def serving(port: int, node_id: str, devices: int) -> AsyncIterator[Servic
         await service.daemon.wait_connected(10)
         await asyncio.wait_for(service.bridge.connected.wait(), 10)
         await asyncio.wait_for(service.bridge.stopline.connected.wait(), 10)
+        await asyncio.wait_for(service.bridge.setline.connected.wait(), 10)
         yield service
     finally:
         await service.stop()

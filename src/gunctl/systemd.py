@@ -112,8 +112,10 @@ def frozen_loops(service: Service, now: float | None = None) -> list[str]:
 
 
 async def watch(service: Service, notifier: Notifier) -> None:
-    """Say ready once broker and guns are up; then feed the watchdog while every loop ticks."""
+    """Say ready once broker, commands process and guns are up; then feed the watchdog while
+    every loop ticks."""
     await service.bridge.connected.wait()
+    await service.bridge.setline.connected.wait()
     while True:
         try:
             await service.daemon.wait_connected(timeout=3600)

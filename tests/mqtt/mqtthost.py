@@ -189,6 +189,7 @@ async def running(settings: ServeSettings, data_dir: Path | None = None) -> Asyn
     try:
         await service.daemon.wait_connected(10)
         await asyncio.wait_for(service.bridge.connected.wait(), 10)
+        await asyncio.wait_for(service.bridge.setline.connected.wait(), 10)
         yield service
     finally:
         await service.stop()

@@ -1,24 +1,26 @@
-"""Floods, both ways: junk that outruns the event loop is shed but a stop never is; an outbox
-backed up keeps every event and stop result, keeps only the newest state, and bounds answers."""
+"""Floods, both ways: junk never reaches the daemon; commands that outrun it are shed but a stop
+never is; an outbox backed up keeps every event and stop result, keeps only the newest state, and
+bounds answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from mqtthost import MOSQUITTO, Broker, running, watching
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gunctl.config import ServeSettings
 from gunctl.mqtt.commands import MAX_PAYLOAD
 from gunctl.mqtt.handoff import BOUND
 from gunctl.mqtt.outbox import ANSWERS_MAX, Outgoing, as_json
-from gunctl.mqtt.tally import BACKLOG
 
 pytestmark = pytest.mark.mqtt
 
@@ -27,7 +29,32 @@ BROKER_CONFIG = "max_queued_messages 0\n"  # keep all for a slow subscriber: the
 PUBLISH = shutil.which("mosquitto_pub") or str(Path(MOSQUITTO).with_name("mosquitto_pub"))
 
 
-async def test_junk_past_the_bound_is_shed_and_counted_and_a_stop_behind_it_is_obeyed(
+def published_and_answered(broker: Broker, topic: str, lines: Path, answer: str) -> None:
+    """In this thread: publish every line of ``lines`` to ``topic`` (QoS 1), then a command
+    for a device nobody serves, and wait for its answer on ``answer``: the commands process
+    answers that itself, so by then it has read everything before it."""
+    answered = threading.Event()
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="flood")
+    client.on_subscribe = lambda *_: answered.set()
+    client.on_message = lambda *_: answered.set()
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.subscribe(answer, 1)
+        assert answered.wait(10), "no subscription"
+        answered.clear()
+        target = ["-p", str(broker.port), "-q", "1", "-t", topic]
+        with lines.open("rb") as stdin:
+            subprocess.run([PUBLISH, *target, "-l"], stdin=stdin, check=True)
+        marker = ["-p", str(broker.port), "-q", "1", "-t", answer.replace("/result", "/set")]
+        subprocess.run([PUBLISH, *marker, "-m", "mark"], check=True)
+        assert answered.wait(30), "the commands process never got to the end"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+async def test_commands_past_the_bound_are_shed_and_counted_and_a_stop_behind_them_is_obeyed(
     broker: Broker, make_settings: Settings, tmp_path: Path
 ) -> None:
     async with running(make_settings()) as service:
@@ -35,52 +62,40 @@ async def test_junk_past_the_bound_is_shed_and_counted_and_a_stop_behind_it_is_o
         topics = bridge.topics
         (device_id,) = service.daemon.slots
         junk = tmp_path / "junk.txt"
-        # well-formed commands, so that the network thread hands every one on: junk that
-        # is not a command never reaches the hand-off (test_junk_is_refused_in_...)
+        # well-formed commands for the daemon's gun, so that the commands process hands
+        # every one on: junk that is not a command never reaches the daemon (below)
         command = {"action": "confirm_head"}
-        junk.write_text(
-            "".join(json.dumps({**command, "id": f"j{n}"}) + "\n" for n in range(3 * BOUND))
-        )
-        received = bridge.handoff
-
-        def flood() -> None:
-            target = ["-p", str(broker.port), "-q", "1", "-t", topics.set(device_id)]
-            with junk.open("rb") as lines:
-                subprocess.run([PUBLISH, *target, "-l"], stdin=lines, check=True)
-            seen, quiet_since = -1, time.monotonic()
-            while time.monotonic() - quiet_since < 0.2:  # the broker has passed on all it will
-                now = received.shed + len(received)
-                if now != seen:
-                    seen, quiet_since = now, time.monotonic()
-                time.sleep(0.01)
-            stop = json.dumps({"action": "stop", "id": "last"})
-            target = ["-p", str(broker.port), "-q", "1", "-t", topics.set(device_id)]
-            subprocess.run([PUBLISH, *target, "-m", stop], check=True)
-
+        lines = [json.dumps({**command, "id": f"j{n}"}) for n in range(3 * BOUND)]
+        lines.append(json.dumps({"action": "stop", "id": "last"}))
+        junk.write_text("".join(line + "\n" for line in lines))
         async with watching(broker, topics, topics.result(device_id)) as watcher:
-            # The event loop is held here, as a long stall would hold it: the network
-            # thread goes on reading, and only it decides what waits and what is shed.
-            publisher = threading.Thread(target=flood)
+            # The event loop is held here, as a long stall would hold it: the commands
+            # process goes on reading, and only it decides what waits and what is shed.
+            publisher = threading.Thread(
+                target=published_and_answered,
+                args=(broker, topics.set(device_id), junk, topics.result("nobody")),
+            )
             publisher.start()
-            publisher.join(30)
-            deadline = time.monotonic() + 10
-            while len(received) <= BOUND and time.monotonic() < deadline:
-                time.sleep(0.01)  # noqa: ASYNC251  (held on purpose; the stop goes past the bound)
-            assert len(received) == BOUND + 1, "the stop was shed, or never came"
-            assert received.shed > 0
+            publisher.join(60)
             result = (
                 await watcher.until(lambda m: m.json().get("id") == "last", timeout=30)
             ).json()
             assert result["action"] == "stop", result
-        assert bridge.rejected["overloaded"] == received.shed
-        assert bridge.diagnostics()["rejected"]["overloaded"] == received.shed
+        async with asyncio.timeout(10):  # the counts follow the commands
+            while bridge.setline.taken + bridge.rejected["overloaded"] < len(lines):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        shed = bridge.rejected["overloaded"]
+        assert shed > 0
+        assert bridge.setline.taken + shed == len(lines), "a command was lost without a count"
+        assert bridge.setline.most_waiting >= BOUND
+        assert bridge.diagnostics()["rejected"]["overloaded"] == shed
 
 
-async def test_junk_is_refused_in_the_network_thread_and_never_waits_for_the_event_loop(
+async def test_junk_is_refused_in_the_commands_process_and_never_reaches_the_daemon(
     broker: Broker, make_settings: Settings, tmp_path: Path
 ) -> None:
-    """A stranger's device, text that is not JSON, a payload too large: counted as they
-    come in, though the event loop is held; only the few to be answered wait for it."""
+    """A stranger's device, text that is not JSON, a payload too large: counted by the
+    commands process, which hands the daemon's event loop nothing of it but the counts."""
     async with running(make_settings()) as service:
         bridge = service.bridge
         topics = bridge.topics
@@ -90,36 +105,28 @@ async def test_junk_is_refused_in_the_network_thread_and_never_waits_for_the_eve
             "not_json": (topics.set(device_id), "not json"),
             "too_large": (topics.set(device_id), "[" * MAX_PAYLOAD + "]" * MAX_PAYLOAD),
         }
-        before = bridge.rejected
-        received = bridge.handoff
-
-        def flood() -> None:
-            for n, (topic, line) in enumerate(kinds.values()):
-                junk = tmp_path / f"junk-{n}.txt"
-                junk.write_text((line + "\n") * BOUND)
-                target = ["-p", str(broker.port), "-q", "1", "-t", topic]
-                with junk.open("rb") as lines:
-                    subprocess.run([PUBLISH, *target, "-l"], stdin=lines, check=True)
-
-        # The event loop is held, as a long stall would hold it: the counts still move.
-        publisher = threading.Thread(target=flood)
-        publisher.start()
-        publisher.join(30)
-        deadline = time.monotonic() + 10
+        before, taken = bridge.rejected, bridge.setline.taken
+        for n, (topic, line) in enumerate(kinds.values()):
+            junk = tmp_path / f"junk-{n}.txt"
+            junk.write_text((line + "\n") * BOUND)
+            target = ["-p", str(broker.port), "-q", "1", "-t", topic]
+            with junk.open("rb") as lines:
+                publish = await asyncio.create_subprocess_exec(PUBLISH, *target, "-l", stdin=lines)
+                assert await publish.wait() == 0
         counted: dict[str, int] = {}
-        while time.monotonic() < deadline and counted != dict.fromkeys(kinds, BOUND):
-            time.sleep(0.01)  # noqa: ASYNC251  (held on purpose)
-            counted = {reason: bridge.rejected[reason] - before[reason] for reason in kinds}
-        assert counted == dict.fromkeys(kinds, BOUND)
-        assert len(received) <= BACKLOG + 1, "junk waited for the event loop"
-        assert received.shed == 0
-        await bridge.flushed(timeout=10)
+        async with asyncio.timeout(20):
+            while counted != dict.fromkeys(kinds, BOUND):
+                await asyncio.sleep(0.05)
+                counted = {reason: bridge.rejected[reason] - before[reason] for reason in kinds}
+        assert bridge.setline.taken == taken, "junk reached the daemon's event loop"
+        assert bridge.rejected["overloaded"] == 0
         diagnostics = bridge.diagnostics()
         assert diagnostics["guns"][device_id]["refused"] == 2 * BOUND
         assert sum(diagnostics["rejected"].values()) - sum(before.values()) == 3 * BOUND
         async with watching(broker, topics, topics.result(device_id)) as watcher:
             stop = await watcher.command(device_id, {"action": "stop"})
             assert stop["ok"], stop
+        assert bridge.setline.taken == taken + 1
 
 
 async def test_a_backed_up_outbox_keeps_events_and_stop_results_and_coalesces_telemetry(

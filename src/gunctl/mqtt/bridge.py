@@ -14,24 +14,30 @@ Session events and results produced while the broker is away wait there and go
 out after the reconnect; state and telemetry wait as their newest value only
 (:mod:`gunctl.mqtt.outbox`).
 
-The connection reads in a thread of its own (:mod:`gunctl.mqtt.client`),
-which refuses and counts junk on the ``set`` topics there
-(:meth:`gunctl.mqtt.intake.Intake.screen`); the rest reaches the event loop
-through a bounded hand-off taken in short slices (:mod:`gunctl.mqtt.handoff`),
-so a flood of junk never holds up a control loop.
+Commands come in on two other connections, each of its own. The ``set``
+topics, which anyone allowed to publish can flood, are read in a process of
+their own (the commands process, :mod:`gunctl.mqtt.setline`), which refuses
+and counts junk there and hands the daemon only the commands for its guns and
+for the bridge, so that no flood takes the daemon's CPU or its GIL. The
+``stop`` topics are read by the stop line (:mod:`gunctl.mqtt.stopline`), in
+the daemon, which stops every gun also while the commands process is down.
+The main connection reads what is left (other daemons' retained messages,
+Home Assistant's status) in a thread of its own (:mod:`gunctl.mqtt.client`),
+handed to the event loop through a bounded hand-off taken in short slices
+(:mod:`gunctl.mqtt.handoff`).
 
-Incoming commands are parsed here and handed to :meth:`Daemon.submit`, whose
+Incoming commands are parsed and handed to :meth:`Daemon.submit`, whose
 per-gun lane runs them in arrival order with a stop winning over everything
 that arrived before it (:mod:`gunctl.lane`). Every command gets a result on
 ``<device>/result`` and, under MQTT 5, on the message's response topic with its
 correlation data.
 
 Several daemons may share a broker. Each acts only on its own devices. To
-answer a command for a device nobody serves, every daemon also listens to
-``<base>/+/set`` and to the retained availability of every device: a device
-with a retained availability is someone's, and is left alone; for any other,
-the daemon with the lowest node id among the bridges online answers
-``unknown_device``, so exactly one answer comes back.
+answer a command for a device nobody serves, every daemon's commands process
+also listens to ``<base>/+/set`` and to the retained availability of every
+device: a device with a retained availability is someone's, and is left alone;
+for any other, the daemon with the lowest node id among the bridges online
+answers ``unknown_device``, so exactly one answer comes back.
 """
 
 from __future__ import annotations
@@ -57,9 +63,10 @@ from gunctl.mqtt.client import (
     subscription,
 )
 from gunctl.mqtt.handoff import Handoff
-from gunctl.mqtt.intake import Intake, Screened
+from gunctl.mqtt.intake import Intake
 from gunctl.mqtt.neighbours import Neighbours
 from gunctl.mqtt.outbox import Outbox, Outgoing, as_json
+from gunctl.mqtt.setline import SetLine
 from gunctl.mqtt.stopline import StopLine
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
 
@@ -67,6 +74,7 @@ log = structlog.get_logger("gunctl.mqtt")
 
 STATE_COALESCE_S = 0.05
 DEVICE_LIST_WAIT_S = 1.0
+SET_LINE_WAIT_S = 20.0  # the commands process starts in 0.5 s, several on a loaded machine
 
 
 class Bridge:
@@ -86,7 +94,7 @@ class Bridge:
         self.connected = asyncio.Event()  # set while connected and announced
         self.outbox = Outbox()
         self._put = self.outbox.put
-        self.handoff: Handoff[Incoming | Screened] = Handoff(self._dispatch, _urgent)
+        self.handoff: Handoff[Incoming] = Handoff(self._dispatch)
         # one MQTT client id per process: two daemons given the same node id do not
         # take each other's connection over (see _duplicate)
         self.instance = secrets.token_hex(4)
@@ -99,13 +107,20 @@ class Bridge:
             self.handoff,
             mark=self._mark,
             changed=self._counters_changed,
-            answers_for=self.neighbours.answers_for,
         )
         self.stopline = StopLine(
             settings,
             self.topics,
             self.intake,
             f"gunctl-{settings.node_id}-{self.instance}-stop",
+            self.backoff,
+        )
+        self.setline = SetLine(
+            settings,
+            self.topics,
+            self.intake,
+            f"gunctl-{settings.node_id}-{self.instance}-set",
+            self.instance,
             self.backoff,
         )
         self._dirty: set[str] = set()
@@ -136,7 +151,10 @@ class Bridge:
         """Stay connected until :meth:`stop`; then say offline and disconnect."""
         failures = 0
         mqtt = self.settings.mqtt
-        stopline = asyncio.create_task(self.stopline.run(), name="mqtt stop line")
+        lines = [
+            asyncio.create_task(self.stopline.run(), name="mqtt stop line"),
+            asyncio.create_task(self.setline.run(), name="mqtt set line"),
+        ]
         will = Will(self.topics.bridge_state, OFFLINE)
         self.handoff.bind(asyncio.get_running_loop())
         identifier = f"gunctl-{self.settings.node_id}-{self.instance}"
@@ -144,7 +162,7 @@ class Bridge:
             try:
                 password = await asyncio.to_thread(self.settings.mqtt.password)  # a file read
                 async with Connection(
-                    self.settings, identifier, self._receive, will=will, password=password
+                    self.settings, identifier, self.handoff.offer, will=will, password=password
                 ) as connection:
                     failures = 0
                     await self._serve(connection)
@@ -165,8 +183,9 @@ class Bridge:
                     async with asyncio.timeout(delay):
                         await self._stopping.wait()
         self.connected.clear()
-        stopline.cancel()
-        await asyncio.gather(stopline, return_exceptions=True)
+        for line in lines:
+            line.cancel()
+        await asyncio.gather(*lines, return_exceptions=True)
 
     async def flushed(self, timeout: float = 5.0) -> None:
         """Wait until everything queued so far has gone to the broker."""
@@ -193,6 +212,7 @@ class Bridge:
         try:
             await connection.publish(self.topics.bridge_state, ONLINE, qos=1, retain=True)
             await connection.subscribe(self._subscriptions())
+            await self._set_line_up()
             self._announce()
             log.info(
                 "broker_connected",
@@ -228,15 +248,11 @@ class Bridge:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     def _subscriptions(self) -> list[Subscription]:
+        """No ``set`` topic: the broker would queue a flood of junk for this connection too."""
         t = self.topics
-        if self.settings.mqtt.answer_unknown_devices:
-            commands = [t.any_set]  # which matches <base>/bridge/set too: once is enough
-        else:
-            commands = [t.set(d) for d in self.daemon.slots] + [t.bridge_set_all]
         return [
-            *(subscription(self.settings, c, commands=True) for c in [*commands, t.bridge_set]),
             *(
-                subscription(self.settings, topic)
+                subscription(self.settings.mqtt, topic)
                 for topic in (
                     t.any_availability,
                     t.any_bridge_state,
@@ -245,8 +261,21 @@ class Bridge:
                 )
             ),
             # another daemon with this node id publishes here too; our own are left out
-            subscription(self.settings, t.bridge_diagnostics, others_only=True),
+            subscription(self.settings.mqtt, t.bridge_diagnostics, others_only=True),
         ]
+
+    async def _set_line_up(self) -> None:
+        """Announce the guns once their ``set`` topics are read, or after SET_LINE_WAIT_S.
+
+        A command published before the commands process subscribes is read by no
+        one; so availability and state go out when it is up. If it cannot come up,
+        the guns are announced all the same: their stop topics work.
+        """
+        try:
+            async with asyncio.timeout(SET_LINE_WAIT_S):
+                await self.setline.connected.wait()
+        except TimeoutError:
+            log.error("set_line_not_up", waited_s=SET_LINE_WAIT_S)
 
     async def _goodbye(self) -> None:
         """Flush what is queued (the events of the stops), then say offline, device by device."""
@@ -367,6 +396,7 @@ class Bridge:
             "connected": sorted(d for d, s in self.daemon.slots.items() if s.connected),
             "connections": self.connections,
             "stop_line_connections": self.stopline.connections,
+            "set_line": self.setline.stats(),
             "commands": self.intake.commands,
             "rejected": dict(sorted(self.rejected.items())),
             "unanswered": self.intake.unanswered,
@@ -414,25 +444,12 @@ class Bridge:
 
     # -- receiving -----------------------------------------------------------------
 
-    def _receive(self, message: Incoming) -> None:
-        """In the network thread: what the intake does not refuse there goes to the loop."""
-        taken = self.intake.screen(message)
-        if taken is not None:
-            self.handoff.offer(taken)
-
-    def _dispatch(self, message: Incoming | Screened) -> None:
+    def _dispatch(self, message: Incoming) -> None:
         """On the event loop, in the order read: one message from the main connection."""
-        if isinstance(message, Screened):
-            self.intake.device_command(message)
-            return
         t = self.topics
         topic = message.topic
         payload = message.payload
-        if topic in (t.bridge_set_all, t.bridge_set):
-            self.intake.bridge_command(message)
-        elif (device_id := t.device_of(topic, "set")) is not None:
-            self.intake.retained_command(device_id, message)  # the only kind not screened
-        elif (device_id := t.device_of(topic, "availability")) is not None:
+        if (device_id := t.device_of(topic, "availability")) is not None:
             self.neighbours.availability(device_id, payload)
             slot = self.daemon.slots.get(device_id)
             if slot is not None and slot.connected and payload != ONLINE.encode():
@@ -450,18 +467,6 @@ class Bridge:
         elif topic == t.ha_status and payload == ONLINE.encode():
             log.info("home_assistant_online")
             self._announce()
-
-
-def _urgent(message: Incoming | Screened) -> bool:
-    """In the network thread, in a flood: whether a message may be a stop, or is no command.
-
-    A device's stop is known by now (:class:`Screened`); a bridge's stop_all
-    says ``stop``. Anything else on a ``set`` topic may be shed
-    (:mod:`gunctl.mqtt.handoff`).
-    """
-    if isinstance(message, Screened):
-        return message.urgent
-    return not message.topic.endswith("/set") or b"stop" in message.payload
 
 
 def _maker(spec: Any) -> str:

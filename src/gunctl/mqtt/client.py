@@ -1,22 +1,24 @@
 """The one place that builds broker clients and subscription options from the settings.
 
-Two kinds, one per connection:
+Three connections, two kinds of client:
 
-- the main connection (:class:`Connection`) runs paho's network loop in a
-  thread of its own. Anyone allowed to publish can flood the ``set`` topics,
-  and paho reads one packet per call: on the event loop (as aiomqtt runs it),
-  each message cost a trip round the loop and a write registration for its
-  acknowledgement, 0.75 ms a message on a loaded machine, and the control loops
-  waited behind it. In its own thread, the packets are read, acknowledged and
-  screened (:mod:`gunctl.mqtt.handoff`) without the event loop, which takes
-  what passed the screen in batches;
-- the stop line (:mod:`gunctl.mqtt.stopline`) carries nothing but stops and
-  stays on aiomqtt.
+- paho (:func:`paho_client`), its network loop in a thread of its own, for
+  the two connections that may be flooded. paho reads one packet per call:
+  on the event loop (as aiomqtt runs it), each message cost a trip round the
+  loop and a write registration for its acknowledgement, 0.75 ms a message on
+  a loaded machine, and the control loops waited behind it. The main
+  connection (:class:`Connection`) reads in a thread of the daemon's and hands
+  the event loop what it read in batches (:mod:`gunctl.mqtt.handoff`); the
+  connection to the ``set`` topics, which anyone allowed to publish can flood,
+  reads in a process of its own (:mod:`gunctl.mqtt.screen`), since even in a
+  thread paho's time per message held the GIL the control loops need;
+- aiomqtt for the stop line (:mod:`gunctl.mqtt.stopline`), which carries
+  nothing but stops.
 
-Both hand on what arrives as an :class:`Incoming`, so the code that reads
-commands does not depend on either library. Keeping the MQTT libraries' types
-here (and in the modules that move messages) makes their next upgrade a local
-change.
+In the daemon, what arrives is handed on as an :class:`Incoming`, so the code
+that reads commands does not depend on either library. Keeping the MQTT
+libraries' types here (and in the modules that move messages) makes their next
+upgrade a local change.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gunctl.config import ServeSettings
+from gunctl.config import MqttSettings, ServeSettings
 
 if TYPE_CHECKING:
     from aiomqtt.types import PayloadType
@@ -85,6 +87,59 @@ def payload_bytes(payload: PayloadType) -> bytes:
     return str(payload).encode()
 
 
+def acknowledge_now(client: paho.Client) -> None:
+    """Have the kernel acknowledge what the broker sent at once, not up to 40 ms later.
+
+    Mosquitto sends with Nagle's algorithm (its default): while something it
+    sent us is not acknowledged, its next small message waits. Our kernel
+    delays its acknowledgements when we have nothing to send back, so a stop
+    on ``set`` arriving just after an acknowledgement of ours waited 40 ms
+    (bench/mqtt_stop.py: p99 43 ms with 16 guns; 5 ms with this). Called in
+    the network thread with each message and acknowledgement.
+    """
+    sock = client.socket()
+    if QUICKACK is not None and isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+
+
+def paho_client(
+    mqtt: MqttSettings,
+    identifier: str,
+    password: SecretStr | None,
+    *,
+    will: Will | None = None,
+    reconnect: bool,
+) -> paho.Client:
+    """A paho client for the settings (its callbacks are the caller's to set; :func:`connect`).
+
+    ``reconnect``: paho's network loop connects again by itself after a loss
+    (the commands process, :mod:`gunctl.mqtt.screen`); without it, the caller does.
+    """
+    v5 = mqtt.protocol == "5"
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=identifier,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        clean_session=None if v5 else True,
+        reconnect_on_failure=reconnect,
+    )
+    if mqtt.user is not None:
+        secret = password.get_secret_value() if password is not None else None
+        client.username_pw_set(mqtt.user, secret)
+    if will is not None:
+        client.will_set(will.topic, will.payload, will.qos, will.retain)
+    client.connect_timeout = TIMEOUT_S
+    return client
+
+
+def connect(client: paho.Client, mqtt: MqttSettings) -> None:
+    """Connect a :func:`paho_client`; it blocks (DNS, TCP, TLS and its CA file): not on a loop."""
+    if mqtt.tls_ca is not None:
+        client.tls_set(ca_certs=str(mqtt.tls_ca))
+    client.connect(mqtt.host, mqtt.port, mqtt.keepalive_s)
+
+
 def make_client(
     settings: ServeSettings,
     identifier: str,
@@ -109,7 +164,7 @@ def make_client(
 
 
 def subscription(
-    settings: ServeSettings, topic: str, *, commands: bool = False, others_only: bool = False
+    mqtt: MqttSettings, topic: str, *, commands: bool = False, others_only: bool = False
 ) -> Subscription:
     """A QoS 1 subscription to ``topic``.
 
@@ -117,7 +172,7 @@ def subscription(
     retained command is recognised even when it arrives live) and
     ``others_only`` leaves out what this client published itself.
     """
-    if settings.mqtt.protocol != "5":
+    if mqtt.protocol != "5":
         return (topic, 1)
     return (
         topic,
@@ -153,23 +208,11 @@ class Connection:
         will: Will | None = None,
         password: SecretStr | None = None,
     ) -> None:
-        mqtt = settings.mqtt
         self._settings = settings
         self._receive = receive
-        self._v5 = mqtt.protocol == "5"
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=identifier,
-            protocol=paho.MQTTv5 if self._v5 else paho.MQTTv311,
-            clean_session=None if self._v5 else True,
-            reconnect_on_failure=False,  # the bridge reconnects, and announces itself again
-        )
-        if mqtt.user is not None:
-            secret = password.get_secret_value() if password is not None else None
-            client.username_pw_set(mqtt.user, secret)
-        if will is not None:
-            client.will_set(will.topic, will.payload, will.qos, will.retain)
-        client.connect_timeout = TIMEOUT_S
+        self._v5 = settings.mqtt.protocol == "5"
+        # the bridge reconnects, and announces itself again
+        client = paho_client(settings.mqtt, identifier, password, will=will, reconnect=False)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -241,11 +284,7 @@ class Connection:
             await asyncio.shield(done)
 
     def _connect(self) -> None:
-        tls_ca = self._settings.mqtt.tls_ca
-        if tls_ca is not None:
-            self._client.tls_set(ca_certs=str(tls_ca))
-        mqtt = self._settings.mqtt
-        self._client.connect(mqtt.host, mqtt.port, mqtt.keepalive_s)
+        connect(self._client, self._settings.mqtt)
         self._client.loop_start()
 
     async def _close(self) -> None:
@@ -286,21 +325,6 @@ class Connection:
 
     # -- in the network thread: hand over, never block --------------------------------
 
-    @staticmethod
-    def _acknowledge_now(client: paho.Client) -> None:
-        """Have the kernel acknowledge what the broker sent at once, not up to 40 ms later.
-
-        Mosquitto sends with Nagle's algorithm (its default): while something it
-        sent us is not acknowledged, its next small message waits. Our kernel
-        delays its acknowledgements when we have nothing to send back, so a stop
-        on ``set`` arriving just after an acknowledgement of ours waited 40 ms
-        (bench/mqtt_stop.py: p99 43 ms with 16 guns; 5 ms with this).
-        """
-        sock = client.socket()
-        if QUICKACK is not None and isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
-
     def _on_connect(
         self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, *_: Any
     ) -> None:
@@ -318,7 +342,7 @@ class Connection:
             self._loop.call_soon_threadsafe(self._ended, self._connected, error)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        self._acknowledge_now(client)
+        acknowledge_now(client)
         try:
             incoming = Incoming(
                 message.topic,
@@ -333,7 +357,7 @@ class Connection:
     def _on_publish(
         self, client: paho.Client, userdata: Any, mid: int, code: ReasonCode, *_: Any
     ) -> None:
-        self._acknowledge_now(client)
+        acknowledge_now(client)
         self._acks.append((mid, f"a message: {code}" if code.is_failure else None))
         if not self._acks_due:
             self._acks_due = True

@@ -37,6 +37,11 @@ from gunctl.requests import (
 )
 
 MAX_PAYLOAD = 4096  # bytes; anything longer is refused unread
+RETAINED = (
+    "a retained command is never obeyed: the broker would deliver it again on every "
+    "reconnect, and it would run again by itself. Publish commands without the retain "
+    "flag. gunctl cleared it from the broker where it was allowed to."
+)
 
 
 class StopAllCommand(BaseCommand):
@@ -76,6 +81,15 @@ def parse_bridge_command(payload: bytes) -> Received[BridgeCommand]:
         command_id, ignored = _lenient(data)
         return Received(StopAllCommand(action="stop_all", id=command_id), ignored)
     return Received(_validate(data, _BRIDGE, BRIDGE_ACTIONS))
+
+
+def named(payload: bytes) -> tuple[CommandId | None, str | None]:
+    """The id and action a refused payload gave, for its answer, where it can be read."""
+    try:
+        command = parse_device_command(payload).command
+    except CommandError as exc:
+        return exc.command_id, exc.action
+    return command.id, command.action
 
 
 def parse_stop(payload: bytes) -> Received[SessionCommand]:

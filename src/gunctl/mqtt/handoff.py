@@ -1,22 +1,21 @@
-"""From the network thread to the event loop: in order, bounded, in batches, stops never shed.
+"""From the network thread to the event loop: in order, bounded, in batches.
 
 The main connection's network loop runs in a thread of its own
-(:class:`gunctl.mqtt.client.Connection`). Each message it reads and does not
-refuse there (:meth:`gunctl.mqtt.intake.Intake.screen`) is offered here, in
-that thread, and queued for the event loop; the loop is woken once
+(:class:`gunctl.mqtt.client.Connection`). Each message it reads is offered
+here, in that thread, and queued for the event loop; the loop is woken once
 for a batch, not once a message, and takes the queue in slices of at most
 :data:`SLICE_S`, handing the loop back between two slices so that no control
-loop waits behind a flood. Messages keep their order, so a stop still wins
-over exactly the commands that arrived before it (:mod:`gunctl.lane`).
+loop waits behind a flood.
 
-The queue is bounded. Past :data:`BOUND` messages waiting, a flood is
-outrunning the loop: a message that may be a stop (its payload says ``stop``,
-which every stop, pain stop and stop_all does, or it is not a command at all)
-is still queued, up to twice the bound, and anything else is shed and
+The main connection carries no commands (they come from the commands process,
+:mod:`gunctl.mqtt.setline`), but anyone allowed to publish can still flood,
+say, the availability topics. So the queue is bounded: past :data:`BOUND`
+messages waiting, the flood is outrunning the loop, and what comes is shed and
 counted (``overloaded``), to be logged and reported in the bridge's
-diagnostics like every other refusal. What was read is taken even after the
+diagnostics like every refusal. What was read is taken even after the
 connection is lost: the broker has had its acknowledgement, so it will not send
-it again.
+it again. The commands process bounds what waits for the daemon with the same
+:data:`BOUND`, never shedding a stop below twice that (:mod:`gunctl.mqtt.screen`).
 """
 
 from __future__ import annotations
@@ -32,22 +31,16 @@ import structlog
 
 log = structlog.get_logger("gunctl.mqtt")
 
-BOUND = 1000  # messages waiting for the event loop before anything but a stop is shed
+BOUND = 1000  # messages waiting for the event loop (or the daemon) before any is shed
 SLICE_S = 0.002  # the longest the event loop spends on received messages at one go
 
 T = TypeVar("T")
 
 
 class Handoff(Generic[T]):
-    def __init__(
-        self,
-        take: Callable[[T], None],
-        urgent: Callable[[T], bool],
-    ) -> None:
-        """``take`` runs on the event loop for each message; ``urgent`` (in the network
-        thread, past the bound) says whether it may be a stop, or is not a command."""
+    def __init__(self, take: Callable[[T], None]) -> None:
+        """``take`` runs on the event loop for each message."""
         self._take = take
-        self._urgent = urgent
         self._queue: deque[T] = deque()
         self._lock = threading.Lock()
         self._scheduled = False
@@ -61,15 +54,10 @@ class Handoff(Generic[T]):
     def __len__(self) -> int:
         return len(self._queue)
 
-    def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
-        """From the network thread: have the event loop call ``callback``."""
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(callback)
-
     def offer(self, message: T) -> None:
         """In the network thread: queue ``message`` (or shed it), and wake the loop once."""
         waiting = len(self._queue)
-        if waiting >= BOUND and (waiting >= 2 * BOUND or not self._urgent(message)):
+        if waiting >= BOUND:
             self.shed += 1
             return
         with self._lock:

@@ -1,30 +1,29 @@
 """Commands in: read, checked, handed to the gun's lane, answered; refusals counted.
 
-Both broker connections feed this one place: the main one (``set`` topics) and
-the stop line (``stop`` topics, :mod:`gunctl.mqtt.stopline`). Every command gets
-one result on its result topic and, under MQTT 5, on the message's response
-topic with its correlation data.
+Every command reaches this one place on the daemon's event loop, from the
+commands process (``set`` topics, :mod:`gunctl.mqtt.setline`) or from the stop
+line (``stop`` topics, :mod:`gunctl.mqtt.stopline`). Every command gets one
+result on its result topic and, under MQTT 5, on the message's response topic
+with its correlation data.
 
 Refusing is cheap, because anyone allowed to publish can send thousands of bad
-messages. What the topic and payload alone decide is decided in the main
-connection's network thread (:meth:`Intake.screen`), before anything is handed
-to the event loop: a live message on a ``set`` topic for a device nobody here
-serves, or that is not a command (too large, not JSON, invalid), is counted
-there and reaches the event loop only if it is to be answered. The event loop
-gets the commands for its guns' lanes, parsed, and whatever else the bridge
-reads. Junk is answered at QoS 0 and rationed, every refusal is counted and
-logged in aggregate (:mod:`gunctl.mqtt.tally`). Past the hand-off's bound, the
-network thread sheds what cannot be a stop unread (``overloaded``,
-:mod:`gunctl.mqtt.handoff`). A command a lane took gets its result, refused or
-not, at QoS 1.
+messages. What the topic and payload alone decide is decided in the commands
+process (:mod:`gunctl.mqtt.screen`), before anything reaches the daemon: a
+message on a ``set`` topic for a device nobody here serves, that is not a
+command (too large, not JSON, invalid), or that is retained, is refused,
+counted and answered there. The daemon gets the commands for its guns' lanes
+and for the bridge, and the counts (:meth:`Intake.counted`). A command a lane
+took gets its result, refused or not, at QoS 1; every refusal is counted and
+logged in aggregate (:mod:`gunctl.mqtt.tally`).
 
 A retained command is never obeyed: the broker would deliver it again on every
 reconnect and after every restart, so a start would run again by itself. It is
 refused (``retained``), counted, and cleared with an empty retained message on
-its topic where the broker lets gunctl publish there. Under MQTT 5 gunctl
-subscribes with "retain as published", so a command published with the retain
-flag is recognised even when it arrives live; under MQTT 3.1.1 only the copy
-the broker keeps is recognised, on the next (re)connect.
+its topic where the broker lets gunctl publish there (by the commands process
+for ``set``, here for ``stop``). Under MQTT 5 gunctl subscribes with "retain as
+published", so a command published with the retain flag is recognised even
+when it arrives live; under MQTT 3.1.1 only the copy the broker keeps is
+recognised, on the next (re)connect.
 """
 
 from __future__ import annotations
@@ -32,19 +31,18 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from gunctl.config import ServeSettings
 from gunctl.daemon import Daemon
 from gunctl.mqtt import payloads
 from gunctl.mqtt.client import Incoming
 from gunctl.mqtt.commands import (
+    RETAINED,
     Received,
+    named,
     parse_bridge_command,
     parse_device_command,
     parse_stop,
@@ -56,32 +54,6 @@ from gunctl.mqtt.topics import Topics
 from gunctl.requests import STOPS, CommandError, CommandId, DeviceCommand
 
 log = structlog.get_logger("gunctl.mqtt")
-
-COUNTED_S = 0.05  # counts from the network thread reach the diagnostics this often at most
-RETAINED = (
-    "a retained command is never obeyed: the broker would deliver it again on every "
-    "reconnect, and it would run again by itself. Publish commands without the retain "
-    "flag. gunctl cleared it from the broker where it was allowed to."
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Screened:
-    """A live message on a device's ``set`` topic, as the network thread found it.
-
-    Either ``received``, a command for a gun served here, parsed, for its lane;
-    or ``refusal``, refused and counted there, for the event loop to answer.
-    """
-
-    device_id: str
-    message: Incoming
-    received: Received[DeviceCommand] | None = None
-    refusal: CommandError | None = None
-
-    @property
-    def urgent(self) -> bool:
-        """A stop: never shed (:mod:`gunctl.mqtt.handoff`)."""
-        return self.received is not None and self.received.command.action in STOPS
 
 
 class Intake:
@@ -95,7 +67,6 @@ class Intake:
         *,
         mark: Callable[[str], None],
         changed: Callable[[], None],
-        answers_for: Callable[[str], bool],
     ) -> None:
         self.settings = settings
         self.topics = topics
@@ -104,95 +75,38 @@ class Intake:
         self.received = received  # what the main connection read and the loop has not taken
         self._mark = mark  # a device's state changed
         self._changed = changed  # the counters changed
-        self._answers_for = answers_for  # whether this daemon answers for an unknown device
         self.tally = Tally(daemon.slots, lambda: max(len(outbox), len(received)))
-        self._served = {topics.set(device_id): device_id for device_id in daemon.slots}
         self._shed_logged = 0
-        self._counting = False  # counts from the network thread not yet in the diagnostics
         self.commands = 0
 
     @property
     def rejected(self) -> dict[str, int]:
-        """Refused commands, by reason; those shed unread in the network thread included."""
-        return {**self.tally.rejected, "overloaded": self.received.shed}
+        """Refused commands, by reason; those shed unread in a flood included."""
+        rejected = self.tally.rejected
+        rejected["overloaded"] += self.received.shed
+        return rejected
 
     @property
     def unanswered(self) -> int:
         """Refusals of junk not answered (a flood, or too many a second)."""
         return self.tally.unanswered
 
-    # -- in the main connection's network thread -----------------------------------------
-
-    def screen(self, message: Incoming) -> Incoming | Screened | None:
-        """What the event loop is to take of ``message``, if anything; junk stops here.
-
-        A live message on a ``set`` topic is read here: for a gun served here,
-        parsed (a :class:`Screened` command for its lane); for anyone else's, or
-        if it is not a command, refused and counted, and handed on only to be
-        answered. A retained one, and everything that is not on a device's ``set``
-        topic, is handed on as it is. Runs in the network thread: it touches only
-        the tally, which has a lock, and what does not change while serving.
-        """
-        device_id = self._served.get(message.topic)
-        if device_id is None:
-            device_id = self.topics.device_of(message.topic, "set")
-            if device_id is None:
-                return message
-        if message.retain:
-            return message  # refused on the event loop, which clears it from the broker
-        if not message.payload:
-            return None  # a retained command being cleared, by us or by someone
-        if device_id not in self.daemon.slots:
-            if not self._answers_for(device_id):
-                return None  # another daemon answers for it
-            refusal = CommandError(
-                "unknown_device",
-                f"no gunctl instance serves a device {device_id!r} "
-                f"(none has published {self.topics.availability(device_id)})",
-            )
-        else:
-            try:
-                received = parse_device_command(message.payload)
-            except CommandError as exc:
-                refusal = exc
-            else:
-                return Screened(device_id, message, received=received)
-        self.tally.refused(refusal, device_id)
-        if not self._counting:
-            self._counting = True
-            self.received.call_soon_threadsafe(self._counted_soon)
-        if not self.tally.answer_junk():
-            return None
-        return Screened(device_id, message, refusal=refusal)
-
-    def _counted_soon(self) -> None:
-        asyncio.get_running_loop().call_later(COUNTED_S, self._counted)
-
-    def _counted(self) -> None:
-        self._counting = False  # first: a refusal counted from now on calls again
+    def counted(self, rejected: dict[str, int], refused: dict[str, int], unanswered: int) -> None:
+        """What the commands process refused since it last said (:mod:`gunctl.mqtt.setline`)."""
+        self.tally.add(rejected, refused, unanswered)
         self._changed()
 
     # -- what arrives ----------------------------------------------------------------
 
-    def device_command(self, screened: Screened) -> None:
-        """A live message on ``<device>/set`` that the network thread passed on."""
-        device_id, message = screened.device_id, screened.message
-        if screened.received is not None:
-            self._take(device_id, message, screened.received)
+    def device_command(self, device_id: str, message: Incoming) -> None:
+        """A live command on ``<device>/set`` for a gun served here, as the screen passed it."""
+        try:
+            received = parse_device_command(message.payload)
+        except CommandError as exc:  # the screen reads it the same way: never, in practice
+            result = self.topics.result(device_id)
+            self.refuse(result, device_id, message, exc.command_id, exc.action, exc)
             return
-        assert screened.refusal is not None
-        exc = screened.refusal
-        command_id, action = exc.command_id, exc.action
-        if exc.reason == "unknown_device":  # refused by its topic alone: what did it say?
-            command_id, action = _named(message.payload)
-        self._answer_refusal(
-            self.topics.result(device_id), device_id, message, command_id, action, exc
-        )
-
-    def retained_command(self, device_id: str, message: Incoming) -> None:
-        """A retained message on ``<device>/set``: never obeyed."""
-        if message.payload:  # an empty one clears a retained command, ours or someone's
-            self._retained(self.topics.result(device_id), device_id, message)
+        self._take(device_id, message, received)
 
     def device_stop(self, device_id: str, message: Incoming) -> None:
         """A message on ``<device>/stop``: whatever it says, it stops (or pain-stops)."""
@@ -293,7 +207,7 @@ class Intake:
         self._reply(self.topics.bridge_result, message, {**body, "node": node}, keep=True)
 
     def _retained(self, result: str, device_id: str | None, message: Incoming) -> None:
-        command_id, action = _named(message.payload)
+        command_id, action = named(message.payload)
         self.refuse(
             result, device_id, message, command_id, action, CommandError("retained", RETAINED)
         )
@@ -364,31 +278,7 @@ class Intake:
         """Answer on ``topic`` and the response topic; ``keep``: never dropped (a stop's)."""
         text = as_json(body)
         self.outbox.put(Outgoing(topic, text, qos=qos, keep=keep))
-        properties = message.properties
-        response = getattr(properties, "ResponseTopic", None) if properties is not None else None
-        if not response:
-            return
-        if not self._safe_response_topic(response):
-            log.warning("response_topic_refused", topic=response)
-            return
-        reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        correlation = getattr(properties, "CorrelationData", None)
-        if correlation is not None:
-            reply.CorrelationData = correlation
-        self.outbox.put(Outgoing(response, text, qos=qos, properties=reply, keep=keep))
-
-    def _safe_response_topic(self, topic: str) -> bool:
-        """Not a wildcard, and not under gunctl's own or Home Assistant's topics."""
-        if not topic or len(topic) > 256 or "+" in topic or "#" in topic:
-            return False
-        owned = (f"{self.topics.base}/", f"{self.topics.discovery_prefix}/")
-        return not topic.startswith(owned)
-
-
-def _named(payload: bytes) -> tuple[CommandId | None, str | None]:
-    """The id and action a refused payload gave, for its answer, where it can be read."""
-    try:
-        command = parse_device_command(payload).command
-    except CommandError as exc:
-        return exc.command_id, exc.action
-    return command.id, command.action
+        response = self.topics.response(message.properties)
+        if response is not None:
+            topic, properties = response
+            self.outbox.put(Outgoing(topic, text, qos=qos, properties=properties, keep=keep))

@@ -66,7 +66,9 @@ class StopLine:
         t = self.topics
         topics = [t.stop(d) for d in sorted(self.intake.daemon.slots)]
         topics += [t.bridge_stop, t.bridge_stop_all]
-        await subscribe(client, [subscription(self.settings, s, commands=True) for s in topics])
+        await subscribe(
+            client, [subscription(self.settings.mqtt, s, commands=True) for s in topics]
+        )
         self.connections += 1
         self.connected.set()
         log.info("stop_line_connected", topics=len(topics))

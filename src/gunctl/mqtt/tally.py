@@ -1,10 +1,12 @@
 """Refusals counted, logged in aggregate, and answers to junk rationed, from either thread.
 
-Junk is refused in two places (:mod:`gunctl.mqtt.intake`): most of it in the
-main connection's network thread, before it costs the event loop anything, and
-the rest (retained commands, bad bridge commands, starts a gun refuses) on the
-event loop. Both count here, under one lock, so the diagnostics and the log
-see one set of numbers: the log gets the first refusal of a quiet spell in
+Junk is refused in two places. Most of it in the commands process
+(:mod:`gunctl.mqtt.screen`), before it costs the daemon anything: that
+process keeps a tally of its own, in its network thread, logs from it and
+tells the daemon its counts, which the daemon's tally adds (:meth:`Tally.add`).
+The rest (retained stops on the stop line, commands a gun refuses) is refused
+on the daemon's event loop. Each tally counts under a lock, so the diagnostics
+see one set of numbers. The log gets the first refusal of a quiet spell in
 full and then one summary line per :data:`LOG_EVERY_S` with the count per
 reason, never one line per message. Refusals of junk are answered at most
 :data:`JUNK_ANSWERS_PER_S` a second, and not while more than :data:`BACKLOG`
@@ -65,6 +67,15 @@ class Tally:
             unlogged, self._unlogged = self._unlogged, Counter()
         _summary(unlogged)
         log.warning("command_rejected", device=device_id, reason=exc.reason, error=exc.message)
+
+    def add(self, rejected: dict[str, int], refused: dict[str, int], unanswered: int) -> None:
+        """Add what the commands process counted since it last said (it logs its own)."""
+        with self._lock:
+            self._rejected.update(rejected)
+            for device_id, count in refused.items():
+                if device_id in self._by_device:
+                    self._by_device[device_id]["refused"] += count
+            self._unanswered += unanswered
 
     def answer_junk(self) -> bool:
         """Whether a refusal of junk is answered: not in a flood, and not too many a second.

@@ -27,8 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 # the grammar of ids and the base topic is the configuration's, which checks them
 from gunctl.config import BRIDGE, SEGMENT
+
+log = structlog.get_logger("gunctl.mqtt")
 
 ONLINE = "online"
 OFFLINE = "offline"
@@ -129,6 +135,27 @@ class Topics:
     @property
     def ha_status(self) -> str:
         return f"{self.discovery_prefix}/status"
+
+    # -- answering where a command asks -------------------------------------------------
+
+    def response(self, properties: Properties | None) -> tuple[str, Properties] | None:
+        """Under MQTT 5, where a command asks for its result too, and with what correlation.
+
+        None if it asks for none, or if it names a topic gunctl does not reply on: a
+        wildcard, or one under gunctl's own or Home Assistant's topics.
+        """
+        topic = getattr(properties, "ResponseTopic", None) if properties is not None else None
+        if not topic:
+            return None
+        owned = (f"{self.base}/", f"{self.discovery_prefix}/")
+        if len(topic) > 256 or "+" in topic or "#" in topic or topic.startswith(owned):
+            log.warning("response_topic_refused", topic=topic)
+            return None
+        reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        correlation = getattr(properties, "CorrelationData", None)
+        if correlation is not None:
+            reply.CorrelationData = correlation
+        return topic, reply
 
     # -- reading a topic back ------------------------------------------------------
 

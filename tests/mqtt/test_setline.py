@@ -1,0 +1,91 @@
+"""The commands process: it reads the ``set`` topics for the daemon, and when it dies the
+daemon notices, the stop line still stops, and another process takes over."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+
+import pytest
+from mqtthost import Broker, is_event, running, watching
+
+from gunctl.config import ServeSettings
+
+pytestmark = pytest.mark.mqtt
+
+Settings = Callable[..., ServeSettings]
+
+
+async def test_a_command_on_set_goes_through_the_commands_process_to_the_gun(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        bridge = service.bridge
+        topics = bridge.topics
+        (device_id,) = service.daemon.slots
+        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        assert bridge.setline.pid not in (None, os.getpid())
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            started = await watcher.command(device_id, {"action": "start", "protocol": "long"})
+            assert started["ok"], started
+            assert supervisor.running
+            assert bridge.setline.taken == 1
+            diagnostics = await watcher.until(
+                lambda m: m.topic == topics.bridge_diagnostics and m.json()["commands"] == 1
+            )
+            assert diagnostics.json()["set_line"]["connected"]
+            stopped = await watcher.command(device_id, {"action": "stop"})
+            assert stopped["ok"], stopped
+            assert not supervisor.running
+
+
+async def test_the_commands_process_dying_is_noticed_the_stop_line_stops_and_it_comes_back(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        bridge = service.bridge
+        topics = bridge.topics
+        (device_id,) = service.daemon.slots
+        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        async with watching(broker, topics, f"{topics.base}/#") as watcher:
+            assert (await watcher.command(device_id, {"action": "start", "protocol": "long"}))["ok"]
+            assert (await watcher.command(device_id, {"action": "confirm_head"}))["ok"]
+            await watcher.until(is_event(watcher, device_id, "step_started"))
+
+            first = bridge.setline.pid
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            async with asyncio.timeout(10):
+                while bridge.setline.connected.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            # nothing reads set now; a stop on the stop topic still stops the gun
+            since = len(watcher.seen)
+            await watcher.client.publish(topics.stop(device_id), b'{"id": "s1"}', qos=1)
+            result = await watcher.until(
+                lambda m: m.topic == topics.result(device_id) and m.json().get("id") == "s1",
+                since=since,
+            )
+            assert result.json()["ok"], result.json()
+            assert not supervisor.running
+            assert supervisor.driver.setpoint.stopped
+
+            await asyncio.wait_for(bridge.setline.connected.wait(), 20)
+            assert bridge.setline.pid not in (None, first)
+            assert bridge.setline.restarts == 1
+            assert bridge.diagnostics()["set_line"]["restarts"] == 1
+            started = await watcher.command(device_id, {"action": "start", "protocol": "long"})
+            assert started["ok"], started
+            assert supervisor.running
+            assert (await watcher.command(device_id, {"action": "stop"}))["ok"]
+
+
+async def test_the_commands_process_ends_with_the_daemon(
+    broker: Broker, make_settings: Settings
+) -> None:
+    async with running(make_settings()) as service:
+        pid = service.bridge.setline.pid
+        assert pid is not None
+    with pytest.raises(ProcessLookupError):  # ended and reaped, not left behind
+        os.kill(pid, 0)
