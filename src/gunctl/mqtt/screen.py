@@ -122,8 +122,9 @@ class ToDaemon:
     def counted(self) -> None:
         """In the network thread: a count moved; the daemon hears of it within COUNTS_EVERY_S."""
         with self._wake:
-            self._counts_moved = True
-            self._wake.notify()
+            if not self._counts_moved:  # one wake-up per report, not one per refusal
+                self._counts_moved = True
+                self._wake.notify()
 
     def line(self, line: dict[str, Any]) -> None:
         """Anything else for the daemon, at once (its connections)."""
@@ -227,22 +228,17 @@ class Screen:
 
     def _screen(self, message: paho.MQTTMessage) -> None:
         topic, payload, t = message.topic, bytes(message.payload), self.topics
-        if (device := t.device_of(topic, "availability")) is not None:
-            self.neighbours.availability(device, payload)
-            return
-        if (node := t.node_of(topic, "state")) is not None:
-            self.neighbours.bridge_state(node, payload)
-            return
-        if not payload:
-            return  # a retained command being cleared, by us or by someone
         bridge_result = self._bridge.get(topic)
         device_id = self._served.get(topic)
         if bridge_result is None and device_id is None:
             device_id = t.device_of(topic, "set")
             if device_id is None:
+                self._neighbour(topic, payload)
                 return
-            if not message.retain and not self._answers_for(device_id):
+            if payload and not message.retain and not self._answers_for(device_id):
                 return  # another daemon answers for it
+        if not payload:
+            return  # a retained command being cleared, by us or by someone
         result = bridge_result or t.result(device_id)  # type: ignore[arg-type]
         properties = getattr(message, "properties", None)
         if message.retain:
@@ -276,6 +272,13 @@ class Screen:
             if correlation is not None:
                 line["correlation"] = bytes(correlation).hex()
         self.out.command(line, urgent=action in (*STOPS, "stop_all"), device_id=device_id)
+
+    def _neighbour(self, topic: str, payload: bytes) -> None:
+        """Another daemon's retained availability or bridge state: who answers for strangers."""
+        if (device := self.topics.device_of(topic, "availability")) is not None:
+            self.neighbours.availability(device, payload)
+        elif (node := self.topics.node_of(topic, "state")) is not None:
+            self.neighbours.bridge_state(node, payload)
 
     def _answers_for(self, device_id: str) -> bool:
         return self.setup.mqtt.answer_unknown_devices and self.neighbours.answers_for(device_id)

@@ -65,7 +65,6 @@ class SetLine:
         instance: str,
         backoff: Backoff,
     ) -> None:
-        self.settings = settings
         self.topics = topics
         self.intake = intake
         self.backoff = backoff
