@@ -75,9 +75,9 @@ MUTATIONS = [
     Mutation(
         "telemetry rules wait for the tick, not the frame",
         "src/gunctl/control/supervisor.py",
-        "        self.telemetry.update(values, note.received_at)\n"
+        "        self.telemetry.update(report, note.received_at)\n"
         "        self._act_later(self._telemetry_verdicts(note.received_at))\n",
-        "        self.telemetry.update(values, note.received_at)\n",
+        "        self.telemetry.update(report, note.received_at)\n",
         (f"{CONTROL}/test_latched_faults.py", f"{CONTROL}/test_rules.py"),
     ),
     Mutation(
@@ -156,7 +156,7 @@ MUTATIONS = [
     Mutation(
         "a stop written without response is not written again while the motor runs",
         "src/gunctl/control/supervisor.py",
-        "            self._confirm_stop(report)\n",
+        '            self._confirm_stop(report.get("running"))\n',
         "            pass\n",
         (f"{CONTROL}/test_hung_link.py",),
     ),

@@ -270,3 +270,34 @@ def test_well_framed_garbage_decodes_or_raises_decode_error(spec: DeviceSpec, da
         frame = codec._frame(header, message, payload)
         with contextlib.suppress(DecodeError):
             decode(frame)
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.name)
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_telemetry_holds_what_a_validated_report_holds(spec: DeviceSpec, data) -> None:
+    """The Supervisor's status values, built without pydantic, are decode_report's, refusals too."""
+    codec = Codec(spec)
+    message = spec.reports[data.draw(st.sampled_from(sorted(spec.reports)))]
+    payload = data.draw(st.binary(min_size=message.payload_size, max_size=message.payload_size))
+    frame = codec._frame(hex_to_bytes(spec.frame.device_header), message, payload)
+    outcomes = []
+    for decode in (codec.decode_report, codec.decode_telemetry):
+        try:
+            outcomes.append(decode(frame))
+        except DecodeError as exc:
+            outcomes.append(exc.reason)
+    report, telemetry = outcomes
+    if isinstance(report, DecodeFailure):
+        assert telemetry is report
+        return
+    if isinstance(report, Version):
+        assert telemetry == report
+        return
+    assert isinstance(report, Status)
+    assert isinstance(telemetry, dict)
+    assert set(telemetry) - {"undocumented"} == spec.documented_fields
+    for name, value in telemetry.items():
+        held = getattr(report, name)
+        assert value == held
+        assert type(value) is type(held)

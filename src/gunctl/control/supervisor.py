@@ -57,7 +57,7 @@ from gunctl.links.base import Endpoint, Link, LinkError, Notification
 from gunctl.profiles.plan import Key, Plan, Want, wants
 from gunctl.requests import STOPS, Request, SessionAction, Start
 from gunctl.specs.codec import DecodeError
-from gunctl.specs.messages import Status, Version
+from gunctl.specs.messages import Version
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 from gunctl.specs.speed import Setpoint
 from gunctl.store.diary import DiaryVerdict
@@ -197,8 +197,6 @@ class Supervisor:
         self.bus = bus or EventBus()
         self.driver = Driver(spec, link)
         self.telemetry = Telemetry(self._trusted(spec))
-        # the trusted fields a status frame carries, picked once rather than per frame
-        self._status_fields = tuple(sorted(self.telemetry.trusted & set(Status.model_fields)))
         self.loop_stats = LoopStats()
         self.link_stats = LinkStats()
         self.firmware: str | None = None
@@ -749,7 +747,7 @@ class Supervisor:
 
     def _take_frame(self, note: Notification) -> None:
         try:
-            report = self.driver.codec.decode_report(note.data)
+            report = self.driver.codec.decode_telemetry(note.data)
         except DecodeError as exc:
             self.link_stats.decode_errors += 1
             log.warning(
@@ -762,16 +760,15 @@ class Supervisor:
         if isinstance(report, Version):
             self.firmware = str(report)
             return
-        if self._out_of_order(report):
+        if self._out_of_order(report.get("seq")):
             self.link_stats.out_of_order += 1
             return
         self.link_stats.frames += 1
         self.link_stats.coalesced = self.link.coalesced
-        values = {name: getattr(report, name) for name in self._status_fields}
-        self.telemetry.update(values, note.received_at)
+        self.telemetry.update(report, note.received_at)
         self._act_later(self._telemetry_verdicts(note.received_at))
         if self.driver.stop_unconfirmed:
-            self._confirm_stop(report)
+            self._confirm_stop(report.get("running"))
 
     def _act_later(self, verdicts: list[Verdict]) -> None:
         """Queue the writes a frame's verdicts call for; a frame with none queues nothing."""
@@ -783,11 +780,11 @@ class Supervisor:
             action = await self._actions.get()
             await action()
 
-    def _confirm_stop(self, report: Status) -> None:
+    def _confirm_stop(self, running: bool | None) -> None:
         """A stop written without response goes again with each frame still reporting it running."""
-        if report.running is False:
+        if running is False:
             self.driver.stop_unconfirmed = False
-        elif report.running and self.driver.setpoint.stopped and not self._restop_queued:
+        elif running and self.driver.setpoint.stopped and not self._restop_queued:
             self._restop_queued = True
             self._actions.put_nowait(self._stop_again)
 
@@ -798,13 +795,13 @@ class Supervisor:
         except LinkError as exc:
             await self._write_failed(exc)
 
-    def _out_of_order(self, report: Status) -> bool:
+    def _out_of_order(self, seq: int | None) -> bool:
         """A frame older than one already seen (delayed or reordered) is dropped."""
-        if report.seq is None or "seq" not in self.telemetry.trusted:
+        if seq is None or "seq" not in self.telemetry.trusted:
             return False
-        if self._last_seq is not None and not 0 < (report.seq - self._last_seq) % 65536 < 32768:
+        if self._last_seq is not None and not 0 < (seq - self._last_seq) % 65536 < 32768:
             return True
-        self._last_seq = report.seq
+        self._last_seq = seq
         return False
 
     async def _poll_battery(self) -> None:

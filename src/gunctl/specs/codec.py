@@ -8,12 +8,13 @@ method either becomes a message or raises DecodeError, never anything else.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -28,6 +29,7 @@ from gunctl.specs.messages import (
     SetLevel,
     SetSpeed,
     Status,
+    Version,
 )
 from gunctl.specs.models import (
     CommandKind,
@@ -95,12 +97,26 @@ class _Field:
 
 @dataclass(frozen=True)
 class _Shape:
-    """What choosing a message by its payload needs, worked out once per message."""
+    """What choosing a message by its payload and reading it needs, worked out once per message."""
 
     kind: str
     message: MessageSpec
     size: int  # payload bytes
     consts: int  # fields with a constant value: the more, the more specific the message
+    raws: Callable[[bytes], tuple[Any, ...]]  # payload -> every field's raw value, in order
+    # (name, documented, value) of each field without a constant, by its place in ``raws``
+    reads: tuple[tuple[int, str, bool, Callable[[Any], Any]], ...]
+
+
+@dataclass(frozen=True)
+class _Checksum:
+    """A frame's checksum, resolved once: its function, what it covers, how it is written."""
+
+    function: Callable[[bytes], int]
+    start: int  # first covered byte
+    trailing: int  # bytes after the covered ones: the checksum itself, when it ends the frame
+    size: int
+    order: Literal["big", "little"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +177,24 @@ class Codec:
         )
         self._host_header = hex_to_bytes(frame.host_header)
         self._device_header = hex_to_bytes(frame.device_header)
+        # where each part of a frame sits, and its checksum's function, worked out once
+        self._header_at = self._layout.offset(Part.HEADER, 0)
+        self._length_at = (
+            self._layout.offset(Part.LENGTH, 0) if Part.LENGTH in frame.parts else None
+        )
+        self._opcode_at = self._layout.offset(Part.OPCODE, 0)
+        self._checksum_at = self._layout.offset(Part.CHECKSUM, 0) if frame.checksum else 0
+        self._checksum = (
+            None
+            if frame.checksum is None
+            else _Checksum(
+                functools.partial(checksum, frame.checksum.kind),
+                frame.checksum.start,
+                self._layout.checksum_size if self._layout.suffix[-1:] == (Part.CHECKSUM,) else 0,
+                frame.checksum.kind.size,
+                frame.checksum.byte_order or frame.byte_order,
+            )
+        )
         self._fields = {
             id(m): self._compile(m) for m in [*spec.commands.values(), *spec.reports.values()]
         }
@@ -169,13 +203,36 @@ class Codec:
         self._commands = self._by_opcode([(k.value, m) for k, m in spec.commands.items()])
         self._reports = self._by_opcode([(k.value, m) for k, m in spec.reports.items()])
 
-    @staticmethod
-    def _by_opcode(messages: list[tuple[str, MessageSpec]]) -> dict[int, list[_Shape]]:
+    def _by_opcode(self, messages: list[tuple[str, MessageSpec]]) -> dict[int, list[_Shape]]:
         out: dict[int, list[_Shape]] = {}
         for kind, m in messages:
             consts = sum(f.const is not None for f in m.fields)
-            out.setdefault(m.opcode, []).append(_Shape(kind, m, m.payload_size, consts))
+            fields = self._fields[id(m)]
+            reads = tuple(
+                (i, f.spec.name, f.spec.documented, _checked(kind, f))
+                for i, f in enumerate(fields)
+                if f.spec.const is None
+            )
+            shape = _Shape(kind, m, m.payload_size, consts, self._reader(fields), reads)
+            out.setdefault(m.opcode, []).append(shape)
         return out
+
+    @staticmethod
+    def _reader(fields: list[_Field]) -> Callable[[bytes], tuple[Any, ...]]:
+        """Every field of a payload in one unpacking when they share a byte order (the usual)."""
+        orders = {f.packer.format[0] for f in fields if f.packer is not None}
+        if len(orders) <= 1:
+            codes = "".join(
+                f"{f.end - f.offset}s" if f.packer is None else f.packer.format[1:] for f in fields
+            )
+            whole = struct.Struct((orders.pop() if orders else "<") + codes)
+            return whole.unpack_from
+        return lambda payload: tuple(
+            payload[f.offset : f.end]
+            if f.packer is None
+            else f.packer.unpack_from(payload, f.offset)[0]
+            for f in fields
+        )
 
     def _compile(self, message: MessageSpec) -> list[_Field]:
         out, at = [], 0
@@ -203,7 +260,7 @@ class Codec:
     def decode_command(self, data: bytes) -> Command:
         opcode, payload = self._unframe(data, self._host_header)
         shape = self._choose(self._commands.get(opcode, []), payload, opcode)
-        command = _validated(COMMAND_ADAPTER, self._values(shape.message, payload), shape)
+        command = _validated(COMMAND_ADAPTER, self._values(shape, payload), shape)
         try:
             self._check_setpoint(command)
         except EncodeError as exc:
@@ -219,7 +276,31 @@ class Codec:
     def decode_report(self, data: bytes) -> Report:
         opcode, payload = self._unframe(data, self._device_header)
         shape = self._choose(self._reports.get(opcode, []), payload, opcode)
-        return _validated(REPORT_ADAPTER, self._values(shape.message, payload), shape)
+        return _validated(REPORT_ADAPTER, self._values(shape, payload), shape)
+
+    def decode_telemetry(self, data: bytes) -> dict[str, Any] | Version:
+        """A status frame's values, as ``Status`` would hold them; any other report validated.
+
+        The Supervisor's hot path: every gun decodes 25 frames a second, and
+        building a pydantic ``Status`` for each (its validator, then reading the
+        fields back out) was a fifth of a frame's cost. Nothing is left unchecked
+        by skipping it: a status frame's values come only from the converters
+        compiled from the spec, whose output types are fixed (a float for a
+        scaled field, an int for a whole number, a bool for a flag, a frozenset
+        of names for flags), and the names a ``values`` field can take are put
+        through ``Status``'s own validation once, when the codec is built
+        (``_checked``), so a code whose name ``Status`` refuses is refused here
+        too (``BAD_VALUE``). ``decode_report`` gives the same values as a
+        validated ``Status``, for every edge (captures, tools, the simulator).
+        """
+        opcode, payload = self._unframe(data, self._device_header)
+        shape = self._choose(self._reports.get(opcode, []), payload, opcode)
+        values = self._values(shape, payload)
+        if shape.kind == ReportKind.STATUS.value:
+            return values
+        report = _validated(REPORT_ADAPTER, values, shape)
+        assert isinstance(report, Version)  # the only other report
+        return report
 
     def with_response(self, command: Command) -> bool:
         return self.spec.commands[CommandKind(command.kind)].with_response
@@ -241,47 +322,40 @@ class Codec:
             frame[at : at + layout.checksum_size] = self._checksum_bytes(bytes(frame))
         return bytes(frame)
 
-    def _covered(self, frame: bytes) -> bytes:
-        assert self.spec.frame.checksum is not None
-        end = len(frame)
-        if self._layout.suffix and self._layout.suffix[-1] is Part.CHECKSUM:
-            end -= self._layout.checksum_size
-        return frame[self.spec.frame.checksum.start : end]
-
     def _checksum_bytes(self, frame: bytes) -> bytes:
-        assert self.spec.frame.checksum is not None
-        spec = self.spec.frame.checksum
-        order = spec.byte_order or self.spec.frame.byte_order
-        return checksum(spec.kind, self._covered(frame)).to_bytes(spec.kind.size, order)
+        """The checksum over the covered bytes: from its start to the end, itself excluded."""
+        assert self._checksum is not None
+        covered = frame[self._checksum.start : len(frame) - self._checksum.trailing]
+        return self._checksum.function(covered).to_bytes(self._checksum.size, self._checksum.order)
 
     def _unframe(self, data: bytes, header: bytes) -> tuple[int, bytes]:
         layout = self._layout
-        if len(data) < layout.overhead:
+        total = len(data)
+        if total < layout.overhead:
             raise DecodeError(
                 DecodeFailure.TOO_SHORT,
-                f"{len(data)} bytes, a frame has at least {layout.overhead}",
+                f"{total} bytes, a frame has at least {layout.overhead}",
             )
-        total = len(data)
-        at = layout.offset(Part.HEADER, total)
+        at = self._header_at if self._header_at >= 0 else total + self._header_at
         if data[at : at + len(header)] != header:
             raise DecodeError(DecodeFailure.BAD_HEADER, f"expected {header.hex(' ')}")
         payload = data[layout.head : total - layout.tail]
-        if Part.LENGTH in self.spec.frame.parts:
-            declared = data[layout.offset(Part.LENGTH, total)]
+        if self._length_at is not None:
+            declared = data[self._length_at if self._length_at >= 0 else total + self._length_at]
             if declared != len(payload):
                 raise DecodeError(
                     DecodeFailure.BAD_LENGTH,
                     f"length byte says {declared}, payload is {len(payload)}",
                 )
-        if self.spec.frame.checksum is not None:
-            at = layout.offset(Part.CHECKSUM, total)
+        if self._checksum is not None:
+            at = self._checksum_at if self._checksum_at >= 0 else total + self._checksum_at
             found = data[at : at + layout.checksum_size]
             expected = self._checksum_bytes(data)
             if found != expected:
                 raise DecodeError(
                     DecodeFailure.BAD_CHECKSUM, f"found {found.hex()}, expected {expected.hex()}"
                 )
-        return data[layout.offset(Part.OPCODE, total)], payload
+        return data[self._opcode_at if self._opcode_at >= 0 else total + self._opcode_at], payload
 
     # -- payloads ------------------------------------------------------------
 
@@ -300,7 +374,7 @@ class Codec:
             shape
             for shape in candidates
             if shape.size == len(payload)
-            and (not shape.consts or self._consts_match(shape.message, payload))
+            and (not shape.consts or self._consts_match(shape, payload))
         ]
         if not fitting:
             sizes = sorted({shape.size for shape in candidates})
@@ -310,43 +384,26 @@ class Codec:
             )
         return max(fitting, key=lambda shape: shape.consts)
 
-    def _consts_match(self, message: MessageSpec, payload: bytes) -> bool:
+    def _consts_match(self, shape: _Shape, payload: bytes) -> bool:
         return all(
-            field.const is None or raw == field.const
-            for field, raw in self._raw_fields(message, payload)
+            f.spec.const is None or raw == f.spec.const
+            for f, raw in zip(self._fields[id(shape.message)], shape.raws(payload), strict=True)
         )
 
-    def _raw_fields(self, message: MessageSpec, payload: bytes) -> list[tuple[FieldSpec, Any]]:
-        return [
-            (
-                f.spec,
-                payload[f.offset : f.end]
-                if f.packer is None
-                else f.packer.unpack_from(payload, f.offset)[0],
-            )
-            for f in self._fields[id(message)]
-        ]
-
-    def _values(self, message: MessageSpec, payload: bytes) -> dict[str, Any]:
+    def _values(self, shape: _Shape, payload: bytes) -> dict[str, Any]:
         values: dict[str, Any] = {}
         undocumented: dict[str, int | str] = {}
-        for f in self._fields[id(message)]:
-            field = f.spec
-            if field.const is not None:
-                continue
-            raw: Any = (
-                payload[f.offset : f.end]
-                if f.packer is None
-                else f.packer.unpack_from(payload, f.offset)[0]
-            )
-            if not field.documented:
-                undocumented[field.name] = raw.hex() if isinstance(raw, bytes) else raw
+        raws = shape.raws(payload)
+        for i, name, documented, value in shape.reads:
+            raw = raws[i]
+            if not documented:
+                undocumented[name] = raw.hex() if isinstance(raw, bytes) else raw
                 continue
             try:
-                values[field.name] = f.value(raw)
+                values[name] = value(raw)
             except KeyError:  # a code the field's values do not list
                 raise DecodeError(
-                    DecodeFailure.BAD_VALUE, f"{field.name} code {raw} is unknown"
+                    DecodeFailure.BAD_VALUE, f"{name} code {raw} is unknown"
                 ) from None
         if undocumented:
             values["undocumented"] = undocumented
@@ -423,6 +480,23 @@ def _converter(field: FieldSpec) -> Callable[[Any], Any]:
     if field.name in INTEGER_ATTRIBUTES:
         return lambda raw: round(raw * scale)
     return lambda raw: round(raw * scale, 9)  # no 25.200000000000003
+
+
+def _checked(kind: str, field: _Field) -> Callable[[Any], Any]:
+    """A field's value as its report holds it: a status name ``Status`` refuses is an unknown code.
+
+    Each name a ``values`` field lists is validated once, here, so that
+    ``Codec.decode_telemetry``, which builds no ``Status``, refuses what
+    ``decode_report`` would refuse (``BAD_VALUE``).
+    """
+    spec = field.spec
+    if kind != ReportKind.STATUS.value or spec.values is None or not spec.documented:
+        return field.value
+    accepted: dict[int, Any] = {}
+    for code, name in spec.values.items():
+        with contextlib.suppress(ValidationError):
+            accepted[code] = getattr(Status.model_validate({spec.name: name}), spec.name)
+    return accepted.__getitem__  # KeyError for a code it does not list or Status refuses
 
 
 def _validated(adapter: TypeAdapter[T], values: dict[str, Any], shape: _Shape) -> T:
