@@ -66,16 +66,25 @@ class Driver:
         )
         self.stop_unconfirmed = False  # a stop went without response, no frame has confirmed it
         self.setpoint: Setpoint = STOPPED  # the last setpoint written
+        self._clamped: tuple[float, Setpoint] = (0.0, STOPPED)  # the last clamp asked for
         self._last: Command = STOP  # what a repeat-last keepalive repeats
-        # their frames never change, so they are encoded once
-        self._frames: dict[Command, bytes] = {
-            c: self.codec.encode_command(c) for c in VALUELESS if c.kind in spec.commands
+        # their frames never change, so they are encoded once (by kind: nothing else tells
+        # one from another)
+        self._frames: dict[str, bytes] = {
+            c.kind: self.codec.encode_command(c) for c in VALUELESS if c.kind in spec.commands
         }
         self.frames_written = 0
 
     def clamp(self, intensity: float, cap: float) -> Setpoint:
-        """The setpoint for ``intensity`` under ``cap`` (both 0..1)."""
-        return setpoint_for(min(intensity, cap, 1.0), self.spec.capabilities)
+        """The setpoint for ``intensity`` under ``cap`` (both 0..1).
+
+        Asked on every tick, and in a hold with the same answer: the last one is
+        kept, and worked out again only when the clamped intensity changes.
+        """
+        bounded = min(intensity, cap, 1.0)
+        if bounded != self._clamped[0]:  # NaN never equals: always worked out (to a stop)
+            self._clamped = (bounded, setpoint_for(bounded, self.spec.capabilities))
+        return self._clamped[1]
 
     @property
     def stops(self) -> int:
@@ -144,7 +153,7 @@ class Driver:
         after: int | None = None,
     ) -> bool:
         """Write ``command``; False if a stop went out while it waited for its turn."""
-        frame = self._frames.get(command) or self.codec.encode_command(command)
+        frame = self._frames.get(command.kind) or self.codec.encode_command(command)
         if response is None:
             response = self.codec.with_response(command)
         stops = self._stops if after is None else after

@@ -86,9 +86,9 @@ class Telemetry:
         return self.values.get(name)
 
 
-@dataclass
+@dataclass(slots=True)
 class Tick:
-    """What the rules see at one tick."""
+    """What the rules see at one tick: read during a check, never kept past it."""
 
     now: float
     spec: DeviceSpec
@@ -274,6 +274,8 @@ class DeviceFaults:
 
     def check(self, tick: Tick) -> Verdict | None:
         faults = set(tick.telemetry.get("faults") or ())
+        if not faults and not self.earlier:  # nothing raised now or before: nothing to say
+            return None
         latched = faults & set(tick.spec.latched_faults)
         if tick.motor_on:
             self.earlier &= faults  # a flag seen cleared is no longer from before

@@ -42,6 +42,7 @@ class Phase(StrEnum):
 
 
 MOTOR_PHASES = (Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN)
+TIMED_PHASES = frozenset((*MOTOR_PHASES, Phase.REST))  # phases that end when their time is up
 
 
 class Session:
@@ -130,12 +131,14 @@ class Session:
         self.phase_s += dt
         while self._timed():
             step = self.plan.steps[self.index]
-            length = {
-                Phase.RAMP_UP: step.ramp_s,
-                Phase.HOLD: step.hold_s,
-                Phase.RAMP_DOWN: step.ramp_s,
-                Phase.REST: step.rest_s,
-            }[self.phase]
+            phase = self.phase
+            length = (
+                step.hold_s
+                if phase is Phase.HOLD
+                else step.rest_s
+                if phase is Phase.REST
+                else step.ramp_s  # ramping up or down
+            )
             if (
                 self.phase is Phase.HOLD
                 and not self._cued
@@ -151,7 +154,7 @@ class Session:
 
     def _timed(self) -> bool:
         """In a phase that ends by itself when its time is up."""
-        return self.phase in (Phase.RAMP_UP, Phase.HOLD, Phase.RAMP_DOWN, Phase.REST)
+        return self.phase in TIMED_PHASES
 
     def _intensity(self) -> float:
         step = self.step

@@ -196,7 +196,31 @@ class Supervisor:
         self.exposure: Exposure = exposure or NoExposure()
         self.bus = bus or EventBus()
         self.driver = Driver(spec, link)
+        # the spec's write schedule, read once rather than on every tick (None: never)
+        caps = spec.capabilities
+        self._fixed_keepalive = caps.keepalive.strategy is KeepaliveStrategy.FIXED
+        self._keepalive_s = caps.keepalive.period_s
+        polled = caps.telemetry.mode is TelemetryMode.POLL
+        self._poll_s = caps.telemetry.period_s if polled else None
         self.telemetry = Telemetry(self._trusted(spec))
+        self._view = Tick(
+            now=0.0,
+            spec=spec,
+            limits=self.limits,
+            telemetry=self.telemetry,
+            watching_since=0.0,
+            step=None,
+            holding_s=None,
+            motor_on=False,
+            setpoint_ppm=0,
+            setpoint_since=0.0,
+            worked_s={},
+            prior_s=self._prior_s,
+            active_s=0.0,
+            session_running=False,
+            stop_written_at=None,
+            speed_at_stop=None,
+        )
         self.loop_stats = LoopStats()
         self.link_stats = LinkStats()
         self.firmware: str | None = None
@@ -516,6 +540,9 @@ class Supervisor:
         verdicts = self.rules.check(
             self._observe(now, not self.driver.setpoint.stopped), on_frame=True
         )
+        if not verdicts:  # the usual frame: nothing to say, no back-off asked for
+            self._back_off = 1.0
+            return verdicts
         backing = [v for v in verdicts if v.action is Action.BACK_OFF]
         if backing and self._back_off == 1.0:  # announce a back-off once, when it begins
             self._warn(backing[0])
@@ -550,27 +577,34 @@ class Supervisor:
                 await self.link.disconnect()
 
     def _observe(self, now: float, motor_on: bool) -> Tick:
+        """The rules' view, brought up to date in place.
+
+        One view per Supervisor rather than a ``Tick`` built per check: the
+        rules run on every tick and every frame of every gun, and no rule keeps
+        the view past its check. The spec, the limits, the telemetry and the
+        prior exposure are the Supervisor's own for its whole life, set once.
+        """
+        view = self._view
         session = self.session
         active = session is not None and not session.done
-        return Tick(
-            now=now,
-            spec=self.spec,
-            limits=self.limits,
-            telemetry=self.telemetry,
-            watching_since=self._watching_since,
-            step=session.step if active and session is not None else None,
-            holding_s=session.holding_s if active and session is not None else None,
-            motor_on=motor_on,
-            setpoint_ppm=self.driver.setpoint.ppm,
-            setpoint_since=self._setpoint_since,
-            worked_s=session.worked if session is not None else {},
-            prior_s=self._prior_s,
-            active_s=session.active_s if session is not None else 0.0,
-            session_running=active,
-            stop_written_at=self._stop_written_at,
-            speed_at_stop=self._speed_at_stop,
-            host_paused_s=self._paused_since(self.telemetry.last_at),
-        )
+        view.now = now
+        view.watching_since = self._watching_since
+        view.motor_on = motor_on
+        view.setpoint_ppm = self.driver.setpoint.ppm
+        view.setpoint_since = self._setpoint_since
+        view.session_running = active
+        view.stop_written_at = self._stop_written_at
+        view.speed_at_stop = self._speed_at_stop
+        view.host_paused_s = self._paused_since(self.telemetry.last_at) if self._pauses else 0.0
+        if session is None:
+            view.step = view.holding_s = None
+            view.worked_s, view.active_s = {}, 0.0
+            return view
+        view.step = session.step if active else None
+        view.holding_s = session.holding_s if active else None
+        view.worked_s = session.worked
+        view.active_s = session.active_s
+        return view
 
     def _prior_s(self, muscle: str, side: str) -> float:
         return self._prior.get((muscle, side), 0.0)
@@ -607,28 +641,24 @@ class Supervisor:
 
     def _drive(self, now: float, target: float, dt: float) -> Callable[[], Awaitable[None]] | None:
         """The writes this tick needs (None for none): a new setpoint, a keepalive, a poll."""
-        if self.session is None or self.session.done or self.session.paused is not None:
+        session = self.session
+        if session is None or session.done or session.paused is not None:
             target = 0.0
         target *= self._back_off
         if target > self._intensity:  # rising is slew-limited; easing off never is
             target = min(target, self._intensity + self.limits.slew_per_s * dt)
         self._intensity = target
-        session = self.session
         step = session.step if session is not None else None
         cap = step.cap if step is not None else 0.0
         wanted = self.driver.clamp(target, cap)
         changed = wanted != self.driver.setpoint
-        caps = self.spec.capabilities
-        keepalive = caps.keepalive
         # A fixed keepalive proves the host loop is alive, so it goes out on its own
         # schedule; for repeat-last, any frame the firmware receives is one.
-        fixed = keepalive.strategy is KeepaliveStrategy.FIXED
-        fed = self._last_keepalive if fixed else now if changed else self._last_write
-        keep = keepalive.period_s is not None and now - fed >= keepalive.period_s
-        poll = (
-            caps.telemetry.mode is TelemetryMode.POLL
-            and now - self._last_poll >= caps.telemetry.period_s
+        fed = (
+            self._last_keepalive if self._fixed_keepalive else now if changed else self._last_write
         )
+        keep = self._keepalive_s is not None and now - fed >= self._keepalive_s
+        poll = self._poll_s is not None and now - self._last_poll >= self._poll_s
         if not (changed or keep or poll):
             return None
         # a stop written between this decision and the write drops the setpoint
@@ -772,7 +802,7 @@ class Supervisor:
 
     def _act_later(self, verdicts: list[Verdict]) -> None:
         """Queue the writes a frame's verdicts call for; a frame with none queues nothing."""
-        if any(v.action is not Action.BACK_OFF for v in verdicts):
+        if verdicts and any(v.action is not Action.BACK_OFF for v in verdicts):
             self._actions.put_nowait(functools.partial(self._act_all, verdicts))
 
     async def _serve_actions(self) -> None:

@@ -195,6 +195,7 @@ class Codec:
                 frame.checksum.byte_order or frame.byte_order,
             )
         )
+        self._with_response = {k.value: m.with_response for k, m in spec.commands.items()}
         self._fields = {
             id(m): self._compile(m) for m in [*spec.commands.values(), *spec.reports.values()]
         }
@@ -303,7 +304,7 @@ class Codec:
         return report
 
     def with_response(self, command: Command) -> bool:
-        return self.spec.commands[CommandKind(command.kind)].with_response
+        return self._with_response[command.kind]
 
     # -- framing -------------------------------------------------------------
 
