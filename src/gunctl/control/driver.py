@@ -17,8 +17,7 @@ it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 import structlog
 
@@ -171,12 +170,37 @@ class Driver:
         log.debug("frame_written", command=command.kind, frame=frame.hex())
         return True
 
-    @contextlib.asynccontextmanager
-    async def _bounded(self, what: str) -> AsyncIterator[None]:
+    def _bounded(self, what: str) -> _Bounded:
+        return _Bounded(what, self.ack_within_s)
+
+
+class _Bounded:
+    """A write or read the device must answer within ``within`` seconds, else ``Unanswered``.
+
+    A class rather than a generator context manager: it wraps every frame
+    written, a keepalive five times a second per gun.
+    """
+
+    __slots__ = ("_timeout", "_what", "_within")
+
+    def __init__(self, what: str, within: float) -> None:
+        self._what = what
+        self._within = within
+        self._timeout = asyncio.timeout(within)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
-            async with asyncio.timeout(self.ack_within_s):
-                yield
+            await self._timeout.__aexit__(kind, exc, tb)
         except TimeoutError:
-            raise Unanswered(
-                f"the device did not acknowledge a {what} within {self.ack_within_s:g} s"
-            ) from None
+            pass
+        else:
+            if not isinstance(exc, TimeoutError):
+                return
+        raise Unanswered(
+            f"the device did not acknowledge a {self._what} within {self._within:g} s"
+        ) from None

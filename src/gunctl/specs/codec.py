@@ -479,7 +479,9 @@ def _converter(field: FieldSpec) -> Callable[[Any], Any]:
         return lambda raw: raw != 0
     scale = field.scale
     if field.name in INTEGER_ATTRIBUTES:
-        return lambda raw: round(raw * scale)
+        return int if scale == 1 else lambda raw: round(raw * scale)
+    if scale == 1:
+        return float
     return lambda raw: round(raw * scale, 9)  # no 25.200000000000003
 
 
