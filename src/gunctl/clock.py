@@ -27,12 +27,9 @@ class Clock:
         self._origin: float | None = None
         self._metronomes: dict[float, Metronome] = {}
 
-    def _loop_time(self) -> float:
-        return asyncio.get_running_loop().time()
-
     def now(self) -> float:
         """Seconds of session time since the clock was first read."""
-        t = self._loop_time()
+        t = asyncio.get_running_loop().time()
         if self._origin is None:
             self._origin = t
         return (t - self._origin) * self.scale

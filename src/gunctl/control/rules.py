@@ -486,11 +486,13 @@ class RuleSet:
         return RuleSet([dataclasses.replace(rule) for rule in self.rules])
 
     def __post_init__(self) -> None:
-        # sorted once: the rules are checked on every tick and every frame of every gun
-        self._by_kind = {
-            kind: [rule for rule in self.rules if rule.on_frame is kind] for kind in (True, False)
+        # sorted once, as bound checks: the rules are checked on every tick and every frame of
+        # every gun
+        self._checks = {
+            kind: [rule.check for rule in self.rules if rule.on_frame is kind]
+            for kind in (True, False)
         }
 
     def check(self, tick: Tick, *, on_frame: bool) -> list[Verdict]:
         """The verdicts of the rules that run on a frame (``on_frame``) or on the tick."""
-        return [v for rule in self._by_kind[on_frame] if (v := rule.check(tick))]
+        return [v for check in self._checks[on_frame] if (v := check(tick))]
