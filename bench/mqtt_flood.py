@@ -12,7 +12,9 @@ written, the worst control-loop lateness of the other running guns during the
 flood and, as the machine's own noise, during a quiet spell of the same length
 just before it (same daemon, same guns, no flood), and how many junk messages
 the daemon refused per second from the first to the last (and how many the
-broker dropped from its full queue for the daemon, as it is allowed to), how
+broker dropped from its full queue for the daemon, as it is allowed to; and,
+as ``screened per s``, those the commands process refused itself, from its
+first to its last: all but the valid starts, which the gun's lane refuses), how
 many the commands process shed unread and the most that waited in it for the
 daemon (:mod:`gunctl.mqtt.screen`). The junk is counted by the commands
 process, which tells the daemon every 20 ms while counts move.
@@ -295,7 +297,8 @@ async def trial(
     target, others = slots[0], slots[1:]
     topics = service.bridge.topics
     drain = Drain(lambda: sum(service.bridge.rejected.values()))
-    watcher = asyncio.create_task(drain.watch())
+    screened = Drain(lambda: service.bridge.setline.refused)
+    watchers = [asyncio.create_task(d.watch()) for d in (drain, screened)]
     shed_before = service.bridge.rejected["overloaded"]
     published_s = await flood(port, files, lambda: restart_stats(others))
     times = timer.at[target.device_id]
@@ -310,7 +313,8 @@ async def trial(
     except TimeoutError:
         latency = None
     await drain.until_quiet()  # the rest of the flood: all the broker passed on is taken in
-    watcher.cancel()
+    for watcher in watchers:
+        watcher.cancel()
     flooded_s = time.perf_counter() - asked + published_s
     late = worst_late_ms(others)
     # the machine's own noise: the same guns, as long again, with no flood
@@ -322,6 +326,8 @@ async def trial(
         "quiet_late_ms": worst_late_ms(others),
         "drained": drain.drained,
         "drain_s": drain.span_s,
+        "screened": screened.drained,
+        "screened_s": screened.span_s,
         "shed": service.bridge.rejected["overloaded"] - shed_before,
         "most_waiting": service.bridge.setline.most_waiting,
     }
@@ -372,6 +378,9 @@ async def main(trials: int, junk: int, devices: int, hog_nice: int | None, nice:
                 "most waiting": max(r["most_waiting"] for r in mine),
                 "junk dropped by broker": junk * len(mine) - drained,
                 "drained per s": round(drained / sum(r["drain_s"] for r in mine)),
+                "screened per s": round(
+                    sum(r["screened"] for r in mine) / sum(r["screened_s"] for r in mine)
+                ),
             }
         )
     got = sum(n for n, _, _ in floors)

@@ -81,6 +81,7 @@ class SetLine:
         self.connections = 0
         self.restarts = 0  # processes started after one ended
         self.taken = 0  # commands the process handed the daemon
+        self.refused = 0  # messages the process refused (shed ones included)
         self.most_waiting = 0  # the most commands that waited in the process for the daemon
         self.pid: int | None = None
         self._counted: dict[str, Any] = {}  # the process's counts as last heard
@@ -169,8 +170,10 @@ class SetLine:
         before = self._counted or {"rejected": {}, "refused": {}, "unanswered": 0}
         self._counted = counts
         self.most_waiting = max(self.most_waiting, counts["most_waiting"])
+        rejected = Counter(counts["rejected"]) - Counter(before["rejected"])
+        self.refused += rejected.total()
         self.intake.counted(
-            dict(Counter(counts["rejected"]) - Counter(before["rejected"])),
+            dict(rejected),
             dict(Counter(counts["refused"]) - Counter(before["refused"])),
             counts["unanswered"] - before["unanswered"],
         )
@@ -182,6 +185,7 @@ class SetLine:
             "connections": self.connections,
             "restarts": self.restarts,
             "taken": self.taken,
+            "refused": self.refused,
             "most_waiting": self.most_waiting,
         }
 
