@@ -19,12 +19,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from gunctl.config import ServeSettings
 from gunctl.mqtt.commands import MAX_PAYLOAD
-from gunctl.mqtt.handoff import BOUND
 from gunctl.mqtt.outbox import ANSWERS_MAX, Outgoing, as_json
+from gunctl.mqtt.screen import WAITING
 
 pytestmark = pytest.mark.mqtt
 
 Settings = Callable[..., ServeSettings]
+JUNK = 1000  # of each kind
 BROKER_CONFIG = "max_queued_messages 0\n"  # keep all for a slow subscriber: the watcher sees all
 PUBLISH = shutil.which("mosquitto_pub") or str(Path(MOSQUITTO).with_name("mosquitto_pub"))
 
@@ -65,7 +66,7 @@ async def test_commands_past_the_bound_are_shed_and_counted_and_a_stop_behind_th
         # well-formed commands for the daemon's gun, so that the commands process hands
         # every one on: junk that is not a command never reaches the daemon (below)
         command = {"action": "confirm_head"}
-        lines = [json.dumps({**command, "id": f"j{n}"}) for n in range(3 * BOUND)]
+        lines = [json.dumps({**command, "id": f"j{n}"}) for n in range(6 * WAITING)]
         lines.append(json.dumps({"action": "stop", "id": "last"}))
         junk.write_text("".join(line + "\n" for line in lines))
         async with watching(broker, topics, topics.result(device_id)) as watcher:
@@ -87,7 +88,7 @@ async def test_commands_past_the_bound_are_shed_and_counted_and_a_stop_behind_th
         shed = bridge.rejected["overloaded"]
         assert shed > 0
         assert bridge.setline.taken + shed == len(lines), "a command was lost without a count"
-        assert bridge.setline.most_waiting >= BOUND
+        assert bridge.setline.most_waiting >= WAITING
         assert bridge.diagnostics()["rejected"]["overloaded"] == shed
 
 
@@ -108,21 +109,21 @@ async def test_junk_is_refused_in_the_commands_process_and_never_reaches_the_dae
         before, taken = bridge.rejected, bridge.setline.taken
         for n, (topic, line) in enumerate(kinds.values()):
             junk = tmp_path / f"junk-{n}.txt"
-            junk.write_text((line + "\n") * BOUND)
+            junk.write_text((line + "\n") * JUNK)
             target = ["-p", str(broker.port), "-q", "1", "-t", topic]
             with junk.open("rb") as lines:
                 publish = await asyncio.create_subprocess_exec(PUBLISH, *target, "-l", stdin=lines)
                 assert await publish.wait() == 0
         counted: dict[str, int] = {}
         async with asyncio.timeout(20):
-            while counted != dict.fromkeys(kinds, BOUND):
+            while counted != dict.fromkeys(kinds, JUNK):
                 await asyncio.sleep(0.05)
                 counted = {reason: bridge.rejected[reason] - before[reason] for reason in kinds}
         assert bridge.setline.taken == taken, "junk reached the daemon's event loop"
         assert bridge.rejected["overloaded"] == 0
         diagnostics = bridge.diagnostics()
-        assert diagnostics["guns"][device_id]["refused"] == 2 * BOUND
-        assert sum(diagnostics["rejected"].values()) - sum(before.values()) == 3 * BOUND
+        assert diagnostics["guns"][device_id]["refused"] == 2 * JUNK
+        assert sum(diagnostics["rejected"].values()) - sum(before.values()) == 3 * JUNK
         async with watching(broker, topics, topics.result(device_id)) as watcher:
             stop = await watcher.command(device_id, {"action": "stop"})
             assert stop["ok"], stop

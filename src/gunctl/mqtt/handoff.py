@@ -14,8 +14,8 @@ messages waiting, the flood is outrunning the loop, and what comes is shed and
 counted (``overloaded``), to be logged and reported in the bridge's
 diagnostics like every refusal. What was read is taken even after the
 connection is lost: the broker has had its acknowledgement, so it will not send
-it again. The commands process bounds what waits for the daemon with the same
-:data:`BOUND`, never shedding a stop below twice that (:mod:`gunctl.mqtt.screen`).
+it again. The commands process bounds what waits for the daemon too, never
+shedding a stop below twice its bound (:mod:`gunctl.mqtt.screen`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import structlog
 
 log = structlog.get_logger("gunctl.mqtt")
 
-BOUND = 1000  # messages waiting for the event loop (or the daemon) before any is shed
+BOUND = 1000  # messages waiting for the event loop before any is shed
 SLICE_S = 0.002  # the longest the event loop spends on received messages at one go
 
 T = TypeVar("T")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import json
 import subprocess
@@ -51,6 +52,7 @@ from gunctl.mqtt.topics import Topics
 
 log = structlog.get_logger("gunctl.mqtt")
 
+PIPE_BYTES = 4096  # the least a Linux pipe holds: about 45 commands
 LINE_LIMIT = 64 * 1024  # the longest line the process writes is a 4 KiB payload, escaped
 LEAVE_S = 2.0  # for the process to disconnect and end once stdin is closed, before a kill
 
@@ -121,6 +123,12 @@ class SetLine:
             stdout=subprocess.PIPE,
         )
         assert process.stdin is not None
+        assert process.stdout is not None
+        # What waits for the daemon is bounded by the process (screen.WAITING), not by
+        # that plus the 64 KiB a pipe holds by default, some 1,400 more commands: a stop
+        # behind them would cancel them all in one go on the event loop (gunctl.lane).
+        with contextlib.suppress(OSError, AttributeError):  # Linux only
+            fcntl.fcntl(process.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         with contextlib.suppress(BrokenPipeError):  # it ended at once: read as such
             process.stdin.write(self.setup.model_dump_json().encode() + b"\n")
             process.stdin.flush()
