@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from store_events import DEVICE, step
@@ -24,6 +27,8 @@ from gunctl.control.events import (
 from gunctl.store import history as history_module
 from gunctl.store.history import History, HistoryError, follow
 from gunctl.store.trace import CHUNK_SAMPLES, TRACE_HZ, Sample
+
+T = TypeVar("T")
 
 
 def test_scores_read_back_with_their_session_and_a_skip_is_kept(history: History) -> None:
@@ -149,6 +154,36 @@ async def test_follow_keeps_a_trace_with_steps_warnings_and_stops(history: Histo
         ("end", "force"),
     ]
     assert trace.marks[0].values["ppm"] == 1800
+
+
+@pytest.mark.looptime
+async def test_a_slow_disk_leaves_no_gap_in_the_trace(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every chunk takes a second to write; sampling goes on meanwhile, on its own grid."""
+    bus = EventBus()
+    sid = history.begin(device=DEVICE, protocol="glute")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    real_to_thread = asyncio.to_thread
+
+    async def slow_disk(func: Callable[..., T], /, *args: object) -> T:
+        await asyncio.sleep(1.0)
+        return await real_to_thread(func, *args)
+
+    monkeypatch.setattr(asyncio, "to_thread", slow_disk)
+
+    def sample() -> Sample:
+        return Sample(at=loop.time() - began, speed_ppm=1800.0, force_n=10.0, temperature_c=None)
+
+    task = asyncio.create_task(follow(history, bus.subscribe(), sid, sample=sample))
+    bus.publish(SessionStarted(at=0.0, device=DEVICE, protocol="glute", steps=1, planned_s=60))
+    await asyncio.sleep(60.0)
+    bus.publish(SessionCompleted(at=60.0, device=DEVICE, worked_s=60.0))
+    await task
+    at = [s.at for s in history.trace(sid).samples]
+    assert len(at) >= 60 * TRACE_HZ - 2  # the first sample a period in, the last before the end
+    assert max(b - a for a, b in itertools.pairwise(at)) == pytest.approx(1 / TRACE_HZ, abs=0.01)
 
 
 def test_the_summary_has_the_latest_answers_this_weeks_massage_and_a_refusal(

@@ -47,7 +47,7 @@ from typing import IO, Any, Literal, get_args
 
 import structlog
 
-from gunctl.clock import wall_now
+from gunctl.clock import Clock, wall_now
 from gunctl.control.events import (
     ENDING_EVENTS,
     Event,
@@ -1523,12 +1523,7 @@ async def follow(
         if progress is not None
         else None
     )
-    samples: list[Sample] = []
-    tracer = (
-        asyncio.create_task(_tracing(history, session_id, sample, samples, scale))
-        if sample is not None
-        else None
-    )
+    tracer = _Tracer(history, session_id, sample, scale) if sample is not None else None
     ended = False
     try:
         async for event in subscription:
@@ -1545,14 +1540,12 @@ async def follow(
                 break
     finally:
         subscription.close()
-        for task in (ticker, tracer):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if samples:
-            with contextlib.suppress(sqlite3.Error, HistoryError):
-                await asyncio.to_thread(history.write_trace, session_id, samples)
+        if ticker is not None:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+        if tracer is not None:
+            await tracer.close()
         if subscription.dropped:
             log.warning("history_missed_events", session=session_id, dropped=subscription.dropped)
         if not ended:
@@ -1578,21 +1571,48 @@ async def _checkpoints(
             log.error("history_checkpoint_failed", session=session_id, error=str(exc))
 
 
-async def _tracing(
-    history: History,
-    session_id: int,
-    sample: Callable[[], Sample],
-    samples: list[Sample],
-    scale: float,
-) -> None:
-    """Sample the telemetry into ``samples``, writing each full chunk and starting the next."""
-    while True:
-        await asyncio.sleep(1 / (TRACE_HZ * scale))
-        samples.append(sample())
-        if len(samples) >= CHUNK_SAMPLES:
-            chunk = samples[:]
-            samples.clear()
-            try:
-                await asyncio.to_thread(history.write_trace, session_id, chunk)
-            except (sqlite3.Error, HistoryError) as exc:
-                log.error("history_trace_failed", session=session_id, error=str(exc))
+class _Tracer:
+    """Samples a session's telemetry ``TRACE_HZ`` times a second of session time.
+
+    The samples are taken on a metronome, whose deadlines are absolute: a
+    wake-up made late by a busy host costs that one sample its timing, not
+    every later sample a share of its period, as a loop of sleeps would (on a
+    loaded machine, at a high time scale, such a loop lost a fifth of a
+    session's samples). Full chunks are written
+    by tasks of their own, so a slow disk holds no sample back either.
+    """
+
+    def __init__(
+        self, history: History, session_id: int, sample: Callable[[], Sample], scale: float
+    ) -> None:
+        self._history = history
+        self._session_id = session_id
+        self._sample = sample
+        self._samples: list[Sample] = []
+        self._writes: set[asyncio.Task[None]] = set()
+        self._metronome = Clock(scale).metronome(1 / TRACE_HZ)
+        self._metronome.join(self)
+
+    def beat(self, deadline: float) -> None:
+        self._samples.append(self._sample())
+        if len(self._samples) >= CHUNK_SAMPLES:
+            self._write()
+
+    def _write(self) -> None:
+        chunk, self._samples = self._samples, []
+        task = asyncio.create_task(self._written(chunk))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _written(self, chunk: list[Sample]) -> None:
+        try:
+            await asyncio.to_thread(self._history.write_trace, self._session_id, chunk)
+        except (sqlite3.Error, HistoryError) as exc:
+            log.error("history_trace_failed", session=self._session_id, error=str(exc))
+
+    async def close(self) -> None:
+        """Stop sampling and write what is left; returns once every chunk is written."""
+        self._metronome.leave(self)
+        if self._samples:
+            self._write()
+        await asyncio.gather(*self._writes)
