@@ -95,14 +95,21 @@ MUTATIONS = [
         (f"{CONTROL}/test_latched_faults.py",),
     ),
     Mutation(
-        "faster than real time, a host pause counts as the gun's silence",
+        "a host pause is discounted from a real gun's silence too",
+        "src/gunctl/control/supervisor.py",
+        "self._discounts_pauses = link.in_process or clock.scale > 1",
+        "self._discounts_pauses = True",
+        (f"{CONTROL}/test_time_scale.py",),
+    ),
+    Mutation(
+        "a host pause counts as a simulated gun's silence",
         "src/gunctl/control/rules.py",
         "max(since, tick.watching_since) - tick.host_paused_s",
         "max(since, tick.watching_since)",
         (f"{CONTROL}/test_time_scale.py",),
     ),
     Mutation(
-        "faster than real time, the simulated watchdog counts a host pause",
+        "the simulated watchdog counts a host pause",
         "simulator/gunsim/device.py",
         "self.firmware.hold_timers(self.clock.host_pause(now - self._t - self._period))",
         "self.firmware.hold_timers(0.0)",

@@ -34,25 +34,30 @@ class Clock:
             self._origin = t
         return (t - self._origin) * self.scale
 
-    def real_floor(self, seconds: float, real_s: float = 0.05) -> float:
-        """``seconds`` of clock time, but never less than ``real_s`` of real time.
+    def real_floor(self, seconds: float) -> float:
+        """``seconds`` of clock time, but never less than ``seconds`` of real time.
 
-        Running faster than real time magnifies the host's own scheduling
-        jitter by the scale; time limits meant for a device's reaction (a
-        watchdog, telemetry staleness) must not trip on that jitter in a demo.
-        At scale 1 this is ``seconds`` itself.
+        A limit on a device's reaction (a watchdog, telemetry staleness) is
+        about the host, the bus and the radio, and they run in real time: a
+        time scale makes them no quicker, it only multiplies their jitter into
+        session time. Faster than real time such a limit holds as long in real
+        time as at scale 1, so a demo trips on no jitter a real run would not.
+        At scale 1 (or slower) this is ``seconds`` itself.
         """
-        return max(seconds, real_s * self.scale) if self.scale > 1 else seconds
+        return seconds * max(self.scale, 1.0)
 
     def host_pause(self, late: float, real_s: float = 0.02) -> float:
         """How much of a wake-up ``late`` (clock seconds) was the host pausing, not the device.
 
-        Faster than real time, a simulated device shares the host's event loop, so
-        a pause of the host (a loaded machine) stops it too, and the scale
-        multiplies that pause into seconds of silence no gun caused. A wake-up
-        later than ``real_s`` of real time is such a pause; at scale 1 none is.
+        A simulated device is paused with the host that runs it: with the loop
+        it shares, or with its own process and loop. Its silence then is no
+        gun's, and a time scale multiplies it further. Only what goes beyond
+        ``real_s`` of real time counts: a loop that is merely busy, every
+        wake-up a little late, is not paused, so a device gone silent on a
+        loaded machine is still seen as silent. The callers decide whether the
+        device is a simulated one; a real gun's silence is always its own.
         """
-        return late if self.scale > 1 and late > real_s * self.scale else 0.0
+        return max(0.0, late - real_s * self.scale)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.scale)

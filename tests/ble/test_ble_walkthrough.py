@@ -25,9 +25,10 @@ GUNCTL = str(Path(sys.executable).with_name("gunctl"))
 SCALE = "3"
 
 
-# At three times real time over real D-Bus, a machine busy with other work can starve
-# the link for a few hundred milliseconds; the safety rules then stop the session as they
-# should. Such a stop earns one more try; any other ending is final.
+# Over real D-Bus, a machine busy with other work can starve the link (gunctl, the bus or
+# the fake) for longer than the staleness limit or the firmware's watchdog, which hold as
+# long in real time at this scale as in a real run; the safety rules then stop the session
+# as they should. Such a stop earns one more try; any other ending is final.
 LOAD_STOPS = ("stale_telemetry", "the device reports watchdog")
 
 

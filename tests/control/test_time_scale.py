@@ -1,10 +1,13 @@
-"""Faster than real time, the host's own pauses are not a gun gone quiet.
+"""A simulated gun's silence through a pause of the host is not a gun gone quiet.
 
 At ``--time-scale 100`` a 100 ms pause of the host (a loaded machine) is 10 s
-of session time: far past the telemetry staleness limit. The simulated gun
-lives in the same event loop and was paused too, so that silence is not the
-gun's; a gun that really goes quiet still stops the session. These run in
-real time (no looptime): the pause is a real one.
+of session time; at any scale, a pause longer than the staleness limit is
+longer than the limit. The simulated gun lives in the same event loop and was
+paused too, so that silence is not the gun's. A simulated gun that really goes
+quiet still stops the session, also on a busy loop whose every wake-up comes a
+little late; a gun that does not run in the host's loop (a real one, at scale 1)
+and is silent through such a pause is stopped as soon as the pause ends. These run in real time (no
+looptime): the pauses are real ones.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from test_rules import one_step
 
 from gunctl.clock import Clock
@@ -23,43 +27,73 @@ from gunsim import Silence, SimDevice
 
 from rig import SPECS
 
-SCALE = 100.0
+PAUSE_S = 0.7  # real seconds: past the staleness limit (0.25 s) and the watchdog (0.6 s)
 
 
-async def run_paused(pauses: int, *, silence: bool) -> tuple[list[Event], bool]:
+class ElsewhereLink(SimLink):
+    """The simulated gun, seen as a gun outside the host's loop would be (a real one)."""
+
+    @property
+    def in_process(self) -> bool:
+        return False
+
+
+async def run_paused(
+    scale: float,
+    *,
+    pauses: int = 0,
+    busy_s: float = 0.0,
+    silence: bool = False,
+    link: type[SimLink] = SimLink,
+) -> tuple[list[Event], bool]:
+    """A hold on the simulated gun while the host pauses, or stays busy (until it stops)."""
     spec = SPECS["gunctl-open"]
-    clock = Clock(SCALE)
+    clock = Clock(scale)
     async with SimDevice(spec, clock=clock) as sim:
-        link = SimLink(sim)
-        await link.connect()
-        supervisor = Supervisor(spec, link, clock=clock)
+        supervisor = Supervisor(spec, link(sim), clock=clock)
+        await supervisor.link.connect()
         events = supervisor.bus.subscribe()
         task = asyncio.create_task(supervisor.run())
-        plan = one_step("glute", "gunctl-open", hold_s=300, hold_max_s=310)
+        plan = one_step("glute", "gunctl-open", hold_s=3000, hold_max_s=3100)
         await supervisor.request(Start(plan))
         sim.fit_head(plan.steps[0].head)
         await supervisor.request(SessionAction("confirm_head"))
-        await asyncio.sleep(0.2)  # 20 s of session time: into the hold
+        await clock.sleep(1.0)  # into the hold
         if silence:
             sim.faults.inject(Silence())
         for _ in range(pauses):  # the host stalls, every task in this loop with it
-            time.sleep(0.1)  # noqa: ASYNC251  # 10 s of session time, twice the staleness limit
+            time.sleep(PAUSE_S)  # noqa: ASYNC251
             await asyncio.sleep(0.005)
-        await asyncio.sleep(0.2)
+        busy_until = time.monotonic() + busy_s
+        while time.monotonic() < busy_until and sim.state.running:  # every wake-up 30 ms late
+            time.sleep(0.03)  # noqa: ASYNC251
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)  # shorter than the staleness limit at any scale
         running = sim.state.running
         await supervisor.close()
         await task
         return events.pending(), running
 
 
-async def test_a_host_pause_at_scale_100_is_not_a_safety_stop() -> None:
-    seen, running = await run_paused(5, silence=False)
-    assert not [e for e in seen if e.type == "safety_stop"]
+def safety_stops(events: list[Event]) -> list[str]:
+    return [e.rule for e in events if e.type == "safety_stop"]
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+async def test_a_host_pause_is_not_a_simulated_guns_silence(scale: float) -> None:
+    seen, running = await run_paused(scale, pauses=1)
+    assert safety_stops(seen) == []
     assert running
 
 
-async def test_a_silent_gun_at_scale_100_still_stops() -> None:
-    seen, running = await run_paused(0, silence=True)
-    stops = [e for e in seen if e.type == "safety_stop"]
-    assert [s.rule for s in stops][:1] == ["stale_telemetry"]
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+async def test_a_silent_simulated_gun_still_stops_on_a_busy_host(scale: float) -> None:
+    seen, running = await run_paused(scale, busy_s=5.0, silence=True)
+    assert safety_stops(seen)[:1] == ["stale_telemetry"]
+    assert not running
+
+
+async def test_a_real_gun_silent_through_a_host_pause_stops_at_once() -> None:
+    seen, running = await run_paused(1.0, pauses=1, silence=True, link=ElsewhereLink)
+    assert safety_stops(seen)[:1] == ["stale_telemetry"]
     assert not running

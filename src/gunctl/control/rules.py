@@ -106,9 +106,9 @@ class Tick:
     session_running: bool
     stop_written_at: float | None  # the last stop frame written after the motor ran
     speed_at_stop: float | None  # measured speed when that stop was written
-    # Faster than real time only: clock time the host's loop was held up since the
-    # last frame. The simulated gun shares that loop, so its silence then is the
-    # host's jitter multiplied by the time scale, not a gun gone quiet.
+    # A simulated gun only: clock time the host's loop was held up since the last
+    # frame. The simulated gun was held up with it (or its frames were), so its
+    # silence then is the host's, times any time scale, not a gun gone quiet.
     host_paused_s: float = 0.0
 
 

@@ -191,6 +191,10 @@ class Supervisor:
         self.limits = limits or Limits()
         stale = clock.real_floor(self.limits.stale_after_s)
         self.limits = self.limits.model_copy(update={"stale_after_s": stale})
+        # A simulated gun (in this loop, or faster than real time, which only a simulated
+        # gun may run at) is paused with the host or has its frames held up by it: that
+        # silence is not the gun's. A real gun's silence always counts.
+        self._discounts_pauses = link.in_process or clock.scale > 1
         self.period = 1.0 / rate_hz
         self.rules = rules or RuleSet()
         self.exposure: Exposure = exposure or NoExposure()
@@ -252,7 +256,7 @@ class Supervisor:
         self._watching_since = 0.0
         self._last_tick = 0.0
         self._last_seq: int | None = None
-        # faster than real time: host pauses, as (when seen, clock seconds paused in all)
+        # a simulated gun's host pauses: (when seen, clock seconds paused in all before it)
         self._paused_s = 0.0
         self._pauses: deque[tuple[float, float]] = deque(maxlen=16)
         self._closed = asyncio.Event()
@@ -481,10 +485,10 @@ class Supervisor:
         now = self.clock.now()
         late = now - deadline
         self.loop_stats.record(late, self._record_lateness)
-        paused = self.clock.host_pause(late)
+        paused = self.clock.host_pause(late) if self._discounts_pauses else 0.0
         if paused:
-            self._paused_s += paused
             self._pauses.append((now, self._paused_s))
+            self._paused_s += paused
         if late > self.period:
             self.loop_stats.overruns += 1
         return now
@@ -595,7 +599,11 @@ class Supervisor:
         view.session_running = active
         view.stop_written_at = self._stop_written_at
         view.speed_at_stop = self._speed_at_stop
-        view.host_paused_s = self._paused_since(self.telemetry.last_at) if self._pauses else 0.0
+        view.host_paused_s = (
+            self._paused_since(max(self.telemetry.last_at or 0.0, self._watching_since))
+            if self._pauses
+            else 0.0
+        )
         if session is None:
             view.step = view.holding_s = None
             view.worked_s, view.active_s = {}, 0.0
@@ -609,13 +617,17 @@ class Supervisor:
     def _prior_s(self, muscle: str, side: str) -> float:
         return self._prior.get((muscle, side), 0.0)
 
-    def _paused_since(self, since: float | None) -> float:
-        """Clock seconds the host was paused after ``since`` (a frame's arrival)."""
-        before = 0.0
-        for seen, total in self._pauses:
-            if since is not None and seen <= since:
-                before = total
-        return self._paused_s - before
+    def _paused_since(self, since: float) -> float:
+        """Clock seconds the host was paused after ``since`` (a frame's arrival).
+
+        Only the pauses still kept count: when more came since than are kept,
+        the oldest are left out, so a silent gun is never discounted more than
+        it was paused.
+        """
+        for seen, before in self._pauses:
+            if seen > since:
+                return self._paused_s - before
+        return 0.0
 
     async def _act(self, verdict: Verdict) -> None:
         if verdict.action is Action.WARN:

@@ -88,6 +88,15 @@ class Link(Protocol):
         """Notifications given up because a listener had fallen too far behind."""
         ...
 
+    @property
+    def in_process(self) -> bool:
+        """True when the device runs in this event loop (a simulated gun).
+
+        A pause of the host then pauses the device too, so its silence
+        through that pause is not the device's (``Clock.host_pause``).
+        """
+        ...
+
     async def wait_disconnected(self) -> str:
         """Return once the link is gone, with the reason (``requested``, ``lost``, ...)."""
         ...

@@ -132,6 +132,10 @@ class BleakLink:
         return self._life.coalesced
 
     @property
+    def in_process(self) -> bool:
+        return False
+
+    @property
     def rssi(self) -> int | None:
         """The signal strength (dBm) of the advertisement the device was found by, if known."""
         return self._rssi

@@ -65,6 +65,10 @@ class SimLink:
     def coalesced(self) -> int:
         return self._life.coalesced
 
+    @property
+    def in_process(self) -> bool:
+        return True
+
     async def connect(self) -> None:
         if self._life.up:
             return
