@@ -78,7 +78,7 @@ async def test_two_instances_share_a_broker_and_stop_all_stops_both(
         assert len(set(ids)) == 2  # sim-<node>-1: unique across instances
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             async with asyncio.timeout(10):  # both bridges learn each other's availability
-                while not all(set(ids) <= s.bridge.neighbours.known for s in services):  # noqa: ASYNC110
+                while not all(all(map(s.bridge.neighbours.knows, ids)) for s in services):  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
             for device_id in ids:
                 result = await watcher.command(device_id, {"action": "start", "protocol": "long"})

@@ -391,6 +391,7 @@ class Bridge:
             "node": self.settings.node_id,
             "instance": self.instance,
             "duplicate_node": self.neighbours.duplicate is not None,
+            "neighbours": self.neighbours.stats(),
             "version": __version__,
             "devices": sorted(self.daemon.slots),
             "connected": sorted(d for d, s in self.daemon.slots.items() if s.connected),

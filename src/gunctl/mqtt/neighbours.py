@@ -4,7 +4,15 @@ Several ``gunctl serve`` may share a broker. Each owns only its own guns, and
 this module keeps what one daemon needs to know to leave the others alone:
 
 - which device ids have a retained availability (someone serves them), and
-  which of those are ``online``;
+  which of those are ``online``: at most ``DEVICES_MAX`` ids, however many a
+  broker keeps. Past that, the id heard from least recently whose
+  availability is not ``online`` is forgotten first, and an ``online`` one
+  only when every id kept is online. Forgetting publishes nothing and starts
+  nothing: a command for a forgotten id is refused as for any id this daemon
+  does not serve (at worst answered ``unknown_device`` beside its owner's
+  answer), and once an ``online`` id has been forgotten this daemon removes no
+  gun from Home Assistant, as it can no longer tell whose a listed id is.
+  Both are counted in the diagnostics (``neighbours``);
 - which bridges are online (the lowest node id among them answers commands for
   devices nobody serves);
 - every node's retained device list, so that removing the guns that left this
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 
 import structlog
 
@@ -29,28 +38,57 @@ from gunctl.mqtt.topics import ONLINE
 log = structlog.get_logger("gunctl.mqtt")
 
 DUPLICATE_LOG_EVERY_S = 60.0
+# Other daemons' device ids kept at most: far more than the guns of every daemon on a broker.
+DEVICES_MAX = 4096
 
 
 class Neighbours:
     def __init__(self, node_id: str, instance: str) -> None:
         self.node_id = node_id
         self.instance = instance
-        self.known: set[str] = set()  # devices with a retained availability, anyone's
-        self.online: set[str] = set()  # devices whose availability says online
+        # devices with a retained availability, anyone's, least recently heard first:
+        # those whose availability says online, and the others
+        self.online: OrderedDict[str, None] = OrderedDict()
+        self.offline: OrderedDict[str, None] = OrderedDict()
+        self.forgotten = 0  # device ids forgotten to keep within DEVICES_MAX
+        self.forgot_online = False  # one of them was online: remove no gun any more
         self.bridges: set[str] = set()  # nodes whose bridge state is online
         self.lists: dict[str, set[str]] = {}  # node -> the device ids it lists
         self.duplicate: str | None = None  # the instance token of a daemon with our node id
         self._duplicate_logged = -DUPLICATE_LOG_EVERY_S
 
+    def knows(self, device_id: str) -> bool:
+        """Whether ``device_id`` has a retained availability (someone serves it)."""
+        return device_id in self.online or device_id in self.offline
+
     def availability(self, device_id: str, payload: bytes) -> None:
-        if payload:
-            self.known.add(device_id)
+        self.online.pop(device_id, None)
+        self.offline.pop(device_id, None)
+        if not payload:
+            return
+        (self.online if payload == ONLINE.encode() else self.offline)[device_id] = None
+        if len(self.online) + len(self.offline) > DEVICES_MAX:
+            self._forget_one()
+
+    def _forget_one(self) -> None:
+        """Forget the id heard from least recently, one not online if there is any."""
+        if self.offline:
+            self.offline.popitem(last=False)
         else:
-            self.known.discard(device_id)
-        if payload == ONLINE.encode():
-            self.online.add(device_id)
-        else:
-            self.online.discard(device_id)
+            self.online.popitem(last=False)
+            self.forgot_online = True
+        self.forgotten += 1
+
+    def stats(self) -> dict[str, int | bool]:
+        """What diagnostics publish: device ids kept and forgotten, other daemons online."""
+        return {
+            "devices": len(self.online) + len(self.offline),
+            "devices_max": DEVICES_MAX,
+            "online": len(self.online),
+            "forgotten": self.forgotten,
+            "forgot_online": self.forgot_online,
+            "bridges": len(self.bridges),
+        }
 
     def bridge_state(self, node: str, payload: bytes) -> None:
         if payload == ONLINE.encode():
@@ -91,7 +129,7 @@ class Neighbours:
 
     def answers_for(self, device_id: str) -> bool:
         """Whether this daemon answers for ``device_id``, which it does not serve."""
-        if device_id in self.known:
+        if self.knows(device_id):
             return False  # someone's: they answer
         return min(self.bridges | {self.node_id}) == self.node_id
 
@@ -100,9 +138,10 @@ class Neighbours:
 
         Not one it serves, not one whose availability says online, and not one
         another node lists; and nothing at all while another daemon runs with
-        this node id (its list is this topic too).
+        this node id (its list is this topic too), or once an online id has
+        been forgotten (it may be one of these).
         """
-        if self.duplicate is not None:
+        if self.duplicate is not None or self.forgot_online:
             return set()
         others = set().union(*(ids for node, ids in self.lists.items() if node != self.node_id))
-        return previous - own - self.online - others
+        return previous - own - self.online.keys() - others
