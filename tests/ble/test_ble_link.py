@@ -293,6 +293,26 @@ async def test_discovery_is_one_session_per_client_as_in_bluez(guns: Guns, syste
         second.disconnect()
 
 
+async def test_a_client_leaving_the_bus_ends_its_discovery_as_in_bluez(
+    guns: Guns, system_bus: str
+) -> None:
+    first, second = (MessageBus(bus_address=system_bus, bus_type=BusType.SYSTEM) for _ in "12")
+    for bus in (first, second):
+        await bus.connect()
+    try:
+        assert await discovery(first, "StartDiscovery") is None
+        assert await discovery(second, "StartDiscovery") is None
+        first.disconnect()  # gone without StopDiscovery (a crash, a kill)
+        # the other client's session goes on
+        assert await discovery(second, "StartDiscovery") == "org.bluez.Error.InProgress"
+        assert guns.fake.adapter.discovering
+        assert await discovery(second, "StopDiscovery") is None
+        await eventually(lambda: not guns.fake.adapter.discovering)  # no session is left
+    finally:
+        first.disconnect()
+        second.disconnect()
+
+
 async def test_guns_searched_for_at_once_share_one_discovery(guns: Guns) -> None:
     # every bleak scanner of a process is one BlueZ client: a second discovery of its own
     # would be refused (InProgress), so gunctl's searches share one

@@ -25,9 +25,9 @@ connection; every bleak scanner of a process shares one) has at most one
 discovery session, a second ``StartDiscovery`` from it is refused with
 ``org.bluez.Error.InProgress``, a ``StopDiscovery`` without one with
 ``org.bluez.Error.Failed`` ("No discovery started"). The adapter discovers,
-and advertisements are heard, while any client has a session. Not modelled:
-BlueZ also ends the session of a client that leaves the bus without stopping
-(here it lasts until the fake closes).
+and advertisements are heard, while any client has a session. A client that
+leaves the bus without stopping (a crash, a kill) loses its session, as BlueZ
+sees to on the bus's ``NameOwnerChanged``.
 
 The simulator's own faults (``device.faults``) reach bleak as BlueZ would
 report them: a refused connection is a ``Connect`` error, a dropped link is
@@ -76,6 +76,11 @@ from gunsim.radio import (
 )
 
 BLUEZ_NAME = "org.bluez"
+# the bus's word that a client left: its unique name lost its owner
+CLIENT_LEFT = (
+    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+    "member='NameOwnerChanged'"
+)
 
 # BlueZ's answers to a Connect that did not work, as bleak and bleak-retry-connector see them
 ABORT_BY_LOCAL = "le-connection-abort-by-local"  # bleak 3.1 itself retries this one
@@ -317,6 +322,16 @@ class FakeBluez:
         await bus.connect()
         self._bus = bus
         bus.add_message_handler(self._note)
+        await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member="AddMatch",
+                signature="s",
+                body=[CLIENT_LEFT],
+            )
+        )
         bus.export(ADAPTER_PATH, self.adapter)
         reply = await bus.request_name(BLUEZ_NAME)
         if reply is not RequestNameReply.PRIMARY_OWNER:
@@ -379,9 +394,17 @@ class FakeBluez:
     # -- Adapter1 ------------------------------------------------------------
 
     def _note(self, message: Message) -> None:
-        """Who calls: the method runs right after this, in the same turn of the loop."""
+        """Who calls (the method runs right after this, in the same turn of the loop); who left."""
         if message.message_type is MessageType.METHOD_CALL:
             self.caller = message.sender or ""
+        elif (
+            message.message_type is MessageType.SIGNAL
+            and message.member == "NameOwnerChanged"
+            and message.sender == "org.freedesktop.DBus"
+        ):
+            name, _, new_owner = message.body
+            if not new_owner and name in self._discoveries:
+                self.stop_discovery(name)
 
     def start_discovery(self, client: str) -> None:
         """``client``'s discovery session: one each, as in BlueZ; a second is InProgress."""
