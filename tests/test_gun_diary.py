@@ -47,6 +47,9 @@ async def test_a_severe_score_refuses_the_start_until_a_visit_is_recorded(tmp_pa
             await gun.start("glute", side="left")
         assert refused.value.reason == "pain_severe"
         assert (await gun.professional_seen("GP")).refusal is None
+        visit = History(tmp_path / "history.sqlite3").last_professional(simulated=True)
+        assert visit is not None
+        assert visit.source == "python"
 
         await gun.score("before", 3, "thigh")
         assert isinstance(await gun.run("glute", side="left"), gunctl.SessionCompleted)

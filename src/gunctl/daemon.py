@@ -631,7 +631,9 @@ class Daemon:
         kind = self._simulated(slot)
         lifted = await asyncio.to_thread(self.history.diary_refusal, simulated=kind)
         try:
-            await asyncio.to_thread(self.history.record_professional, command.note, simulated=kind)
+            await asyncio.to_thread(
+                self.history.record_professional, command.note, simulated=kind, source="mqtt"
+            )
         except HistoryError as exc:
             raise CommandError("refused", str(exc), command.id, command.action) from None
         log.warning(

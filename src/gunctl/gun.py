@@ -207,7 +207,9 @@ class Gun:
         It lifts a refusal by the diary's rules. Returns the diary's summary.
         """
         history = self._diary_history()
-        await asyncio.to_thread(history.record_professional, note, simulated=self._device.simulated)
+        await asyncio.to_thread(
+            history.record_professional, note, simulated=self._device.simulated, source="python"
+        )
         return await self.diary()
 
     async def diary(self) -> DiarySummary:

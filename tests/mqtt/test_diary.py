@@ -53,6 +53,9 @@ async def test_scores_a_refusal_and_a_visit_over_mqtt(
             seen = await watcher.command(device_id, {"action": "professional_seen", "note": "GP"})
             assert seen["ok"], seen
             assert seen["refusal"] is None
+            visit = service.daemon.history.last_professional(simulated=True)
+            assert visit is not None
+            assert (visit.source, visit.note) == ("mqtt", "GP")
             await diary(watcher, lambda d: d["refusal"] is None)
 
             started = await watcher.command(

@@ -197,8 +197,13 @@ def test_scores_and_a_visit_from_the_command_line(store: History) -> None:
     assert f"Score after session {sid} recorded." in result.output
     assert "The next session will be refused: pain_severe: pain 9/10 after" in result.output
     assert "Refused until recorded: pain_severe" in run("diary").output
+    assert "Professional last seen" not in run("diary").output
     assert "new baseline" in run("diary", "seen", "--note", "GP").output
-    assert "No diary rule refuses a session." in run("diary").output
+    chart = run("diary").output
+    assert "No diary rule refuses a session." in chart
+    assert "recorded from cli (GP)" in chart.splitlines()[-1]
+    seen = json.loads(run("diary", "--json").output)["professional_seen"]
+    assert (seen["source"], seen["note"]) == ("cli", "GP")
     assert "skipped" in run("diary", "score", "--before").output
 
     rows = list(csv.DictReader(io.StringIO(run("history", "export").output)))

@@ -297,7 +297,7 @@ def test_a_file_at_schema_version_4_takes_python_sessions_and_keeps_everything(
         raw.execute("INSERT INTO trace_marks VALUES (?, 1.0, 'warning', 'hot', '{}')", (sid,))
 
     with History(db_path) as store:
-        assert store.schema_version == len(history_module.MIGRATIONS) == 5
+        assert store.schema_version == len(history_module.MIGRATIONS)
         (record,) = store.sessions()
         assert (record.id, record.source, record.simulated, record.status) == (
             sid,
@@ -326,6 +326,39 @@ def test_a_file_at_schema_version_4_takes_python_sessions_and_keeps_everything(
         raw.execute("DELETE FROM sessions WHERE id = ?", (sid,))
         assert raw.execute("SELECT COUNT(*) FROM muscle_time").fetchone() == (0,)
         assert raw.execute("SELECT session_id FROM scores").fetchall() == [(None,)]
+
+
+def test_a_file_at_schema_version_5_keeps_its_visits_and_learns_where_new_ones_came_from(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:  # a visit as version 5 wrote it: from nowhere in particular
+        old.setattr(history_module, "MIGRATIONS", history_module.MIGRATIONS[:5])
+        with History(db_path) as store:
+            assert store.schema_version == 5
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(
+            "INSERT INTO professional_visits (recorded_at, simulated, note) VALUES (?, 0, 'GP')",
+            (datetime.now(UTC).isoformat(),),
+        )
+    with History(db_path) as store:
+        assert store.schema_version == len(history_module.MIGRATIONS)
+        before = store.last_professional()
+        assert before is not None
+        assert (before.note, before.source) == ("GP", None)  # not known for old rows
+        store.record_professional("physio", source="mqtt", at=before.recorded_at + timedelta(1))
+        after = store.last_professional()
+        assert after is not None
+        assert (after.note, after.source) == ("physio", "mqtt")
+        with pytest.raises(ValueError, match="source"):
+            store.record_professional(source="web")  # type: ignore[arg-type]
+    with (
+        contextlib.closing(sqlite3.connect(db_path)) as raw,
+        pytest.raises(sqlite3.IntegrityError, match="CHECK"),
+    ):
+        raw.execute(
+            "INSERT INTO professional_visits (recorded_at, simulated, note, source) "
+            "VALUES ('t', 0, '', 'web')"
+        )
 
 
 def _pain(store: History, at: datetime, muscle: str, side: str, *, simulated: bool = False) -> None:

@@ -18,7 +18,7 @@ from gunctl.cli.output import diary_config_option, emit, json_option, to_text
 
 if TYPE_CHECKING:
     from gunctl.store.diary import Week
-    from gunctl.store.history import History
+    from gunctl.store.history import History, ProfessionalVisit
 
 BAR = 20  # characters for a full-scale bar
 CONFIG = "gunctl.diary.config"  # where the group keeps --config for its subcommands
@@ -133,10 +133,12 @@ def diary(
     store = _open()
     verdict: DiaryVerdict | None = None
     rows: list[Week] = []
+    visit: ProfessionalVisit | None = None
     if store is not None:
         with store:
             rows = store.weeks(weeks, simulated=simulated)
             verdict = store.diary_refusal(simulated=simulated)
+            visit = store.last_professional(simulated=simulated)
     if plot is not None:
         from gunctl import plots
 
@@ -147,8 +149,9 @@ def diary(
         "refusal": None
         if verdict is None
         else {"rule": verdict.rule, "message": verdict.message, "advice": verdict.advice},
+        "professional_seen": None if visit is None else visit.model_dump(mode="json"),
     }
-    emit(result, as_json, lambda _: _chart(rows, str(verdict) if verdict else None))
+    emit(result, as_json, lambda _: _chart(rows, str(verdict) if verdict else None, visit))
 
 
 def _bar(value: float | None, full: float, style: str) -> Any:
@@ -160,7 +163,15 @@ def _bar(value: float | None, full: float, style: str) -> Any:
     return Text.assemble(("█" * cells, style), f" {value:g}")
 
 
-def _chart(weeks: list[Week], refusal: str | None) -> str:
+def _seen(visit: ProfessionalVisit) -> str:
+    """The latest visit, as the chart's last line says it."""
+    line = f"Professional last seen: {visit.recorded_at.astimezone():%Y-%m-%d %H:%M}"
+    if visit.source is not None:
+        line += f", recorded from {visit.source}"
+    return f"{line} ({visit.note})" if visit.note else line
+
+
+def _chart(weeks: list[Week], refusal: str | None, visit: ProfessionalVisit | None) -> str:
     from rich.console import Group
     from rich.table import Table
 
@@ -189,6 +200,8 @@ def _chart(weeks: list[Week], refusal: str | None) -> str:
         "",
         f"Refused until recorded: {refusal}" if refusal else "No diary rule refuses a session.",
     ]
+    if visit is not None:
+        lines.append(_seen(visit))
     return to_text(Group(*lines))
 
 
@@ -240,7 +253,7 @@ def seen(note: str, simulated: bool) -> None:
     store = _open(create=True)
     assert store is not None
     with store:
-        store.record_professional(note, simulated=simulated)
+        store.record_professional(note, simulated=simulated, source="cli")
     click.echo(
         f"Recorded on {datetime.now().astimezone():%Y-%m-%d %H:%M}: the diary rules start a "
         "new baseline from here."

@@ -274,6 +274,12 @@ MIGRATIONS: list[tuple[str, ...]] = [
         "CREATE INDEX sessions_started_at ON sessions (started_at)",
         "CREATE INDEX sessions_running ON sessions (status) WHERE status = 'running'",
     ),
+    (
+        # Where a professional's visit was recorded from, as for a session; unknown (NULL)
+        # for the visits recorded before it was kept.
+        "ALTER TABLE professional_visits ADD COLUMN source TEXT "
+        "CHECK (source IN ('cli', 'mqtt', 'python'))",
+    ),
 ]
 
 
@@ -373,6 +379,12 @@ class PainRecord(DataModel):
     side: str
     step_index: int | None
     reported_at: datetime | None  # wall clock; None in files from before it was kept
+
+
+class ProfessionalVisit(DataModel):
+    recorded_at: datetime  # wall clock, UTC
+    note: str
+    source: Source | None  # None in files from before it was kept
 
 
 class SessionRecord(DataModel):
@@ -1142,19 +1154,41 @@ class History:
             db.execute("UPDATE scores SET session_id = ? WHERE id = ?", (session_id, score_id))
 
     def record_professional(
-        self, note: str = "", *, simulated: bool = False, at: datetime | None = None
+        self,
+        note: str = "",
+        *,
+        simulated: bool = False,
+        source: Source = "cli",
+        at: datetime | None = None,
     ) -> None:
         """Record that a doctor or physiotherapist has seen the person: a new baseline.
 
         The diary rules then read only the scores and sessions after it, so a
-        refusal they made is lifted.
+        refusal they made is lifted. ``source`` says where it was recorded
+        from, as a session's does.
         """
+        if source not in get_args(Source):
+            raise ValueError(f"source must be one of {get_args(Source)}, not {source!r}")
         with self._diary_write() as db:
             db.execute(
-                "INSERT INTO professional_visits (recorded_at, simulated, note) VALUES (?, ?, ?)",
-                (_iso(_utc(at)), int(simulated), note),
+                "INSERT INTO professional_visits (recorded_at, simulated, note, source) "
+                "VALUES (?, ?, ?, ?)",
+                (_iso(_utc(at)), int(simulated), note, source),
             )
-        log.info("professional_visit_recorded", simulated=simulated)
+        log.info("professional_visit_recorded", simulated=simulated, source=source)
+
+    def last_professional(self, *, simulated: bool = False) -> ProfessionalVisit | None:
+        """The latest recorded visit to a professional: the diary rules' baseline."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT recorded_at, note, source FROM professional_visits WHERE simulated = ? "
+                "ORDER BY recorded_at DESC, id DESC LIMIT 1",
+                (int(simulated),),
+            ).fetchone()
+        if row is None:
+            return None
+        at, note, source = row
+        return ProfessionalVisit(recorded_at=datetime.fromisoformat(at), note=note, source=source)
 
     def _scores(self, where: str, params: Sequence[Any]) -> list[Score]:
         return [
