@@ -26,6 +26,7 @@ from gunctl.clock import Clock
 from gunctl.heads import Head
 from gunctl.specs.codec import encode_battery_level
 from gunctl.specs.models import DeviceSpec
+from gunctl.weak import weak_method
 from gunsim.faults import Faults
 from gunsim.firmware import LOG_LIMIT, CommandRecord, Firmware, FirmwareEvent, RejectedFrame
 from gunsim.params import PhysicsParams, params_for
@@ -107,7 +108,7 @@ class SimDevice:
             self.physics,
             self.params.firmware,
             self.params.thermal,
-            self._emit,
+            weak_method(self._emit),  # the device owns its firmware: no cycle back to it
             # a demo faster than real time must not trip on the host's real-time jitter
             watchdog_s=None if timeout is None else clock.real_floor(timeout),
             log_limit=log_limit,

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import weakref
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -232,7 +233,8 @@ class Faults:
     """The faults of one device; reach it as ``device.faults``."""
 
     def __init__(self, device: SimDevice) -> None:
-        self.device = device
+        # a weak proxy: the device owns its faults, so no cycle keeps a closed device alive
+        self.device: SimDevice = weakref.proxy(device)
         self.rng = random.Random(f"gunsim-faults/{device.seed}")
         self.injected: list[tuple[float, Fault]] = []  # what was applied, when
         self._tasks: set[asyncio.Task[None]] = set()

@@ -9,6 +9,7 @@ oldest events (and is told how many) rather than slowing the loop down.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, get_args
@@ -139,7 +140,7 @@ class Subscription:
     """One subscriber's view of the bus: iterate it to receive events in order."""
 
     def __init__(self, bus: EventBus, maxlen: int) -> None:
-        self._bus = bus
+        self._bus = weakref.ref(bus)  # the bus holds its subscriptions: no cycle back to it
         self._buffer: deque[Event] = deque(maxlen=maxlen)
         self._ready = asyncio.Event()
         self._closed = False
@@ -154,7 +155,9 @@ class Subscription:
     def close(self) -> None:
         self._closed = True
         self._ready.set()
-        self._bus._subscribers.discard(self)
+        bus = self._bus()
+        if bus is not None:
+            bus._subscribers.discard(self)
 
     def pending(self) -> list[Event]:
         """Everything buffered now, without waiting."""

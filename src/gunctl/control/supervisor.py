@@ -61,6 +61,7 @@ from gunctl.specs.messages import Version
 from gunctl.specs.models import DeviceSpec, KeepaliveStrategy, TelemetryMode
 from gunctl.specs.speed import Setpoint
 from gunctl.store.diary import DiaryVerdict
+from gunctl.weak import weak_method
 
 log = structlog.get_logger("gunctl.supervisor")
 
@@ -433,7 +434,7 @@ class Supervisor:
 
     def _start(self, plan: Plan, prior: dict[Key, float]) -> None:
         now = self.clock.now()
-        self.session = Session(plan, self.device_id, self._publish)
+        self.session = Session(plan, self.device_id, weak_method(self._publish))
         self.rules = self.rules.fresh()
         self._prior = prior
         self._watching_since = now
