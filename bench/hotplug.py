@@ -38,6 +38,7 @@ from bench.priority import (
     take_priority,
 )
 from bench.report import percentiles, report
+from bench.stalls import watch
 from bench.supervisor import RATE_HZ, SPEC, confirm_heads, glute_plan
 from gunctl.clock import Clock
 from gunctl.devices import Device, connect_ble, connect_sim
@@ -131,11 +132,12 @@ async def measure(
     for label, connect, n in phases:
         stats.lateness.clear()
         overruns = stats.overruns
-        if n:
-            counts = await churn(connect, n, seconds)
-        else:
-            await asyncio.sleep(seconds)
-            counts = {"rounds": 0, "connects": 0, "failures": 0}
+        with watch() as stalls:
+            if n:
+                counts = await churn(connect, n, seconds)
+            else:
+                await asyncio.sleep(seconds)
+                counts = {"rounds": 0, "connects": 0, "failures": 0}
         late = percentiles(stats.lateness)
         rows.append(
             {
@@ -146,6 +148,7 @@ async def measure(
                 "late max ms": late["max"],
                 "overruns": stats.overruns - overruns,
                 **counts,
+                **stalls.columns(),
             }
         )
     helper.cancel()

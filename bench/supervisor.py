@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.priority import add_arguments, cpu_hog, describe, own_session, take_priority
 from bench.report import percentiles, report
+from bench.stalls import watch
 from gunctl.clock import Clock
 from gunctl.control.supervisor import Supervisor
 from gunctl.devices import Device, connect_sim
@@ -82,9 +83,15 @@ async def bare_loop(tasks: int, seconds: float) -> dict[str, Any]:
                 n = int((loop.time() - start) / period)
 
     cpu = time.process_time()
-    await asyncio.gather(*(ticker() for _ in range(tasks)))
+    with watch() as stalls:
+        await asyncio.gather(*(ticker() for _ in range(tasks)))
     cpu = time.process_time() - cpu
-    return {"late": late, "overruns": overruns, "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6}
+    return {
+        "late": late,
+        "overruns": overruns,
+        "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6,
+        "stalls": stalls.columns(),
+    }
 
 
 class CpuSplit:
@@ -169,7 +176,7 @@ async def supervised(devices: int, seconds: float, *, split: bool = False) -> di
         stats.lateness.clear()
         stats.overruns = 0
     cpu = time.process_time()
-    with CpuSplit() if split else contextlib.nullcontext() as parts:
+    with watch() as stalls, CpuSplit() if split else contextlib.nullcontext() as parts:
         await asyncio.sleep(seconds)
     cpu = time.process_time() - cpu
     late = [x for d in fleet for x in d.supervisor.loop_stats.lateness]
@@ -179,7 +186,12 @@ async def supervised(devices: int, seconds: float, *, split: bool = False) -> di
     for device in fleet:
         await device.aclose()
     gc.unfreeze()
-    result = {"late": late, "overruns": overruns, "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6}
+    result = {
+        "late": late,
+        "overruns": overruns,
+        "cpu_us_per_tick": cpu / max(1, len(late)) * 1e6,
+        "stalls": stalls.columns(),
+    }
     if parts is not None:
         result["split"] = {k: v / max(1, len(late)) * 1e6 for k, v in parts.cpu.items()}
     return result
@@ -298,6 +310,7 @@ async def main(
                     "late max ms": late["max"],
                     "overruns": result["overruns"],
                     "cpu us/tick": round(result["cpu_us_per_tick"], 1),
+                    **result["stalls"],
                 }
             )
     report(
