@@ -191,7 +191,7 @@ class SimDevice:
         )
 
     @property
-    def commands(self) -> deque[CommandRecord]:
+    def commands(self) -> list[CommandRecord]:
         """The host commands the firmware decoded (the latest ``log_limit``), with arrival times."""
         return self.firmware.commands
 

@@ -1,10 +1,13 @@
-"""A closed gun is freed by reference counting, not left for the cyclic garbage collector.
+"""What the cyclic garbage collector has to walk: neither closed guns nor long logs.
 
-What a gun leaves in reference cycles waits for a full collection, and a full
-collection holds every control loop of the process at once: beside a running
-session, 15 simulated guns coming and going left about 140 objects each (a
-session's, 440), and a collection over them took 27 to 30 ms of CPU, more
-than a tick's period (BENCHMARKS.md, "Hot-plug beside a running session").
+A full collection holds every control loop of the process at once, for as
+long as it walks the objects it tracks. Beside a running session, 15
+simulated guns coming and going left about 140 objects each in reference
+cycles (a session's, 440), and collections over them took 27 to 31 ms of CPU,
+more than a tick's period; 64 simulated guns' command logs grew the tracked
+objects by about 900 a second, to full collections of 41 ms after two
+minutes (BENCHMARKS.md, "Hot-plug beside a running session" and "64 guns
+beside a CPU hog").
 """
 
 from __future__ import annotations
@@ -83,3 +86,16 @@ async def test_a_gun_closed_mid_session_is_freed_without_the_collector() -> None
         del device, helper
         alive = [ref() for ref in made if ref() is not None]
         assert alive == []
+
+
+async def test_the_simulated_firmware_s_command_log_is_not_walked_by_the_collector() -> None:
+    device = await connect_sim("gunctl-open", clock=Clock(), device_id="sim-log")
+    try:
+        await asyncio.sleep(30)  # the Supervisor's keepalives, 5 a second
+        assert device.sim is not None
+        firmware = device.sim.firmware
+        assert len(firmware.commands) > 100
+        gc.collect()
+        assert not any(gc.is_tracked(entry) for entry in firmware._frames)
+    finally:
+        await device.aclose()
