@@ -125,6 +125,11 @@ class _Begin:
     overtaken: bool = False  # a stop arrived after the start, while it was being booked
 
 
+def _prior_of(prior: Mapping[Key, float], muscle: str, side: str) -> float:
+    """Exposure in the 48 hours before a session, from what was read at its start."""
+    return prior.get((muscle, side), 0.0)
+
+
 # -- state for observers -------------------------------------------------------
 
 
@@ -220,7 +225,7 @@ class Supervisor:
             setpoint_ppm=0,
             setpoint_since=0.0,
             worked_s={},
-            prior_s=self._prior_s,
+            prior_s=functools.partial(_prior_of, {}),
             active_s=0.0,
             session_running=False,
             stop_written_at=None,
@@ -247,7 +252,6 @@ class Supervisor:
         self._intensity = 0.0  # the intensity in force, after the slew limit
         self._back_off = 1.0
         self._reported: set[str] = set()  # rules whose stop was announced since the session began
-        self._prior: dict[tuple[str, str], float] = {}
         self._setpoint_since = 0.0
         self._stop_written_at: float | None = None
         self._speed_at_stop: float | None = None
@@ -436,7 +440,8 @@ class Supervisor:
         now = self.clock.now()
         self.session = Session(plan, self.device_id, weak_method(self._publish))
         self.rules = self.rules.fresh()
-        self._prior = prior
+        # a function of what was read, not a method of self: the view holds no cycle
+        self._view.prior_s = functools.partial(_prior_of, prior)
         self._watching_since = now
         self._reported.clear()
         self._publish(
@@ -614,9 +619,6 @@ class Supervisor:
         view.worked_s = session.worked
         view.active_s = session.active_s
         return view
-
-    def _prior_s(self, muscle: str, side: str) -> float:
-        return self._prior.get((muscle, side), 0.0)
 
     def _paused_since(self, since: float) -> float:
         """Clock seconds the host was paused after ``since`` (a frame's arrival).
