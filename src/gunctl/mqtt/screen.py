@@ -20,7 +20,9 @@ process of its own (``python -m gunctl.mqtt.screen``, started and watched by
   rationed as in the daemon, on this connection, so that they never wait
   behind, or crowd out, the daemon's events and results;
 - the counts go to the daemon every :data:`COUNTS_EVERY_S` while they move,
-  for its diagnostics; the log lines (in aggregate) are written here.
+  for its diagnostics, and ahead of any command, so that the daemon takes no
+  command before the refusals read ahead of it are counted; the log lines (in
+  aggregate) are written here.
 
 If the daemon falls behind, what waits for it is bounded (:data:`WAITING`):
 past the bound, a stop is still queued, up to twice the bound, and anything
@@ -148,9 +150,11 @@ class ToDaemon:
                 lines = list(self._queue)
                 self._queue.clear()
                 now = time.monotonic()
-                if self._counts_moved and now >= counted_at + COUNTS_EVERY_S:
+                # Ahead of the commands that come with them, whenever they are due: the
+                # daemon then takes no command before the refusals read ahead of it.
+                if self._counts_moved and (lines or now >= counted_at + COUNTS_EVERY_S):
                     self._counts_moved, counted_at = False, now
-                    lines.append(_line({"counts": self._counts()}))
+                    lines.insert(0, _line({"counts": self._counts()}))
             if now - flushed_at >= LOG_EVERY_S:
                 flushed_at = now
                 self._tally.flush_log()
