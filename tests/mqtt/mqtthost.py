@@ -26,6 +26,7 @@ from typing import Any
 import aiomqtt
 
 from gunctl.config import ServeSettings
+from gunctl.control.supervisor import Supervisor
 from gunctl.logs import configure
 from gunctl.mqtt.service import Service
 from gunctl.mqtt.topics import Topics
@@ -174,6 +175,13 @@ class Broker:
             self.process.kill()
             self.process.wait(5)
         self.process = None
+
+
+def the_gun(service: Service) -> tuple[str, Supervisor]:
+    """The id and the Supervisor of a daemon's one gun, connected."""
+    ((device_id, slot),) = service.daemon.slots.items()
+    assert slot.device is not None, f"{device_id} is not connected"
+    return device_id, slot.device.supervisor
 
 
 @contextlib.asynccontextmanager

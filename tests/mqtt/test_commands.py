@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from mqtthost import Broker, running, watching
+from mqtthost import Broker, running, the_gun, watching
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -129,8 +129,7 @@ async def test_a_stop_with_stray_fields_still_stops_and_says_what_it_ignored(
 ) -> None:
     async with running(make_settings()) as service:
         topics = service.bridge.topics
-        (device_id,) = service.daemon.slots
-        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        device_id, supervisor = the_gun(service)
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             for stop in (
                 {"action": "stop", "speed": 0, "id": "s1"},

@@ -21,7 +21,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
-from mqtthost import MOSQUITTO, Broker, is_event, running, watching
+from mqtthost import MOSQUITTO, Broker, is_event, running, the_gun, watching
 
 from gunctl.config import ServeSettings
 from gunctl.store.history import History, HistoryError
@@ -155,8 +155,7 @@ async def test_a_burst_of_a_thousand_junk_diary_commands_then_a_stop(
     """Every one answered or shed and counted, nothing kept, and the stop behind them obeyed."""
     async with running(make_settings(time_scale=1.0), tmp_path) as service:
         topics = service.bridge.topics
-        (device_id,) = service.daemon.slots
-        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        device_id, supervisor = the_gun(service)
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             started = await watcher.command(device_id, {"action": "start", "protocol": "long"})
             assert started["ok"], started

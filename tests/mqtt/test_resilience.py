@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mqtthost import Broker, running, watching
+from mqtthost import Broker, running, the_gun, watching
 
 from gunctl.config import ServeSettings
 from gunctl.mqtt.topics import ONLINE
@@ -24,8 +24,7 @@ async def test_broker_restart_mid_session(
 ) -> None:
     async with running(make_settings(), tmp_path) as service:
         topics = service.bridge.topics
-        (device_id,) = service.daemon.slots
-        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        device_id, supervisor = the_gun(service)
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             assert (await watcher.command(device_id, {"action": "start", "protocol": "long"}))["ok"]
             assert (await watcher.command(device_id, {"action": "confirm_head"}))["ok"]

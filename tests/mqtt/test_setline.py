@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable
 
 import pytest
-from mqtthost import Broker, is_event, running, watching
+from mqtthost import Broker, is_event, running, the_gun, watching
 
 from gunctl.config import ServeSettings
 
@@ -24,8 +24,7 @@ async def test_a_command_on_set_goes_through_the_commands_process_to_the_gun(
     async with running(make_settings()) as service:
         bridge = service.bridge
         topics = bridge.topics
-        (device_id,) = service.daemon.slots
-        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        device_id, supervisor = the_gun(service)
         assert bridge.setline.pid not in (None, os.getpid())
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             started = await watcher.command(device_id, {"action": "start", "protocol": "long"})
@@ -47,8 +46,7 @@ async def test_the_commands_process_dying_is_noticed_the_stop_line_stops_and_it_
     async with running(make_settings()) as service:
         bridge = service.bridge
         topics = bridge.topics
-        (device_id,) = service.daemon.slots
-        supervisor = service.daemon.slots[device_id].device.supervisor  # type: ignore[union-attr]
+        device_id, supervisor = the_gun(service)
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             assert (await watcher.command(device_id, {"action": "start", "protocol": "long"}))["ok"]
             assert (await watcher.command(device_id, {"action": "confirm_head"}))["ok"]
