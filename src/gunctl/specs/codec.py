@@ -104,7 +104,7 @@ class _Shape:
     size: int  # payload bytes
     consts: int  # fields with a constant value: the more, the more specific the message
     raws: Callable[[bytes], tuple[Any, ...]]  # payload -> every field's raw value, in order
-    # (name, documented, value) of each field without a constant, by its place in ``raws``
+    # (place in ``raws``, name, documented, value) of each field without a constant
     reads: tuple[tuple[int, str, bool, Callable[[Any], Any]], ...]
 
 
@@ -177,13 +177,8 @@ class Codec:
         )
         self._host_header = hex_to_bytes(frame.host_header)
         self._device_header = hex_to_bytes(frame.device_header)
-        # where each part of a frame sits, and its checksum's function, worked out once
-        self._header_at = self._layout.offset(Part.HEADER, 0)
-        self._length_at = (
-            self._layout.offset(Part.LENGTH, 0) if Part.LENGTH in frame.parts else None
-        )
-        self._opcode_at = self._layout.offset(Part.OPCODE, 0)
-        self._checksum_at = self._layout.offset(Part.CHECKSUM, 0) if frame.checksum else 0
+        self._has_length = Part.LENGTH in frame.parts
+        # the checksum's function, what it covers and how it is written, worked out once
         self._checksum = (
             None
             if frame.checksum is None
@@ -337,26 +332,26 @@ class Codec:
                 DecodeFailure.TOO_SHORT,
                 f"{total} bytes, a frame has at least {layout.overhead}",
             )
-        at = self._header_at if self._header_at >= 0 else total + self._header_at
+        at = layout.offset(Part.HEADER, total)
         if data[at : at + len(header)] != header:
             raise DecodeError(DecodeFailure.BAD_HEADER, f"expected {header.hex(' ')}")
         payload = data[layout.head : total - layout.tail]
-        if self._length_at is not None:
-            declared = data[self._length_at if self._length_at >= 0 else total + self._length_at]
+        if self._has_length:
+            declared = data[layout.offset(Part.LENGTH, total)]
             if declared != len(payload):
                 raise DecodeError(
                     DecodeFailure.BAD_LENGTH,
                     f"length byte says {declared}, payload is {len(payload)}",
                 )
         if self._checksum is not None:
-            at = self._checksum_at if self._checksum_at >= 0 else total + self._checksum_at
+            at = layout.offset(Part.CHECKSUM, total)
             found = data[at : at + layout.checksum_size]
             expected = self._checksum_bytes(data)
             if found != expected:
                 raise DecodeError(
                     DecodeFailure.BAD_CHECKSUM, f"found {found.hex()}, expected {expected.hex()}"
                 )
-        return data[self._opcode_at if self._opcode_at >= 0 else total + self._opcode_at], payload
+        return data[layout.offset(Part.OPCODE, total)], payload
 
     # -- payloads ------------------------------------------------------------
 
