@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -87,3 +89,29 @@ async def test_the_commands_process_ends_with_the_daemon(
         assert pid is not None
     with pytest.raises(ProcessLookupError):  # ended and reaped, not left behind
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize(
+    ("first_line", "said"),
+    [
+        (b"not the settings\n", b"is started by gunctl serve"),
+        (  # a broker that refuses: the daemon starts another process after a back-off
+            b'{"mqtt": {"host": "127.0.0.1", "port": 1}, "node_id": "n", "identifier": "n-set",'
+            b' "instance": "i", "devices": ["gun"]}\n',
+            b"set_line_connect_failed",
+        ),
+    ],
+)
+def test_the_commands_process_ends_with_one_line_not_a_traceback(
+    first_line: bytes, said: bytes
+) -> None:
+    ended = subprocess.run(
+        [sys.executable, "-m", "gunctl.mqtt.screen"],
+        input=first_line,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert ended.returncode == 1
+    assert said in ended.stderr + ended.stdout
+    assert b"Traceback" not in ended.stderr

@@ -51,7 +51,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import structlog
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gunctl.config import MqttSettings
 from gunctl.logs import configure
@@ -338,7 +338,13 @@ def main() -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the daemon died before the line above
         return
-    setup = Setup.model_validate_json(sys.stdin.buffer.readline() or b"{}")
+    try:
+        setup = Setup.model_validate_json(sys.stdin.buffer.readline() or b"{}")
+    except ValidationError:
+        sys.exit(
+            "gunctl.mqtt.screen is started by gunctl serve, which gives it its settings "
+            "as the first line on its stdin; that line was not valid"
+        )
     configure(json=setup.log_json, level=setup.log_level)
     client = paho_client(setup.mqtt, setup.identifier, setup.mqtt.password(), reconnect=True)
     screen = Screen(setup, client)
@@ -347,7 +353,13 @@ def main() -> None:
     client.on_disconnect = screen.on_disconnect
     client.on_subscribe = screen.on_subscribe
     client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-    connect(client, setup.mqtt)  # a failure ends the process: the daemon tries again later
+    try:
+        connect(client, setup.mqtt)
+    except OSError as exc:  # refused, unreachable, a name or TLS failure: the daemon starts another
+        log.error(
+            "set_line_connect_failed", host=setup.mqtt.host, port=setup.mqtt.port, error=str(exc)
+        )
+        sys.exit(1)
     threading.Thread(target=screen.out.write, name="to daemon", daemon=True).start()
     client.loop_start()
     log.info("set_line_started", node=setup.node_id, devices=len(setup.devices))
