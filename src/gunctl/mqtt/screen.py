@@ -104,9 +104,10 @@ class ToDaemon:
     the bound instead.
     """
 
-    def __init__(self, tally: Tally, devices: list[str]) -> None:
+    def __init__(self, tally: Tally, devices: list[str], neighbours: Neighbours) -> None:
         self._tally = tally
         self._devices = devices
+        self._neighbours = neighbours
         self._queue: deque[bytes] = deque()
         self._wake = threading.Condition()
         self._counts_moved = False
@@ -166,13 +167,15 @@ class ToDaemon:
                 return
 
     def _counts(self) -> dict[str, Any]:
-        """Everything counted since this process started: the daemon adds up the changes."""
+        """Everything counted since this process started (the daemon adds up the changes),
+        and what its neighbours keep and forgot (the daemon shows it as it is)."""
         tally = self._tally
         return {
             "rejected": tally.rejected,
             "refused": {d: tally.of(d)["refused"] for d in self._devices},
             "unanswered": tally.unanswered,
             "most_waiting": self.most_waiting,
+            "neighbours": self._neighbours.stats(),
         }
 
 
@@ -186,7 +189,7 @@ class Screen:
         self.topics = Topics(setup.node_id, mqtt.base_topic, mqtt.discovery_prefix)
         self.neighbours = Neighbours(setup.node_id, setup.instance)
         self.tally = Tally(setup.devices, lambda: 0)  # its answers wait behind nothing else
-        self.out = ToDaemon(self.tally, setup.devices)
+        self.out = ToDaemon(self.tally, setup.devices, self.neighbours)
         self._served = {self.topics.set(d): d for d in setup.devices}
         t = self.topics
         self._bridge = {t.bridge_set: t.bridge_result, t.bridge_set_all: t.bridge_result}
@@ -287,6 +290,7 @@ class Screen:
             self.neighbours.availability(device, payload)
         elif (node := self.topics.node_of(topic, "state")) is not None:
             self.neighbours.bridge_state(node, payload)
+        self.out.counted()  # what they keep is in the counts
 
     def _answers_for(self, device_id: str) -> bool:
         return self.setup.mqtt.answer_unknown_devices and self.neighbours.answers_for(device_id)

@@ -195,6 +195,7 @@ class SetLine:
             "taken": self.taken,
             "refused": self.refused,
             "most_waiting": self.most_waiting,
+            "neighbours": self._counted.get("neighbours"),  # the process's own, as last heard
         }
 
 
