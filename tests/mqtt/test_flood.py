@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gunctl.config import ServeSettings
 from gunctl.mqtt.commands import MAX_PAYLOAD
 from gunctl.mqtt.outbox import ANSWERS_MAX, Outgoing, as_json
+from gunctl.mqtt.payloads import REFUSED
 from gunctl.mqtt.screen import WAITING
+from gunctl.mqtt.tally import REFUSAL_ANSWERS_PER_S
 
 pytestmark = pytest.mark.mqtt
 
@@ -128,6 +131,46 @@ async def test_junk_is_refused_in_the_commands_process_and_never_reaches_the_dae
             stop = await watcher.command(device_id, {"action": "stop"})
             assert stop["ok"], stop
         assert bridge.setline.taken == taken + 1
+
+
+async def test_valid_starts_refused_in_a_flood_get_a_few_answers_and_all_are_counted(
+    broker: Broker, make_settings: Settings, tmp_path: Path
+) -> None:
+    """Each start refused as busy while a session runs would be two messages out (a result and
+    an event) for one in: a flood of them gets a few answers a second, and every one counted."""
+    starts = 500
+    async with running(make_settings()) as service:
+        bridge = service.bridge
+        topics = bridge.topics
+        (device_id,) = service.daemon.slots
+        patterns = (topics.result(device_id), topics.event(device_id))
+        async with watching(broker, topics, *patterns) as watcher:
+            assert (await watcher.command(device_id, {"action": "start", "protocol": "long"}))["ok"]
+            busy_before, unanswered_before = bridge.rejected["busy"], bridge.intake.unanswered
+            flood = tmp_path / "starts.txt"
+            lines = (
+                json.dumps({"action": "start", "protocol": "tiny", "id": n}) for n in range(starts)
+            )
+            flood.write_text("".join(line + "\n" for line in lines))
+            began = time.monotonic()
+            target = ["-p", str(broker.port), "-q", "1", "-t", topics.set(device_id)]
+            with flood.open("rb") as stdin:
+                publish = await asyncio.create_subprocess_exec(PUBLISH, *target, "-l", stdin=stdin)
+                assert await publish.wait() == 0
+            async with asyncio.timeout(20):
+                while bridge.rejected["busy"] - busy_before < starts:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            took = time.monotonic() - began
+            stop = await watcher.command(device_id, {"action": "stop", "id": "last"})
+            assert stop["ok"], stop  # a stop's result is never rationed
+        refused = [m.json() for m in watcher.on(topics.result(device_id))]
+        answered = [r for r in refused if r.get("reason") == "busy"]
+        events = [m.json() for m in watcher.on(topics.event(device_id))]
+        assert len([e for e in events if e["type"] == REFUSED]) == len(answered)
+        assert 1 <= len(answered) <= REFUSAL_ANSWERS_PER_S * (1 + took)
+        unanswered = bridge.intake.unanswered - unanswered_before
+        assert len(answered) + unanswered == starts, "a refusal was neither answered nor counted"
+        assert bridge.diagnostics()["unanswered"] >= unanswered
 
 
 async def test_a_backed_up_outbox_keeps_events_and_stop_results_and_coalesces_telemetry(

@@ -4,7 +4,7 @@ Every command reaches this one place on the daemon's event loop, from the
 commands process (``set`` topics, :mod:`gunctl.mqtt.setline`) or from the stop
 line (``stop`` topics, :mod:`gunctl.mqtt.stopline`). Every command gets one
 result on its result topic and, under MQTT 5, on the message's response topic
-with its correlation data.
+with its correlation data; refusals only as far as their rations allow.
 
 Refusing is cheap, because anyone allowed to publish can send thousands of bad
 messages. What the topic and payload alone decide is decided in the commands
@@ -13,8 +13,10 @@ message on a ``set`` topic for a device nobody here serves, that is not a
 command (too large, not JSON, invalid), or that is retained, is refused,
 counted and answered there. The daemon gets the commands for its guns' lanes
 and for the bridge, and the counts (:meth:`Intake.counted`). A command a lane
-took gets its result, refused or not, at QoS 1; every refusal is counted and
-logged in aggregate (:mod:`gunctl.mqtt.tally`).
+took gets its result at QoS 1, and a refusal of it an event too, unless that
+gun's lane refused more than :data:`~gunctl.mqtt.tally.REFUSAL_ANSWERS_PER_S`
+in the last second (a flood of valid starts while a session runs); every
+refusal is counted and logged in aggregate (:mod:`gunctl.mqtt.tally`).
 
 A retained command is never obeyed: the broker would deliver it again on every
 reconnect and after every restart, so a start would run again by itself. It is
@@ -227,10 +229,15 @@ class Intake:
         *,
         taken: bool = False,
     ) -> None:
-        """Count and answer a refusal; ``taken``: of a command a lane took, not of junk."""
+        """Count a refusal, and answer it if its ration allows (:mod:`gunctl.mqtt.tally`);
+        ``taken``: of a command a lane took, not of junk."""
         self.tally.refused(exc, device_id)
         self._changed()
-        if not taken and not self.tally.answer_junk():
+        if taken and device_id is not None:
+            answer = action in STOPS or self.tally.answer_refusal(device_id)
+        else:
+            answer = self.tally.answer_junk()
+        if not answer:
             return  # the events and results of real commands come first
         self._answer_refusal(
             result, device_id, message, command_id, action, exc, ignored, taken=taken

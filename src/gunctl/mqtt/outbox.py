@@ -9,11 +9,12 @@ bounded by kind:
   one waits per topic, a handful per gun;
 - **answers** (results of commands that are not stops, refusals of junk): at
   most :data:`ANSWERS_MAX` wait; past that the oldest is dropped and counted
-  (``dropped``). The intake stops answering junk long before (``BACKLOG``);
+  (``dropped``). The intake stops answering refusals long before (``BACKLOG``);
 - **kept**: events and the results of stops and stop_all are never dropped.
   They come only from what the guns do and from stops carried out, both
-  bounded by the guns' lanes; past :data:`KEPT_WARN` waiting, a warning says
-  the broker is not taking them.
+  bounded by the guns' lanes, and from refusals, rationed where they are
+  made (:mod:`gunctl.mqtt.tally`); past :data:`KEPT_WARN` waiting, a warning
+  says the broker is not taking them.
 
 Everything goes out in the order it was put (a coalesced message keeps the
 place of the first one waiting on its topic), with up to :data:`WINDOW`

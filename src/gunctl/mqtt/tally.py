@@ -8,11 +8,20 @@ The rest (retained stops on the stop line, commands a gun refuses) is refused
 on the daemon's event loop. Each tally counts under a lock, so the diagnostics
 see one set of numbers. The log gets the first refusal of a quiet spell in
 full and then one summary line per :data:`LOG_EVERY_S` with the count per
-reason, never one line per message. Refusals of junk are answered at most
+reason, never one line per message.
+
+Answers are rationed, so that what anyone allowed to publish sends never
+turns into as many messages (or twice as many) from gunctl, crowding out the
+events and results of real commands. Refusals of junk are answered at most
 :data:`JUNK_ANSWERS_PER_S` a second, and not while more than :data:`BACKLOG`
-messages wait to go out or to be read (a flood); past that they are counted
-(``unanswered``) but not answered, so that junk never crowds out the events and
-results of real commands.
+messages wait to go out or to be read (a flood). A command that a gun's lane
+took and refused (a start while a session runs, say) is answered with a
+result and an event, at most :data:`REFUSAL_ANSWERS_PER_S` a second for each
+gun, and not while more than :data:`BACKLOG` wait: more than a person or an
+automation sends, and a flood of valid starts costs a few answers, not two
+messages each (events are never dropped from the outbox, so they must be
+bounded where they are made). Refusals past a ration are counted
+(``unanswered``) but not answered. A stop's result is never rationed.
 """
 
 from __future__ import annotations
@@ -29,8 +38,29 @@ from gunctl.requests import REASONS, CommandError
 log = structlog.get_logger("gunctl.mqtt")
 
 LOG_EVERY_S = 10.0  # at most one line per refusal this often; the rest in a summary line
-BACKLOG = 100  # messages waiting to go out or to be read: past this, junk is not answered
+BACKLOG = (
+    100  # messages waiting to go out or to be read: past this, no refusal but a stop's is answered
+)
 JUNK_ANSWERS_PER_S = 100  # refusals of junk answered a second (in bursts of as many)
+REFUSAL_ANSWERS_PER_S = 20  # refusals by a gun's lane answered a second, for each gun
+
+
+class _Ration:
+    """A token bucket: ``per_s`` a second, in bursts of as many; under the tally's lock."""
+
+    __slots__ = ("_at", "_left", "_per_s")
+
+    def __init__(self, per_s: float) -> None:
+        self._per_s = self._left = float(per_s)
+        self._at = time.monotonic()
+
+    def take(self, now: float) -> bool:
+        self._left = min(self._per_s, self._left + (now - self._at) * self._per_s)
+        self._at = now
+        if self._left < 1:
+            return False
+        self._left -= 1
+        return True
 
 
 class Tally:
@@ -43,8 +73,8 @@ class Tally:
         self._rejected: Counter[str] = Counter({reason: 0 for reason in REASONS})
         self._by_device = {device: Counter(commands=0, refused=0) for device in devices}
         self._unanswered = 0
-        self._answers_left = float(JUNK_ANSWERS_PER_S)
-        self._answers_at = time.monotonic()
+        self._junk = _Ration(JUNK_ANSWERS_PER_S)
+        self._refusals = {device: _Ration(REFUSAL_ANSWERS_PER_S) for device in devices}
         self._logged_at = -LOG_EVERY_S
         self._unlogged: Counter[str] = Counter()
 
@@ -84,13 +114,22 @@ class Tally:
         """
         backlog = self._backlog()
         with self._lock:
-            now = time.monotonic()
-            left = self._answers_left + (now - self._answers_at) * JUNK_ANSWERS_PER_S
-            self._answers_left, self._answers_at = min(float(JUNK_ANSWERS_PER_S), left), now
-            if self._answers_left < 1 or backlog > BACKLOG:
+            if backlog > BACKLOG or not self._junk.take(time.monotonic()):
                 self._unanswered += 1
                 return False
-            self._answers_left -= 1
+            return True
+
+    def answer_refusal(self, device_id: str) -> bool:
+        """Whether a refusal by ``device_id``'s lane is answered: not in a flood, and not
+        too many a second for that gun.
+
+        One not answered is counted (``unanswered``).
+        """
+        backlog = self._backlog()
+        with self._lock:
+            if backlog > BACKLOG or not self._refusals[device_id].take(time.monotonic()):
+                self._unanswered += 1
+                return False
             return True
 
     def flush_log(self, shed: int = 0) -> None:
