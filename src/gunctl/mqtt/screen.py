@@ -253,27 +253,25 @@ class Screen:
         result = bridge_result or t.result(device_id)  # type: ignore[arg-type]
         properties = getattr(message, "properties", None)
         if message.retain:
-            command_id, action = named(payload)
-            retained = CommandError("retained", RETAINED)
-            self._refuse(result, device_id, properties, command_id, action, retained)
+            self._refuse(result, device_id, properties, CommandError("retained", RETAINED), payload)
             self.client.publish(topic, b"", qos=1, retain=True)
             return
+        action: str
         try:
             if bridge_result is not None:
                 action = parse_bridge_command(payload).command.action
             elif device_id in self._served.values():
                 action = parse_device_command(payload).command.action
             else:
-                command_id, action = named(payload)
                 unknown = CommandError(
                     "unknown_device",
                     f"no gunctl instance serves a device {device_id!r} "
                     f"(none has published {t.availability(device_id)})",  # type: ignore[arg-type]
                 )
-                self._refuse(result, device_id, properties, command_id, action, unknown)
+                self._refuse(result, device_id, properties, unknown, payload)
                 return
         except CommandError as exc:
-            self._refuse(result, device_id, properties, exc.command_id, exc.action, exc)
+            self._refuse(result, device_id, properties, exc)
             return
         response = t.response(properties)
         line: dict[str, Any] = {"topic": topic, "payload": payload.decode()}
@@ -300,15 +298,19 @@ class Screen:
         result: str,
         device_id: str | None,
         properties: Any,
-        command_id: str | int | None,
-        action: str | None,
         exc: CommandError,
+        unread: bytes | None = None,
     ) -> None:
-        """Count a refusal; answer it at QoS 0 if the ration allows (:mod:`gunctl.mqtt.tally`)."""
+        """Count a refusal; answer it at QoS 0 if the ration allows (:mod:`gunctl.mqtt.tally`).
+
+        ``unread``: the payload of a message refused without parsing it (a stranger's, a
+        retained one), parsed for its id and action only to answer it: in a flood, few are.
+        """
         self.tally.refused(exc, device_id)
         self.out.counted()
         if not self.tally.answer_junk():
             return
+        command_id, action = named(unread) if unread is not None else (exc.command_id, exc.action)
         body = payloads.result(
             command_id, device=device_id, action=action, error=exc.message, reason=exc.reason
         )
