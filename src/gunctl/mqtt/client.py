@@ -164,19 +164,24 @@ def make_client(
 
 
 def subscription(
-    mqtt: MqttSettings, topic: str, *, commands: bool = False, others_only: bool = False
+    mqtt: MqttSettings,
+    topic: str,
+    *,
+    qos: int = 1,
+    commands: bool = False,
+    others_only: bool = False,
 ) -> Subscription:
-    """A QoS 1 subscription to ``topic``.
+    """A subscription to ``topic``, at most at ``qos``.
 
     Under MQTT 5, ``commands`` keeps the retain flag as published (so that a
     retained command is recognised even when it arrives live) and
     ``others_only`` leaves out what this client published itself.
     """
     if mqtt.protocol != "5":
-        return (topic, 1)
+        return (topic, qos)
     return (
         topic,
-        SubscribeOptions(qos=1, retainAsPublished=commands, noLocal=others_only),
+        SubscribeOptions(qos=qos, retainAsPublished=commands, noLocal=others_only),
     )
 
 

@@ -77,6 +77,13 @@ COUNTS_EVERY_S = 0.02  # counts reach the daemon this often at most, while they 
 # waiting for its gun in one go on the daemon's event loop (gunctl.lane), which for
 # 1,000 took 6 to 10 ms on a loaded machine.
 WAITING = 500
+# What the set topics are read at. At QoS 1 a broker hands a client at most a few
+# messages it has not acknowledged (Mosquitto: 20) and waits: read in a flood, they
+# came at the pace of the round trips, and the rest was dropped from the broker's
+# queue. QoS 1 gains this connection nothing else: its session is clean, so nothing
+# is delivered again after a reconnect, and over one TCP connection nothing is lost
+# or reordered either way. What senders publish at QoS 1 the broker still takes at 1.
+SET_QOS = 0
 PR_SET_PDEATHSIG = 1
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # paho's back-off after a lost connection
 
@@ -202,7 +209,7 @@ class Screen:
         else:
             commands, others = [*self._served, *self._bridge], []
         return [
-            *(subscription(mqtt, c, commands=True) for c in commands),
+            *(subscription(mqtt, c, qos=SET_QOS, commands=True) for c in commands),
             *(subscription(mqtt, o) for o in others),
         ]
 
