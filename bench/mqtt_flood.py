@@ -18,8 +18,8 @@ first to its last: all but the valid starts, which the gun's lane refuses), how
 many the commands process shed unread and the most that waited in it for the
 daemon (:mod:`gunctl.mqtt.screen`). The junk is counted by the commands
 process, which tells the daemon every 20 ms while counts move.
-The floor, in the same run: the commands process's kind of connection (paho,
-in a process of its own, :func:`floor_process`) taking the same flood and
+The floor, in the same run: the commands process's kind of connection (gmqtt,
+in a process of its own, :func:`floor_process`, at the same QoS) taking the same flood and
 doing nothing with it but count (told every 20 ms too), beside a bare 50 Hz
 asyncio ticker in the bench's process.
 
@@ -50,7 +50,7 @@ from statistics import median
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
+import gmqtt
 
 from bench.mqtt_stop import SPEC, StopTimes, mosquitto, protocol_of, serving
 from bench.priority import (
@@ -62,11 +62,10 @@ from bench.priority import (
     take_priority,
 )
 from bench.report import percentiles, report
-from gunctl.config import MqttSettings
 from gunctl.control.supervisor import LoopStats
 from gunctl.daemon import DeviceSlot
 from gunctl.logs import configure
-from gunctl.mqtt.client import acknowledge_now, connect, paho_client
+from gunctl.mqtt.screen import SET_QOS
 from gunctl.mqtt.service import Service
 from gunctl.requests import CommandError, SessionCommand, StartCommand
 
@@ -207,13 +206,11 @@ def floor_process(port: int) -> None:
     Prints ``ready`` once subscribed, then its count every FLOOR_EVERY_S while it
     moves; ends at the end of stdin.
     """
-    settings = MqttSettings(host="127.0.0.1", port=port)
-    client = paho_client(settings, "gunctl-floor", None, reconnect=False)
     count = [0]
 
-    def message(client: paho.Client, *_: Any) -> None:
-        acknowledge_now(client)
+    def message(*_: Any) -> int:
         count[0] += 1
+        return 0
 
     def report() -> None:
         told = 0
@@ -223,20 +220,25 @@ def floor_process(port: int) -> None:
                 told = count[0]
                 print(told, flush=True)
 
-    client.on_message = message
-    client.on_subscribe = lambda *_: print("ready", flush=True)
-    connect(client, settings)
-    client.subscribe("floor/#", 1)
-    threading.Thread(target=report, daemon=True).start()
-    client.loop_start()
-    sys.stdin.read()
-    client.disconnect()
-    client.loop_stop()
+    async def run() -> None:
+        subscribed = asyncio.Event()
+        client = gmqtt.Client("gunctl-floor")
+        client.on_message = message
+        client.on_subscribe = lambda *_: subscribed.set()
+        await client.connect("127.0.0.1", port)
+        client.subscribe(gmqtt.Subscription("floor/#", qos=SET_QOS))
+        await subscribed.wait()
+        print("ready", flush=True)
+        threading.Thread(target=report, daemon=True).start()
+        await asyncio.to_thread(sys.stdin.read)
+        await client.disconnect()
+
+    asyncio.run(run())
 
 
 async def floor(port: int, files: list[tuple[str, Path]]) -> tuple[int, float, float]:
-    """The same flood to the commands process's kind of connection (paho, in a process of its
-    own), doing nothing with what it gets but count.
+    """The same flood to the commands process's kind of connection (gmqtt, in a process of
+    its own), doing nothing with what it gets but count.
 
     A bare 50 Hz ticker runs beside it in this process: how late a loop gets on
     this machine with no daemon at all.

@@ -54,6 +54,11 @@ async def test_broker_restart_mid_session(
             await watcher.until(lambda m: m.topic == topics.discovery(device_id) and m.retain)
             state = await watcher.state(device_id, lambda s: s["running"])
             assert state["connected"]
+            # the commands process ended with its connection, and another reads set again
+            await asyncio.wait_for(service.bridge.setline.connected.wait(), 30)
+            assert service.bridge.setline.restarts >= 1
+            busy = await watcher.command(device_id, {"action": "start", "protocol": "long"})
+            assert busy["reason"] == "busy", busy
             await watcher.until(
                 lambda m: (
                     m.topic == topics.event(device_id) and m.json()["type"] == "session_completed"

@@ -1,13 +1,11 @@
 """The commands process: the connection that reads the ``set`` topics, and the screen, alone.
 
-Anyone allowed to publish can flood the ``set`` topics. paho spends 80 to
-112 µs of Python on every message it reads, whatever becomes of it, and in
-the daemon's process that time held the GIL that the guns' control loops
-need: the daemon could refuse about 8,000 junk messages a second, against
-13,800 for the same connection alone (BENCHMARKS.md, "A flood, then a stop").
-So the connection that subscribes to the ``set`` topics runs here, in a
-process of its own (``python -m gunctl.mqtt.screen``, started and watched by
-:class:`gunctl.mqtt.setline.SetLine`), and screens what it reads:
+Anyone allowed to publish can flood the ``set`` topics, so the connection that
+subscribes to them runs in a process of its own (``python -m
+gunctl.mqtt.screen``, started and watched by
+:class:`gunctl.mqtt.setline.SetLine`): in the daemon's process, the time spent
+reading each message held the GIL that the guns' control loops need. It
+screens what it reads:
 
 - a live command for one of the daemon's guns, or for the bridge, that parses
   is handed to the daemon, in the order read, as one JSON line on stdout;
@@ -24,39 +22,50 @@ process of its own (``python -m gunctl.mqtt.screen``, started and watched by
   command before the refusals read ahead of it are counted; the log lines (in
   aggregate) are written here.
 
+The connection is gmqtt's, on an asyncio loop: it reads the socket in large
+chunks and takes every message in them in one go, 38 µs of CPU a message
+here in a flood against 90 µs for paho (the daemon's kind of client), which
+reads each message with a wait for the socket and three reads of its own and
+builds a table of MQTT 5 property names for each (BENCHMARKS.md, "A flood,
+then a stop"). The screen runs in the loop's callbacks.
+
 If the daemon falls behind, what waits for it is bounded (:data:`WAITING`):
 past the bound, a stop is still queued, up to twice the bound, and anything
 else is shed, counted as ``overloaded``. The daemon's guns are fixed by its
 configuration, so they are sent once, in the first line on stdin
-(:class:`Setup`). The process ends when the daemon does: at the end of stdin
-(the daemon closed it, or died), or by ``PR_SET_PDEATHSIG`` if the daemon dies
-first. paho connects again by itself
-after a lost connection; a first connection that fails ends the process, and
-the daemon starts another after a back-off.
+(:class:`Setup`). The process lives as long as its connection: it ends when
+the daemon does (at the end of stdin, as the daemon closes it or dies, or by
+``PR_SET_PDEATHSIG`` if the daemon dies first), when its first connection
+fails (status 1) and when its connection is lost (status 0); the daemon starts
+another after a back-off, one way back for every case.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
 from collections import deque
 from typing import Any
 
-import paho.mqtt.client as paho
+import gmqtt
 import structlog
-from paho.mqtt.reasoncodes import ReasonCode
+from gmqtt.mqtt.constants import MQTTv50, MQTTv311
+from gmqtt.mqtt.handler import MQTTConnectError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gunctl.config import MqttSettings
 from gunctl.logs import configure
 from gunctl.mqtt import payloads
-from gunctl.mqtt.client import acknowledge_now, connect, paho_client, subscription
+from gunctl.mqtt.client import TIMEOUT_S
 from gunctl.mqtt.commands import (
     RETAINED,
     named,
@@ -85,7 +94,6 @@ WAITING = 500
 # or reordered either way. What senders publish at QoS 1 the broker still takes at 1.
 SET_QOS = 0
 PR_SET_PDEATHSIG = 1
-RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 15  # paho's back-off after a lost connection
 
 
 class Setup(BaseModel):
@@ -103,12 +111,12 @@ class Setup(BaseModel):
 
 
 class ToDaemon:
-    """What the network thread hands the daemon, written to stdout by a thread of its own.
+    """What the connection hands the daemon, written to stdout by a thread of its own.
 
     The writer takes everything waiting at once, so a flood costs a write (and a
     wake-up of the daemon) per batch, not per message; a daemon that reads
-    slowly blocks only this writer, never the network thread, which sheds past
-    the bound instead.
+    slowly blocks only this writer, never the connection's loop, which sheds
+    past the bound instead.
     """
 
     def __init__(self, tally: Tally, devices: list[str], neighbours: Neighbours) -> None:
@@ -121,7 +129,7 @@ class ToDaemon:
         self.most_waiting = 0
 
     def command(self, line: dict[str, Any], urgent: bool, device_id: str | None) -> None:
-        """In the network thread: queue a command for the daemon, or shed it past the bound."""
+        """On the connection's loop: queue a command for the daemon, or shed it past the bound."""
         with self._wake:
             waiting = len(self._queue)
             if waiting < WAITING or (waiting < 2 * WAITING and urgent):
@@ -134,7 +142,7 @@ class ToDaemon:
         self.counted()
 
     def counted(self) -> None:
-        """In the network thread: a count moved; the daemon hears of it within COUNTS_EVERY_S."""
+        """On the connection's loop: a count moved; the daemon hears of it within COUNTS_EVERY_S."""
         with self._wake:
             if not self._counts_moved:  # one wake-up per report, not one per refusal
                 self._counts_moved = True
@@ -187,9 +195,9 @@ class ToDaemon:
 
 
 class Screen:
-    """Reads what the connection receives, in paho's network thread (see the module)."""
+    """Reads what the connection receives, on its loop (see the module)."""
 
-    def __init__(self, setup: Setup, client: paho.Client) -> None:
+    def __init__(self, setup: Setup, client: gmqtt.Client) -> None:
         self.setup = setup
         self.client = client
         mqtt = setup.mqtt
@@ -201,51 +209,41 @@ class Screen:
         t = self.topics
         self._bridge = {t.bridge_set: t.bridge_result, t.bridge_set_all: t.bridge_result}
 
-    def subscriptions(self) -> list[tuple[str, Any]]:
-        t, mqtt = self.topics, self.setup.mqtt
-        if mqtt.answer_unknown_devices:
+    def subscriptions(self) -> list[gmqtt.Subscription]:
+        """Under MQTT 5, the commands' retain flag as published, so that a retained command
+        is recognised even when it arrives live."""
+        t, v5 = self.topics, self.setup.mqtt.protocol == "5"
+        if self.setup.mqtt.answer_unknown_devices:
             # <base>/+/set matches <base>/bridge/set too: once is enough
             commands, others = [t.any_set, t.bridge_set], [t.any_availability, t.any_bridge_state]
         else:
             commands, others = [*self._served, *self._bridge], []
         return [
-            *(subscription(mqtt, c, qos=SET_QOS, commands=True) for c in commands),
-            *(subscription(mqtt, o) for o in others),
+            *(gmqtt.Subscription(c, qos=SET_QOS, retain_as_published=v5) for c in commands),
+            *(gmqtt.Subscription(o, qos=1) for o in others),
         ]
 
-    def on_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, *_: Any
-    ) -> None:
-        if code.is_failure:
-            log.error("set_line_refused", code=str(code))
-            return
+    def on_connect(self, client: gmqtt.Client, *_: Any) -> None:
         client.subscribe(self.subscriptions())
 
-    def on_subscribe(
-        self, client: paho.Client, userdata: Any, mid: int, codes: list[ReasonCode], *_: Any
-    ) -> None:
+    def on_subscribe(self, client: gmqtt.Client, mid: int, codes: tuple[int, ...], *_: Any) -> None:
         """Subscribed: from now on nothing published on a ``set`` topic is missed."""
-        failed = [str(code) for code in codes if code.is_failure]
+        failed = [f"0x{code:02x}" for code in codes if code >= 0x80]
         if failed:  # the broker's ACL: what it allows is read all the same
             log.warning("broker_refused", refused=f"subscriptions: {', '.join(failed)}")
         self.out.line({"connected": True})
 
-    def on_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, code: ReasonCode, *_: Any
-    ) -> None:
-        if code.is_failure:
-            log.warning("set_line_lost", code=str(code))
-        self.out.line({"connected": False})
-
-    def on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        acknowledge_now(client)
+    def on_message(
+        self, client: gmqtt.Client, topic: str, payload: bytes, qos: int, properties: Any
+    ) -> int:
         try:
-            self._screen(message)
-        except Exception:  # an error here would end paho's thread, and the connection
-            log.exception("message_failed", topic=repr(message._topic[:200]))
+            self._screen(topic, payload, bool(properties.get("retain")), properties)
+        except Exception:  # one message, not the connection
+            log.exception("message_failed", topic=repr(topic[:200]))
+        return 0
 
-    def _screen(self, message: paho.MQTTMessage) -> None:
-        topic, payload, t = message.topic, bytes(message.payload), self.topics
+    def _screen(self, topic: str, payload: bytes, retain: bool, properties: dict[str, Any]) -> None:
+        t = self.topics
         bridge_result = self._bridge.get(topic)
         device_id = self._served.get(topic)
         if bridge_result is None and device_id is None:
@@ -253,13 +251,12 @@ class Screen:
             if device_id is None:
                 self._neighbour(topic, payload)
                 return
-            if payload and not message.retain and not self._answers_for(device_id):
+            if payload and not retain and not self._answers_for(device_id):
                 return  # another daemon answers for it
         if not payload:
             return  # a retained command being cleared, by us or by someone
         result = bridge_result or t.result(device_id)  # type: ignore[arg-type]
-        properties = getattr(message, "properties", None)
-        if message.retain:
+        if retain:
             self._refuse(result, device_id, properties, CommandError("retained", RETAINED), payload)
             self.client.publish(topic, b"", qos=1, retain=True)
             return
@@ -280,11 +277,11 @@ class Screen:
         except CommandError as exc:
             self._refuse(result, device_id, properties, exc)
             return
-        response = t.response(properties)
         line: dict[str, Any] = {"topic": topic, "payload": payload.decode()}
+        response = t.reply_topic(_first(properties, "response_topic"))
         if response is not None:
-            line["response"] = response[0]
-            correlation = getattr(response[1], "CorrelationData", None)
+            line["response"] = response
+            correlation = _first(properties, "correlation_data")
             if correlation is not None:
                 line["correlation"] = bytes(correlation).hex()
         self.out.command(line, urgent=action in (*STOPS, "stop_all"), device_id=device_id)
@@ -304,7 +301,7 @@ class Screen:
         self,
         result: str,
         device_id: str | None,
-        properties: Any,
+        properties: dict[str, Any],
         exc: CommandError,
         unread: bytes | None = None,
     ) -> None:
@@ -325,9 +322,17 @@ class Screen:
             body["node"] = self.setup.node_id
         text = as_json(body)
         self.client.publish(result, text, qos=0)
-        response = self.topics.response(properties)
+        response = self.topics.reply_topic(_first(properties, "response_topic"))
         if response is not None:
-            self.client.publish(response[0], text, qos=0, properties=response[1])
+            correlation = _first(properties, "correlation_data")
+            extra = {} if correlation is None else {"correlation_data": correlation}
+            self.client.publish(response, text, qos=0, **extra)
+
+
+def _first(properties: dict[str, Any], name: str) -> Any:
+    """A property of a message as gmqtt gives it (a list of its values), or None."""
+    values = properties.get(name)
+    return values[0] if values else None
 
 
 def _line(value: dict[str, Any]) -> bytes:
@@ -342,6 +347,72 @@ def _die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _EndOfInput(asyncio.Protocol):
+    """Stdin, read for its end: the daemon closed it, or died."""
+
+    def __init__(self, ended: asyncio.Event) -> None:
+        self._ended = ended
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._ended.set()
+
+
+async def serve(setup: Setup) -> int:
+    """Screen what the connection reads until stdin ends (0), the first connection
+    fails (1) or the connection is lost (0); the exit status."""
+    mqtt = setup.mqtt
+    connected, ended, lost = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    # gmqtt logs through the standard library, each lost connection as a warning in its
+    # own words; what matters this process says itself, in gunctl's log (set_line_*)
+    logging.getLogger("gmqtt").setLevel(logging.CRITICAL)
+    client = gmqtt.Client(setup.identifier, logger=logging.getLogger("gmqtt.client"))
+    # Not one attempt to connect again (with 0, gmqtt still makes one): the process ends
+    # with its connection, and the daemon starts another.
+    client.set_config({"reconnect_retries": -2})
+    screen = Screen(setup, client)
+
+    def disconnected(*_: Any) -> None:
+        if connected.is_set() and not ended.is_set():  # not a first connection refused
+            log.warning("set_line_lost", host=mqtt.host, port=mqtt.port)
+            screen.out.line({"connected": False})
+        lost.set()
+
+    client.on_connect = screen.on_connect
+    client.on_subscribe = screen.on_subscribe
+    client.on_message = screen.on_message
+    client.on_disconnect = disconnected
+    if mqtt.user is not None:
+        password = mqtt.password()
+        client.set_auth_credentials(mqtt.user, password and password.get_secret_value())
+    try:
+        tls = ssl.create_default_context(cafile=str(mqtt.tls_ca)) if mqtt.tls_ca else False
+        async with asyncio.timeout(TIMEOUT_S):
+            await client.connect(
+                mqtt.host,
+                mqtt.port,
+                ssl=tls,
+                keepalive=mqtt.keepalive_s,
+                version=MQTTv50 if mqtt.protocol == "5" else MQTTv311,
+            )
+    except (OSError, TimeoutError, MQTTConnectError) as exc:
+        # refused, unreachable, a name, TLS or password failure: the daemon starts another
+        log.error("set_line_connect_failed", host=mqtt.host, port=mqtt.port, error=str(exc))
+        return 1
+    connected.set()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: _EndOfInput(ended), sys.stdin)
+    threading.Thread(target=screen.out.write, name="to daemon", daemon=True).start()
+    log.info("set_line_started", node=setup.node_id, devices=len(setup.devices))
+    waits = [asyncio.ensure_future(e.wait()) for e in (ended, lost)]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+    if ended.is_set() and not lost.is_set():
+        await client.disconnect()
+    screen.tally.flush_log()
+    return 0
 
 
 def main() -> None:
@@ -359,27 +430,7 @@ def main() -> None:
             "as the first line on its stdin; that line was not valid"
         )
     configure(json=setup.log_json, level=setup.log_level)
-    client = paho_client(setup.mqtt, setup.identifier, setup.mqtt.password(), reconnect=True)
-    screen = Screen(setup, client)
-    client.on_connect = screen.on_connect
-    client.on_message = screen.on_message
-    client.on_disconnect = screen.on_disconnect
-    client.on_subscribe = screen.on_subscribe
-    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-    try:
-        connect(client, setup.mqtt)
-    except OSError as exc:  # refused, unreachable, a name or TLS failure: the daemon starts another
-        log.error(
-            "set_line_connect_failed", host=setup.mqtt.host, port=setup.mqtt.port, error=str(exc)
-        )
-        sys.exit(1)
-    threading.Thread(target=screen.out.write, name="to daemon", daemon=True).start()
-    client.loop_start()
-    log.info("set_line_started", node=setup.node_id, devices=len(setup.devices))
-    sys.stdin.buffer.read()  # nothing more comes: the end of stdin is the daemon gone
-    client.disconnect()
-    client.loop_stop()
-    screen.tally.flush_log()
+    sys.exit(asyncio.run(serve(setup)))
 
 
 if __name__ == "__main__":

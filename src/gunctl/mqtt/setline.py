@@ -14,9 +14,11 @@ the daemon's guns and for the bridge that passed the screen, in the order
 read, the counts of what was refused, and a word when the connection comes up
 or goes down.
 
-If the process ends, for whatever reason, that is logged as an error, and
-another is started after a jittered back-off (doubling from 0.5 s up to 15 s
-while they keep ending before connecting). Meanwhile nothing reads the
+If the process ends, for whatever reason, that is logged (as a warning if it
+ended with its lost connection, as an error otherwise), and another is started
+after a jittered back-off (doubling from 0.5 s up to 15 s while they keep
+ending before connecting): the one way back from a lost connection, a failed
+one and a crash. Meanwhile nothing reads the
 ``set`` topics: a command published there gets no result and is not carried
 out later (the broker keeps no session for the process, so nothing stale
 runs when it is back); the stop line (:mod:`gunctl.mqtt.stopline`) is a
@@ -111,7 +113,9 @@ class SetLine:
                 code = await asyncio.to_thread(_end, process)
             failures = 1 if self.connections > connections else failures + 1
             delay = self.backoff.delay(failures)
-            log.error("set_line_ended", returncode=code, retry_in_s=round(delay, 2))
+            # 0: it ended with its connection, and said so; anything else, it failed or died
+            said = log.warning if code == 0 else log.error
+            said("set_line_ended", returncode=code, retry_in_s=round(delay, 2))
             await asyncio.sleep(delay)
             self.restarts += 1
 

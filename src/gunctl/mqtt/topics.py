@@ -144,18 +144,25 @@ class Topics:
         None if it asks for none, or if it names a topic gunctl does not reply on: a
         wildcard, or one under gunctl's own or Home Assistant's topics.
         """
-        topic = getattr(properties, "ResponseTopic", None) if properties is not None else None
-        if not topic:
-            return None
-        owned = (f"{self.base}/", f"{self.discovery_prefix}/")
-        if len(topic) > 256 or "+" in topic or "#" in topic or topic.startswith(owned):
-            log.warning("response_topic_refused", topic=topic)
+        topic = self.reply_topic(getattr(properties, "ResponseTopic", None))
+        if topic is None:
             return None
         reply = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         correlation = getattr(properties, "CorrelationData", None)
         if correlation is not None:
             reply.CorrelationData = correlation
         return topic, reply
+
+    def reply_topic(self, topic: str | None) -> str | None:
+        """The response topic a command gave, if gunctl replies there: not a wildcard, and
+        not under gunctl's own or Home Assistant's topics."""
+        if not topic:
+            return None
+        owned = (f"{self.base}/", f"{self.discovery_prefix}/")
+        if len(topic) > 256 or "+" in topic or "#" in topic or topic.startswith(owned):
+            log.warning("response_topic_refused", topic=topic)
+            return None
+        return topic
 
     # -- reading a topic back ------------------------------------------------------
 
