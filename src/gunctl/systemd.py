@@ -47,7 +47,8 @@ def cpu_priority(cgroup_root: Path = CGROUP_ROOT) -> dict[str, Any]:
     for a core. This says what took effect: the niceness, the scheduling policy
     and, on cgroup v2 with the CPU controller on for this process's cgroup, its
     ``cpu.weight`` (None where there is none: then only the niceness ranks it).
-    gunctl never changes its own priority; it only reports it.
+    The daemon never changes its own priority; it only reports it (its commands
+    process lowers its own, :data:`gunctl.mqtt.screen.NICENESS`).
     """
     policies = {os.SCHED_OTHER: "other", os.SCHED_BATCH: "batch", os.SCHED_IDLE: "idle"}
     policies |= {os.SCHED_FIFO: "fifo", os.SCHED_RR: "rr"}

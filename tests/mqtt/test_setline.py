@@ -14,6 +14,7 @@ import pytest
 from mqtthost import Broker, is_event, running, the_gun, watching
 
 from gunctl.config import ServeSettings
+from gunctl.mqtt.screen import NICENESS
 
 pytestmark = pytest.mark.mqtt
 
@@ -28,6 +29,9 @@ async def test_a_command_on_set_goes_through_the_commands_process_to_the_gun(
         topics = bridge.topics
         device_id, supervisor = the_gun(service)
         assert bridge.setline.pid not in (None, os.getpid())
+        # below the daemon's priority: in a flood, the control loops come first
+        below = min(19, os.getpriority(os.PRIO_PROCESS, 0) + NICENESS)
+        assert os.getpriority(os.PRIO_PROCESS, bridge.setline.pid) == below
         async with watching(broker, topics, f"{topics.base}/#") as watcher:
             started = await watcher.command(device_id, {"action": "start", "protocol": "long"})
             assert started["ok"], started
