@@ -13,7 +13,7 @@ Three connections, three kinds of client, each for what it carries:
 - gmqtt, in a process of its own (:mod:`gunctl.mqtt.screen`), for the ``set``
   topics, which anyone allowed to publish can flood: even in a thread, paho's
   time per message held the GIL the control loops need, and in a process of
-  its own it still cost 90 µs a message against gmqtt's 38;
+  its own it still cost 86 to 127 µs a message against gmqtt's 35 to 38;
 - aiomqtt for the stop line (:mod:`gunctl.mqtt.stopline`), which carries
   nothing but stops.
 

@@ -23,11 +23,12 @@ screens what it reads:
   aggregate) are written here.
 
 The connection is gmqtt's, on an asyncio loop: it reads the socket in large
-chunks and takes every message in them in one go, 38 µs of CPU a message
-here in a flood against 90 µs for paho (the daemon's kind of client), which
-reads each message with a wait for the socket and three reads of its own and
-builds a table of MQTT 5 property names for each (BENCHMARKS.md, "A flood,
-then a stop"). The screen runs in the loop's callbacks.
+chunks and takes every message in them in one go, 35 to 38 µs of CPU a
+message here in a flood against 86 to 127 µs for paho (the daemon's kind of
+client), which reads each message with a wait for the socket and three reads
+of its own and builds a table of MQTT 5 property names for each
+(BENCHMARKS.md, "A flood, then a stop"). The screen runs in the loop's
+callbacks.
 
 If the daemon falls behind, what waits for it is bounded (:data:`WAITING`):
 past the bound, a stop is still queued, up to twice the bound, and anything
