@@ -77,9 +77,13 @@ SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")  # one topic level; what Home Assistan
 BASE = re.compile(r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$")
 
 
+ID_MAX = 128  # characters in a node or device id: a topic level may be 65,535 bytes
+
+
 def valid_id(value: str) -> bool:
-    """A node or device id that is one MQTT topic level and a valid Home Assistant id."""
-    return bool(SEGMENT.match(value)) and value != BRIDGE
+    """A node or device id that is one MQTT topic level and a valid Home Assistant id,
+    and not so long that remembering other daemons' ids could hold much memory."""
+    return len(value) <= ID_MAX and bool(SEGMENT.match(value)) and value != BRIDGE
 
 
 def default_node_id() -> str:
@@ -231,8 +235,8 @@ class ServeSettings(_Settings):
     def _node_id(cls, value: str) -> str:
         if not valid_id(value):
             raise ValueError(
-                f"{value!r} must be one topic level of letters, digits, '-' and '_' "
-                "(and not 'bridge')"
+                f"{value[:ID_MAX]!r} must be one topic level of at most {ID_MAX} letters, "
+                "digits, '-' and '_' (and not 'bridge')"
             )
         return value
 
@@ -247,8 +251,11 @@ class ServeSettings(_Settings):
             raise ValueError("time_scale: only for simulated devices; a real gun runs in real time")
         served = self.device_ids()
         for device_id in served:
-            if not SEGMENT.match(device_id):
-                raise ValueError(f"devices: id {device_id!r} is not a valid topic level")
+            if not valid_id(device_id):
+                raise ValueError(
+                    f"devices: id {device_id[:ID_MAX]!r} is not one topic level of at most "
+                    f"{ID_MAX} letters, digits, '-' and '_'"
+                )
         unknown = sorted(set(self.names) - set(served))
         if unknown:
             raise ValueError(

@@ -133,6 +133,9 @@ def test_settings_from_file_variables_and_flags(
         ("[mqtt]\nhots = 'x'\n[devices]\nsim = 1\n", "mqtt.hots: unknown setting"),
         ("[devices]\nsim = 1\nsim_spec = 'nope'\n", "devices.sim_spec: unknown firmware spec"),
         ("node_id = 'a/b'\n[devices]\nsim = 1\n", "node_id"),
+        (f"node_id = '{'n' * 129}'\n[devices]\nsim = 1\n", "node_id: 'nnn"),
+        (f"node_id = '{'n' * 129}'\n[devices]\nsim = 1\n", "at most 128 letters"),
+        (f"[devices]\nble = ['{'a' * 126}']\n", "devices: id 'ble-aaa"),
         ("intensity_cap = 1.5\n[devices]\nsim = 1\n", "intensity_cap"),
         ("[devices]\nble = ['AA:BB:CC:DD:EE:FF']\n", None),
         (

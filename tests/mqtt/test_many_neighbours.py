@@ -18,7 +18,7 @@ import aiomqtt
 import pytest
 from mqtthost import Broker, running, watching
 
-from gunctl.config import ServeSettings
+from gunctl.config import ID_MAX, ServeSettings
 from gunctl.mqtt import neighbours
 from gunctl.mqtt.neighbours import BRIDGES_MAX, DEVICES_MAX, Neighbours
 from gunctl.mqtt.topics import OFFLINE, ONLINE, Topics
@@ -74,6 +74,7 @@ async def test_retained_availabilities_past_the_bound_are_forgotten_offline_firs
             "lists": 1,  # the daemon's own, a second after it connected
             "listed": 1,
             "lists_forgotten": 0,
+            "ignored": 0,
         }
         assert all(known.knows(d) for d in ids[:ONLINE_IDS])  # no online one was forgotten
         forgotten = next(d for d in ids if not known.knows(d))
@@ -147,3 +148,21 @@ def test_one_list_longer_than_the_bound_is_forgotten_with_the_rest() -> None:
     assert known.stats()["lists"] == known.stats()["listed"] == 0
     assert known.lists_forgotten == 2
     assert known.removable({"a"}, set()) == set()
+
+
+def test_ids_no_daemon_could_have_are_passed_over_and_counted() -> None:
+    """A topic level may be 65,535 bytes: 4,096 such ids kept would hold 256 MiB."""
+    known = Neighbours("n1", "me")
+    long, odd = "x" * 60_000, "not an id"
+    for made_up in (long, odd):
+        known.availability(made_up, ONLINE.encode())
+        known.bridge_state(made_up, ONLINE.encode())
+        assert known.device_list(made_up, b'["a"]') == set()
+    assert known.device_list("n2", json.dumps(["a", long, odd]).encode()) == {"a"}
+    assert not known.knows(long)
+    assert known.bridges == []
+    stats = known.stats()
+    assert (stats["devices"], stats["listed"], stats["ignored"]) == (0, 1, 8)
+    assert known.answers_for("stranger")  # a made-up node below n1 cannot silence it either
+    known.availability("x" * ID_MAX, ONLINE.encode())  # the longest a daemon may serve
+    assert known.knows("x" * ID_MAX)

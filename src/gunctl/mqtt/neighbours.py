@@ -30,6 +30,11 @@ this module keeps what one daemon needs to know to leave the others alone:
   kept, the least recently heard lists forgotten first; once any list has
   been forgotten (counted in the diagnostics) this daemon removes no gun from
   Home Assistant, as the forgotten list may name it;
+- nothing of an id no gunctl daemon could have (longer than
+  :data:`~gunctl.config.ID_MAX`, or not one topic level of letters, digits,
+  ``-`` and ``_``): a topic level may be 65,535 bytes, and thousands of such
+  ids kept would hold hundreds of megabytes. Such messages are counted
+  (``ignored``) and passed over;
 - another daemon running with this daemon's node id: it publishes this node's
   diagnostics with another instance token. That is a configuration mistake,
   logged as an error (at most once a minute), never fought over: each daemon
@@ -45,6 +50,7 @@ from collections import OrderedDict
 
 import structlog
 
+from gunctl.config import valid_id
 from gunctl.mqtt.topics import ONLINE
 
 log = structlog.get_logger("gunctl.mqtt")
@@ -73,6 +79,7 @@ class Neighbours:
         self.lists: OrderedDict[str, set[str]] = OrderedDict()
         self.listed = 0  # ids in self.lists
         self.lists_forgotten = 0  # lists forgotten to keep within DEVICES_MAX: remove no gun
+        self.ignored = 0  # messages about ids no gunctl daemon could have
         self.duplicate: str | None = None  # the instance token of a daemon with our node id
         self._duplicate_logged = -DUPLICATE_LOG_EVERY_S
 
@@ -81,6 +88,8 @@ class Neighbours:
         return device_id in self.online or device_id in self.offline
 
     def availability(self, device_id: str, payload: bytes) -> None:
+        if not self._possible(device_id):
+            return
         self.online.pop(device_id, None)
         self.offline.pop(device_id, None)
         if not payload:
@@ -112,9 +121,19 @@ class Neighbours:
             "lists": len(self.lists),
             "listed": self.listed,
             "lists_forgotten": self.lists_forgotten,
+            "ignored": self.ignored,
         }
 
+    def _possible(self, node_or_device: str) -> bool:
+        """Whether a gunctl daemon could have this id; counted if not."""
+        if valid_id(node_or_device):
+            return True
+        self.ignored += 1
+        return False
+
     def bridge_state(self, node: str, payload: bytes) -> None:
+        if not self._possible(node):
+            return
         at = bisect.bisect_left(self.bridges, node)
         known = self.bridges[at : at + 1] == [node]
         if payload != ONLINE.encode():
@@ -127,12 +146,17 @@ class Neighbours:
                 self.bridges_forgotten += 1
 
     def device_list(self, node: str, payload: bytes) -> set[str]:
-        """Note ``node``'s device list; return it (empty if it is not a list of ids)."""
+        """Note ``node``'s device list; return it (empty if it is not a list of ids), without
+        any id no gunctl daemon could have."""
+        if not self._possible(node):
+            return set()
         try:
             listed = json.loads(payload) if payload else []
         except (ValueError, RecursionError):
             listed = []
-        ids = {d for d in listed if isinstance(d, str)} if isinstance(listed, list) else set()
+        strings = [d for d in listed if isinstance(d, str)] if isinstance(listed, list) else []
+        ids = {d for d in strings if valid_id(d)}
+        self.ignored += len(set(strings) - ids)
         self.listed -= len(self.lists.pop(node, ()))
         if ids:  # an empty one lists nothing, and is not kept
             self.lists[node] = ids
