@@ -430,9 +430,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
     _die_with_parent()
-    os.nice(NICENESS)
     if os.getppid() != parent:  # the daemon died before the line above
         return
+    os.nice(NICENESS)
     try:
         setup = Setup.model_validate_json(sys.stdin.buffer.readline() or b"{}")
     except ValidationError:
