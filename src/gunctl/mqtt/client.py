@@ -94,10 +94,12 @@ def acknowledge_now(client: paho.Client) -> None:
 
     Mosquitto sends with Nagle's algorithm (its default): while something it
     sent us is not acknowledged, its next small message waits. Our kernel
-    delays its acknowledgements when we have nothing to send back, so a stop
-    on ``set`` arriving just after an acknowledgement of ours waited 40 ms
-    (bench/mqtt_stop.py: p99 43 ms with 16 guns; 5 ms with this). Called in
-    the network thread with each message and acknowledgement.
+    delays its acknowledgements when we have nothing to send back, so the
+    broker's next message to this connection (an acknowledgement of what
+    gunctl published, another daemon's message) can wait 40 ms behind it;
+    when this connection still read the ``set`` topics, a stop there waited
+    so (bench/mqtt_stop.py: p99 43 ms with 16 guns; 5 ms with this). Called
+    in the network thread with each message and acknowledgement.
     """
     sock = client.socket()
     if QUICKACK is not None and isinstance(sock, socket.socket):
@@ -111,12 +113,11 @@ def paho_client(
     password: SecretStr | None,
     *,
     will: Will | None = None,
-    reconnect: bool,
 ) -> paho.Client:
     """A paho client for the settings (its callbacks are the caller's to set; :func:`connect`).
 
-    ``reconnect``: paho's network loop connects again by itself after a loss
-    (the commands process, :mod:`gunctl.mqtt.screen`); without it, the caller does.
+    It does not connect again by itself after a loss: :class:`Connection` does, after
+    its own back-off.
     """
     v5 = mqtt.protocol == "5"
     client = paho.Client(
@@ -124,7 +125,7 @@ def paho_client(
         client_id=identifier,
         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
         clean_session=None if v5 else True,
-        reconnect_on_failure=reconnect,
+        reconnect_on_failure=False,
     )
     if mqtt.user is not None:
         secret = password.get_secret_value() if password is not None else None
@@ -166,24 +167,19 @@ def make_client(
 
 
 def subscription(
-    mqtt: MqttSettings,
-    topic: str,
-    *,
-    qos: int = 1,
-    commands: bool = False,
-    others_only: bool = False,
+    mqtt: MqttSettings, topic: str, *, commands: bool = False, others_only: bool = False
 ) -> Subscription:
-    """A subscription to ``topic``, at most at ``qos``.
+    """A QoS 1 subscription to ``topic``.
 
     Under MQTT 5, ``commands`` keeps the retain flag as published (so that a
     retained command is recognised even when it arrives live) and
     ``others_only`` leaves out what this client published itself.
     """
     if mqtt.protocol != "5":
-        return (topic, qos)
+        return (topic, 1)
     return (
         topic,
-        SubscribeOptions(qos=qos, retainAsPublished=commands, noLocal=others_only),
+        SubscribeOptions(qos=1, retainAsPublished=commands, noLocal=others_only),
     )
 
 
@@ -219,7 +215,7 @@ class Connection:
         self._receive = receive
         self._v5 = settings.mqtt.protocol == "5"
         # the bridge reconnects, and announces itself again
-        client = paho_client(settings.mqtt, identifier, password, will=will, reconnect=False)
+        client = paho_client(settings.mqtt, identifier, password, will=will)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
