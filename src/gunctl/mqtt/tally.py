@@ -38,9 +38,8 @@ from gunctl.requests import REASONS, CommandError
 log = structlog.get_logger("gunctl.mqtt")
 
 LOG_EVERY_S = 10.0  # at most one line per refusal this often; the rest in a summary line
-BACKLOG = (
-    100  # messages waiting to go out or to be read: past this, no refusal but a stop's is answered
-)
+# messages waiting to go out or to be read: past this, no refusal but a stop's is answered
+BACKLOG = 100
 JUNK_ANSWERS_PER_S = 100  # refusals of junk answered a second (in bursts of as many)
 REFUSAL_ANSWERS_PER_S = 20  # refusals by a gun's lane answered a second, for each gun
 
@@ -112,12 +111,7 @@ class Tally:
 
         One not answered is counted (``unanswered``).
         """
-        backlog = self._backlog()
-        with self._lock:
-            if backlog > BACKLOG or not self._junk.take(time.monotonic()):
-                self._unanswered += 1
-                return False
-            return True
+        return self._answer(self._junk)
 
     def answer_refusal(self, device_id: str) -> bool:
         """Whether a refusal by ``device_id``'s lane is answered: not in a flood, and not
@@ -125,9 +119,12 @@ class Tally:
 
         One not answered is counted (``unanswered``).
         """
+        return self._answer(self._refusals[device_id])
+
+    def _answer(self, ration: _Ration) -> bool:
         backlog = self._backlog()
         with self._lock:
-            if backlog > BACKLOG or not self._refusals[device_id].take(time.monotonic()):
+            if backlog > BACKLOG or not ration.take(time.monotonic()):
                 self._unanswered += 1
                 return False
             return True
