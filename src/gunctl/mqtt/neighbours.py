@@ -154,9 +154,9 @@ class Neighbours:
             listed = json.loads(payload) if payload else []
         except (ValueError, RecursionError):
             listed = []
-        strings = [d for d in listed if isinstance(d, str)] if isinstance(listed, list) else []
-        ids = {d for d in strings if valid_id(d)}
-        self.ignored += len(set(strings) - ids)
+        named = {d for d in listed if isinstance(d, str)} if isinstance(listed, list) else set()
+        ids = {d for d in named if valid_id(d)}
+        self.ignored += len(named) - len(ids)
         self.listed -= len(self.lists.pop(node, ()))
         if ids:  # an empty one lists nothing, and is not kept
             self.lists[node] = ids
