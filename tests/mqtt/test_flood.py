@@ -19,11 +19,13 @@ from mqtthost import MOSQUITTO, Broker, running, watching
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gunctl.config import ServeSettings
+from gunctl.mqtt.client import Incoming
 from gunctl.mqtt.commands import MAX_PAYLOAD
 from gunctl.mqtt.outbox import ANSWERS_MAX, Outgoing, as_json
 from gunctl.mqtt.payloads import REFUSED
 from gunctl.mqtt.screen import WAITING
 from gunctl.mqtt.tally import REFUSAL_ANSWERS_PER_S
+from gunctl.requests import CommandError
 
 pytestmark = pytest.mark.mqtt
 
@@ -171,6 +173,28 @@ async def test_valid_starts_refused_in_a_flood_get_a_few_answers_and_all_are_cou
         unanswered = bridge.intake.unanswered - unanswered_before
         assert len(answered) + unanswered == starts, "a refusal was neither answered nor counted"
         assert bridge.diagnostics()["unanswered"] >= unanswered
+
+
+async def test_a_refused_stop_is_answered_when_its_guns_ration_is_spent(
+    broker: Broker, make_settings: Settings
+) -> None:
+    """Whoever sent a stop learns that it was refused (the gun offline, say), however many
+    refusals of other commands went unanswered just before it."""
+    refusals = REFUSAL_ANSWERS_PER_S + 10
+    async with running(make_settings()) as service:
+        intake, topics = service.bridge.intake, service.bridge.topics
+        (device_id,) = service.daemon.slots
+        result = topics.result(device_id)
+        message = Incoming(topics.set(device_id), b"{}")
+        offline = CommandError("offline", f"{device_id} is not connected")
+        async with watching(broker, topics, result) as watcher:
+            for n in range(refusals):  # the gun's ration of answers, spent
+                intake.refuse(result, device_id, message, f"s{n}", "start", offline, taken=True)
+            intake.refuse(result, device_id, message, "last", "stop", offline, taken=True)
+            stop = (await watcher.until(lambda m: m.json().get("id") == "last")).json()
+        assert (stop["action"], stop["reason"]) == ("stop", "offline")
+        answered = [m for m in watcher.seen if m.json()["action"] == "start"]
+        assert len(answered) < refusals  # the starts' ration held: the stop passed it
 
 
 async def test_a_backed_up_outbox_keeps_events_and_stop_results_and_coalesces_telemetry(
